@@ -1,0 +1,4 @@
+//! Load-testing tools for Manifold: a live HLS/DASH origin simulator built from real sample
+//! media (`origin`), and the viewer simulator.
+
+pub mod origin;

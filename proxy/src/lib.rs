@@ -1,1 +1,17 @@
-pub fn _x() {}
+//! Manifold: an edge proxy that caches HLS/DASH manifests and segments in front of a streaming
+//! origin, and personalizes manifests per viewer.
+//!
+//! Data path, one module per step: [`route`] → [`manifest_cache`] / [`origin`] (manifests) or
+//! pingora-cache over [`storage`] (segments) → [`parse`] → respond ([`proxy`]).
+
+pub mod cache_policy;
+pub mod cache_status;
+pub mod config;
+pub mod demo;
+pub mod manifest_cache;
+pub mod origin;
+pub mod parse;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod storage;

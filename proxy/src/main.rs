@@ -1,1 +1,111 @@
-fn main() {}
+//! The `manifold` command.
+
+use clap::{Parser, Subcommand};
+use manifold::config::Config;
+use manifold::{demo, server};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Manifold: a caching edge proxy for HLS and DASH that personalizes manifests per viewer.
+#[derive(Parser, Debug)]
+#[command(name = "manifold", version)]
+struct Cli {
+    /// Log as JSON lines instead of text (log level from RUST_LOG, default info).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the proxy with a TOML config (listeners, cache sizes, tenants and their origins).
+    /// An invalid config exits with status 2 and names the file, the field and the problem.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit: 0 when valid, 2 (with the reason) when not.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the demo on loopback: the live origin simulator (looped sample channel with SCTE-35
+    /// ad breaks) and the proxy with the sample config; prints the URLs to play.
+    Demo {
+        /// Proxy config; its first tenant's origin address is where the simulator listens.
+        #[arg(long, default_value_os_t = demo::default_samples().join("config/demo.toml"))]
+        config: PathBuf,
+        /// Sample media for the simulator.
+        #[arg(long, default_value_os_t = demo::default_samples().join("media"))]
+        media: PathBuf,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("manifold: invalid config: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.command {
+        Command::Check { config } => match load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            run(&cfg, &config)
+        }
+        Command::Demo { config, media } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let origin = match demo::start_origin(&cfg, media) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("manifold: cannot start the demo origin: {e:#}");
+                    return ExitCode::from(1);
+                }
+            };
+            println!("{}", demo::banner(&cfg, origin));
+            run(&cfg, &config)
+        }
+    }
+}
+
+fn run(cfg: &Config, path: &PathBuf) -> ExitCode {
+    let server = match server::build(cfg, path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("manifold: invalid config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(listen = ?cfg.server.listen, tenants = cfg.tenants.len(), "manifold starting");
+    server.run_forever()
+}

@@ -1,0 +1,443 @@
+//! The TOML configuration: listeners, cache sizes, tenants. Loading either yields a complete,
+//! validated [`Config`] or a [`ConfigError`] naming the file, the field and what is wrong.
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted path of the offending field (`tenants[1].origin`), or `-` for the whole file.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses the proxy listens on (plain HTTP).
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Worker threads of the proxy service.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            threads: default_threads(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:8080".into()]
+}
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Memory for cached segments (bodies plus headers), shared by all tenants.
+    #[serde(default = "default_cache_size")]
+    pub size: ByteSize,
+    /// Responses larger than this are proxied but not cached.
+    #[serde(default = "default_max_object")]
+    pub max_object_size: ByteSize,
+    /// How long concurrent misses for one object wait for the request fetching it.
+    #[serde(default = "default_lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// Manifests kept in the manifest cache (entries, all tenants).
+    #[serde(default = "default_manifest_entries")]
+    pub manifest_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            size: default_cache_size(),
+            max_object_size: default_max_object(),
+            lock_timeout: default_lock_timeout(),
+            manifest_entries: default_manifest_entries(),
+        }
+    }
+}
+
+fn default_cache_size() -> ByteSize {
+    ByteSize::mib(512)
+}
+fn default_max_object() -> ByteSize {
+    ByteSize::mib(32)
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_manifest_entries() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Names the tenant in URLs (`/{id}/...`), logs and cache keys: `[a-z0-9_-]`, 1–64 chars.
+    pub id: String,
+    /// Host names routed to this tenant (whole path forwarded to the origin).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Also route `/{id}/...` to this tenant (the prefix is stripped).
+    #[serde(default = "yes")]
+    pub path_prefix: bool,
+    /// Origin base URL; request paths are appended to its path.
+    pub origin: String,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the origin's response (each read).
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Origin manifests larger than this are refused with 502.
+    #[serde(default = "default_max_manifest")]
+    pub max_manifest_size: ByteSize,
+    #[serde(default)]
+    pub cache: TenantCachePolicy,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_manifest() -> ByteSize {
+    ByteSize::mib(4)
+}
+
+/// Per-tenant overrides of how long things stay cached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantCachePolicy {
+    /// Segment TTL when the origin sends no `max-age`/`s-maxage` (or when ignoring it).
+    #[serde(default = "default_segment_ttl", with = "humantime_serde")]
+    pub segment_ttl: Duration,
+    /// Ignore origin `Cache-Control` (including `no-store`/`private`) and use the TTLs here.
+    #[serde(default)]
+    pub ignore_origin_cache_control: bool,
+    /// Cache time of 404/410 answers, so a crowd asking for a missing object is coalesced too.
+    #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// How long an expired segment may still be served while the origin is failing.
+    #[serde(default = "default_stale_if_error", with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// Fixed TTL for live media playlists / dynamic MPDs instead of half a target duration.
+    #[serde(default, with = "humantime_serde")]
+    pub live_manifest_ttl: Option<Duration>,
+    /// TTL of HLS master playlists.
+    #[serde(default = "default_master_ttl", with = "humantime_serde")]
+    pub master_ttl: Duration,
+    /// TTL of VOD playlists and static MPDs.
+    #[serde(default = "default_vod_ttl", with = "humantime_serde")]
+    pub vod_manifest_ttl: Duration,
+    /// Leave the query string out of segment cache keys (e.g. per-viewer CDN tokens).
+    #[serde(default)]
+    pub ignore_query: bool,
+}
+
+impl Default for TenantCachePolicy {
+    fn default() -> Self {
+        TenantCachePolicy {
+            segment_ttl: default_segment_ttl(),
+            ignore_origin_cache_control: false,
+            negative_ttl: default_negative_ttl(),
+            stale_if_error: default_stale_if_error(),
+            live_manifest_ttl: None,
+            master_ttl: default_master_ttl(),
+            vod_manifest_ttl: default_vod_ttl(),
+            ignore_query: false,
+        }
+    }
+}
+
+fn default_segment_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_stale_if_error() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_master_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_vod_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            field: "-".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let err = |field: String, message: String| ConfigError {
+            file: path.to_path_buf(),
+            field,
+            message,
+        };
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| err("-".into(), e.message().trim().to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { "-".into() } else { field };
+            err(field, e.inner().message().trim().to_string())
+        })?;
+        config.validate().map_err(|(f, m)| err(f, m))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let s = &self.server;
+        if s.listen.is_empty() {
+            return Err(("server.listen".into(), "needs at least one address".into()));
+        }
+        for (i, l) in s.listen.iter().enumerate() {
+            l.parse::<SocketAddr>().map_err(|e| {
+                (format!("server.listen[{i}]"), format!("{l:?} is not an IP:port address: {e}"))
+            })?;
+        }
+        if s.threads == 0 || s.threads > 1024 {
+            return Err(("server.threads".into(), "must be between 1 and 1024".into()));
+        }
+        let c = &self.cache;
+        if c.size.as_u64() < 1024 * 1024 {
+            return Err(("cache.size".into(), "must be at least 1 MiB".into()));
+        }
+        if c.max_object_size.as_u64() == 0 || c.max_object_size > c.size {
+            return Err((
+                "cache.max_object_size".into(),
+                "must be positive and no larger than cache.size".into(),
+            ));
+        }
+        if c.lock_timeout.is_zero() {
+            return Err(("cache.lock_timeout".into(), "must be positive".into()));
+        }
+        if c.manifest_entries == 0 {
+            return Err(("cache.manifest_entries".into(), "must be positive".into()));
+        }
+        if self.tenants.is_empty() {
+            return Err(("tenants".into(), "needs at least one tenant".into()));
+        }
+        let mut ids = HashSet::new();
+        let mut hosts = HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            let f = |name: &str| format!("tenants[{i}].{name}");
+            let id_ok = !t.id.is_empty()
+                && t.id.len() <= 64
+                && t.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !id_ok {
+                return Err((f("id"), format!("{:?} must be 1-64 chars of a-z 0-9 - _", t.id)));
+            }
+            if !ids.insert(t.id.as_str()) {
+                return Err((f("id"), format!("{:?} is used by another tenant", t.id)));
+            }
+            for (j, h) in t.hosts.iter().enumerate() {
+                let h = h.to_ascii_lowercase();
+                if h.is_empty() || h.contains('/') || h.contains(' ') {
+                    return Err((format!("tenants[{i}].hosts[{j}]"), format!("{h:?} is not a host name")));
+                }
+                if !hosts.insert(h.clone()) {
+                    return Err((
+                        format!("tenants[{i}].hosts[{j}]"),
+                        format!("{h:?} is routed to another tenant already"),
+                    ));
+                }
+            }
+            if !t.path_prefix && t.hosts.is_empty() {
+                return Err((
+                    f("hosts"),
+                    "tenant is unreachable: give it hosts or set path_prefix = true".into(),
+                ));
+            }
+            OriginUrl::parse(&t.origin).map_err(|m| (f("origin"), m))?;
+            for (name, d) in [("connect_timeout", t.connect_timeout), ("read_timeout", t.read_timeout)] {
+                if d.is_zero() {
+                    return Err((f(name), "must be positive".into()));
+                }
+            }
+            if t.max_manifest_size.as_u64() == 0 {
+                return Err((f("max_manifest_size"), "must be positive".into()));
+            }
+            if t.cache.live_manifest_ttl.is_some_and(|d| d.is_zero()) {
+                return Err((f("cache.live_manifest_ttl"), "must be positive".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A validated origin base URL.
+#[derive(Debug, Clone)]
+pub struct OriginUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash (`""` for the root).
+    pub base_path: String,
+}
+
+impl OriginUrl {
+    pub fn parse(s: &str) -> Result<OriginUrl, String> {
+        let url = Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(format!("scheme {other:?} is not http or https")),
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("{s:?} has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("{s:?} must not have a query or fragment"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("{s:?} must not carry credentials"));
+        }
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| format!("{s:?} has no port"))?;
+        Ok(OriginUrl {
+            tls,
+            host,
+            port,
+            base_path: url.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// `host:port` (IPv6 bracketed) for connecting and for the `Host` header.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    const MIN: &str = r#"
+[[tenants]]
+id = "acme"
+origin = "http://127.0.0.1:9000/base/"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:8080"]);
+        assert_eq!(c.cache.size, ByteSize::mib(512));
+        let t = &c.tenants[0];
+        assert!(t.path_prefix);
+        assert_eq!(t.cache.segment_ttl, Duration::from_secs(3600));
+        let o = OriginUrl::parse(&t.origin).unwrap();
+        assert_eq!((o.host.as_str(), o.port, o.base_path.as_str()), ("127.0.0.1", 9000, "/base"));
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let e = parse(&MIN.replace("http://127.0.0.1:9000/base/", "ftp://x")).unwrap_err();
+        assert_eq!(e.field, "tenants[0].origin");
+        assert!(e.to_string().starts_with("test.toml: tenants[0].origin: "), "{e}");
+
+        let e = parse(&format!("{MIN}connect_timeout = \"soon\"\n")).unwrap_err();
+        assert_eq!(e.field, "tenants[0].connect_timeout", "{e}");
+
+        let e = parse(&format!("{MIN}colour = \"red\"\n")).unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
+
+        let e = parse(&format!("[server]\nlisten = [\"nowhere\"]\n{MIN}")).unwrap_err();
+        assert_eq!(e.field, "server.listen[0]");
+
+        let e = parse(&format!("{MIN}{MIN}")).unwrap_err();
+        assert_eq!(e.field, "tenants[1].id");
+        assert!(e.message.contains("another tenant"));
+
+        let e = parse("tenants = []").unwrap_err();
+        assert_eq!(e.field, "tenants");
+
+        let e = parse("[[tenants]\nid=").unwrap_err();
+        assert_eq!(e.field, "-");
+
+        let e = parse(&format!("[cache]\nsize = \"lots\"\n{MIN}")).unwrap_err();
+        assert_eq!(e.field, "cache.size");
+    }
+
+    #[test]
+    fn unreachable_tenant_is_refused() {
+        let e = parse(&format!("{MIN}path_prefix = false\n")).unwrap_err();
+        assert_eq!(e.field, "tenants[0].hosts");
+    }
+
+    #[test]
+    fn origin_authority_brackets_ipv6_and_omits_default_port() {
+        assert_eq!(OriginUrl::parse("http://[::1]:81").unwrap().authority(), "[::1]:81");
+        assert_eq!(OriginUrl::parse("https://cdn.example").unwrap().authority(), "cdn.example");
+        assert!(OriginUrl::parse("http://u:p@h").is_err());
+    }
+}

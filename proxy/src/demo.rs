@@ -1,0 +1,81 @@
+//! `manifold demo`: the embedded live origin simulator next to the proxy, on loopback.
+
+use crate::config::{Config, OriginUrl};
+use anyhow::{bail, Context, Result};
+use manifold_loadtest::origin::{serve, Origin, OriginOptions};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Default sample locations, relative to the source tree the binary was built from.
+pub fn default_samples() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples"))
+}
+
+/// Starts the origin simulator on the (loopback) address the config's first tenant names, on
+/// its own thread and runtime, and returns that address once it is listening.
+pub fn start_origin(config: &Config, media: PathBuf) -> Result<SocketAddr> {
+    let tenant = config.tenants.first().context("config has no tenants")?;
+    let url = OriginUrl::parse(&tenant.origin).map_err(anyhow::Error::msg)?;
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()?
+        .next()
+        .context("origin address does not resolve")?;
+    if !addr.ip().is_loopback() {
+        bail!("the demo origin must be on loopback, config says {addr}");
+    }
+    let origin = Arc::new(Origin::new(&OriginOptions::new(media))?);
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the demo origin to {addr} (is it in use?)"))?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("demo-origin".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "demo origin runtime failed");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        if let Err(e) = serve(l, origin).await {
+                            tracing::error!(error = %e, "demo origin stopped");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "demo origin listener failed"),
+                }
+            });
+        })?;
+    Ok(addr)
+}
+
+/// What to open and how to play it.
+pub fn banner(config: &Config, origin: SocketAddr) -> String {
+    let proxy = config.server.listen.first().cloned().unwrap_or_default();
+    let tenant = config.tenants.first().map_or("demo", |t| t.id.as_str());
+    let base = format!("http://{proxy}/{tenant}");
+    format!(
+        "Manifold demo\n\
+         \x20 origin simulator  http://{origin}  (live channel, 2 s segments, 30 s SCTE-35 break every 90 s)\n\
+         \x20 proxy             http://{proxy}\n\
+         \n\
+         Open through the proxy:\n\
+         \x20 HLS (TS)    {base}/live/hls/master.m3u8\n\
+         \x20 HLS (CMAF)  {base}/live/cmaf/master.m3u8\n\
+         \x20 DASH        {base}/live/dash/manifest.mpd\n\
+         \x20 DASH (SegmentTimeline)  {base}/live/dash/timeline.mpd\n\
+         \x20 VOD         {base}/vod/hls/master.m3u8   {base}/vod/dash/manifest.mpd\n\
+         \n\
+         Play:   ffplay {base}/live/hls/master.m3u8\n\
+         Decode: ffmpeg -i {base}/live/dash/manifest.mpd -t 20 -f null -\n\
+         Origin request counters: curl http://{origin}/_origin/counters\n\
+         Stop with Ctrl-C.\n"
+    )
+}

@@ -1,0 +1,215 @@
+//! Step 2 (manifests): a coalescing cache of origin manifests. Concurrent misses for one
+//! manifest share a single origin fetch (moka's `or_try_insert_with`); each entry lives as long
+//! as its kind allows: half a target duration for live playlists (or the origin's `max-age` if
+//! shorter), longer for masters and VOD.
+
+use crate::cache_policy::{capped_ttl, origin_directives};
+use crate::config::TenantCachePolicy;
+use crate::origin::{Fetched, OriginClient, OriginError};
+use crate::parse::{inspect, ManifestKind};
+use crate::route::Route;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Origin response headers worth passing on with a manifest.
+fn passed_on(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(
+        n,
+        "content-type" | "cache-control" | "expires" | "etag" | "last-modified" | "timing-allow-origin"
+    ) || n.starts_with("access-control-")
+}
+
+/// A cached origin manifest.
+#[derive(Debug)]
+pub struct Manifest {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    pub kind: ManifestKind,
+    pub ttl: Duration,
+    pub fetched: Instant,
+}
+
+impl Manifest {
+    fn new(f: Fetched, route: &Route) -> Manifest {
+        let policy = &route.tenant.cache;
+        let kind = inspect(route.class, &f.body);
+        let ttl = ttl_for(f.status, &kind, &f.headers, policy);
+        if let ManifestKind::Unparsed(why) = &kind {
+            if f.status == StatusCode::OK {
+                tracing::warn!(
+                    tenant = %route.tenant.id,
+                    path = %route.origin_path,
+                    reason = %why,
+                    "origin manifest does not parse; passing it through"
+                );
+            }
+        }
+        let headers = f
+            .headers
+            .iter()
+            .filter(|(k, _)| passed_on(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Manifest {
+            status: f.status,
+            headers,
+            body: f.body,
+            kind,
+            ttl,
+            fetched: Instant::now(),
+        }
+    }
+
+    /// Seconds of freshness left (negative once expired), for `Cache-Status: ttl=`.
+    pub fn remaining_ttl(&self) -> i64 {
+        let age = self.fetched.elapsed();
+        if age <= self.ttl {
+            (self.ttl - age).as_secs() as i64
+        } else {
+            -((age - self.ttl).as_secs() as i64)
+        }
+    }
+}
+
+/// How long a manifest answer stays cached (zero: coalesced while in flight, never stored).
+fn ttl_for(
+    status: StatusCode,
+    kind: &ManifestKind,
+    headers: &HeaderMap,
+    policy: &TenantCachePolicy,
+) -> Duration {
+    let origin = origin_directives(headers);
+    let default = match status {
+        StatusCode::OK => match kind {
+            ManifestKind::HlsMaster => policy.master_ttl,
+            ManifestKind::HlsMedia { live: false, .. } | ManifestKind::DashStatic => {
+                policy.vod_manifest_ttl
+            }
+            live => policy
+                .live_manifest_ttl
+                .or_else(|| live.half_refresh())
+                .unwrap_or(Duration::from_secs(1)),
+        },
+        StatusCode::NOT_FOUND | StatusCode::GONE => policy.negative_ttl,
+        _ => return Duration::ZERO,
+    };
+    capped_ttl(default, &origin, policy).unwrap_or(Duration::ZERO)
+}
+
+/// How a manifest request was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// From cache.
+    Hit,
+    /// This request fetched it from the origin.
+    Miss,
+    /// Another request was fetching it; this one waited and shared the answer.
+    Collapsed,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<Arc<str>, Arc<Manifest>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<Manifest>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+pub struct ManifestCache {
+    entries: moka::future::Cache<Arc<str>, Arc<Manifest>>,
+    origin: OriginClient,
+}
+
+impl ManifestCache {
+    pub fn new(max_entries: u64, origin: OriginClient) -> Self {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(max_entries)
+            .expire_after(PerEntryTtl)
+            .build();
+        ManifestCache { entries, origin }
+    }
+
+    /// The manifest for a routed request, fetching it if needed (one fetch per key at a time).
+    pub async fn get(&self, route: &Route) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
+        // tenant ids cannot contain '|', so the key is unambiguous
+        let key: Arc<str> = format!("{}|{}", route.tenant.id, route.origin_path).into();
+        if let Some(m) = self.entries.get(&key).await {
+            return Ok((m, Lookup::Hit));
+        }
+        let entry = self
+            .entries
+            .entry(key)
+            .or_try_insert_with(async {
+                let fetched = self.origin.fetch(&route.tenant, &route.origin_path).await?;
+                Ok::<_, OriginError>(Arc::new(Manifest::new(fetched, route)))
+            })
+            .await?;
+        let lookup = if entry.is_fresh() {
+            Lookup::Miss
+        } else {
+            Lookup::Collapsed
+        };
+        Ok((entry.into_value(), lookup))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(cc: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        if !cc.is_empty() {
+            m.insert(http::header::CACHE_CONTROL, cc.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn live_playlists_live_half_a_target_duration_or_less() {
+        let p = TenantCachePolicy::default();
+        let live = ManifestKind::HlsMedia { live: true, target: Duration::from_secs(6) };
+        assert_eq!(ttl_for(StatusCode::OK, &live, &h(""), &p), Duration::from_secs(3));
+        assert_eq!(ttl_for(StatusCode::OK, &live, &h("max-age=1"), &p), Duration::from_secs(1));
+        assert_eq!(ttl_for(StatusCode::OK, &live, &h("max-age=60"), &p), Duration::from_secs(3));
+        assert_eq!(ttl_for(StatusCode::OK, &live, &h("no-store"), &p), Duration::ZERO);
+        let dash = ManifestKind::DashDynamic { refresh: Duration::from_secs(2) };
+        assert_eq!(ttl_for(StatusCode::OK, &dash, &h(""), &p), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn masters_and_vod_live_longer() {
+        let p = TenantCachePolicy::default();
+        assert_eq!(ttl_for(StatusCode::OK, &ManifestKind::HlsMaster, &h(""), &p), p.master_ttl);
+        let vod = ManifestKind::HlsMedia { live: false, target: Duration::from_secs(6) };
+        assert_eq!(ttl_for(StatusCode::OK, &vod, &h("max-age=86400"), &p), p.vod_manifest_ttl);
+        assert_eq!(ttl_for(StatusCode::OK, &ManifestKind::DashStatic, &h(""), &p), p.vod_manifest_ttl);
+    }
+
+    #[test]
+    fn errors_are_not_stored_and_not_found_briefly() {
+        let p = TenantCachePolicy::default();
+        let k = ManifestKind::Unparsed("x".into());
+        assert_eq!(ttl_for(StatusCode::SERVICE_UNAVAILABLE, &k, &h("max-age=60"), &p), Duration::ZERO);
+        assert_eq!(ttl_for(StatusCode::NOT_FOUND, &k, &h(""), &p), p.negative_ttl);
+    }
+
+    #[test]
+    fn tenant_live_ttl_override() {
+        let p = TenantCachePolicy {
+            live_manifest_ttl: Some(Duration::from_millis(500)),
+            ..TenantCachePolicy::default()
+        };
+        let live = ManifestKind::HlsMedia { live: true, target: Duration::from_secs(6) };
+        assert_eq!(ttl_for(StatusCode::OK, &live, &h(""), &p), Duration::from_millis(500));
+    }
+}

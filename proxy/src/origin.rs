@@ -1,0 +1,117 @@
+//! Step 2 (manifests): fetching a manifest from the tenant's origin, with the tenant's timeouts
+//! and size limit, mapping every failure to the status a viewer gets (502 or 504).
+
+use crate::route::Tenant;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// An origin answer (any status).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error("origin unreachable: {0}")]
+    Unreachable(String),
+    #[error("origin did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("origin manifest exceeds the {0}-byte limit")]
+    TooLarge(usize),
+    #[error("origin response broke off: {0}")]
+    Body(String),
+    #[error("origin request failed: {0}")]
+    Other(String),
+}
+
+impl OriginError {
+    /// The status a viewer gets for this failure.
+    pub fn status(&self) -> u16 {
+        match self {
+            OriginError::Timeout(_) => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// One HTTP client (connection pool) per tenant, so tenants' origins do not share pools or
+/// timeouts.
+pub struct OriginClient {
+    clients: HashMap<String, reqwest::Client>,
+}
+
+impl OriginClient {
+    pub fn new<'a>(tenants: impl Iterator<Item = &'a Tenant>) -> Result<Self, reqwest::Error> {
+        let mut clients = HashMap::new();
+        for t in tenants {
+            if clients.contains_key(&t.id) {
+                continue;
+            }
+            let client = reqwest::Client::builder()
+                .connect_timeout(t.connect_timeout)
+                .timeout(t.read_timeout)
+                // never follow an origin elsewhere: the tenant's origin is the only upstream
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
+                .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+                .build()?;
+            clients.insert(t.id.clone(), client);
+        }
+        Ok(OriginClient { clients })
+    }
+
+    /// GETs `origin_path` from the tenant's origin, reading at most `max_manifest_size` bytes.
+    pub async fn fetch(&self, tenant: &Tenant, origin_path: &str) -> Result<Fetched, OriginError> {
+        let client = self
+            .clients
+            .get(&tenant.id)
+            .ok_or_else(|| OriginError::Other(format!("no client for tenant {}", tenant.id)))?;
+        let url = tenant.origin_url(origin_path);
+        let map = |e: reqwest::Error| classify(e, tenant.read_timeout);
+        let mut resp = client.get(&url).send().await.map_err(map)?;
+        let limit = tenant.max_manifest_size;
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(OriginError::TooLarge(limit));
+        }
+        let status = resp.status();
+        let headers = std::mem::take(resp.headers_mut());
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(map)? {
+            if body.len() + chunk.len() > limit {
+                return Err(OriginError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status,
+            headers,
+            body: body.freeze(),
+        })
+    }
+}
+
+fn classify(e: reqwest::Error, timeout: Duration) -> OriginError {
+    // the whole chain names the root cause (e.g. "Connection refused")
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    if e.is_timeout() {
+        OriginError::Timeout(timeout)
+    } else if e.is_connect() {
+        OriginError::Unreachable(msg)
+    } else if e.is_body() || e.is_decode() {
+        OriginError::Body(msg)
+    } else {
+        OriginError::Other(msg)
+    }
+}

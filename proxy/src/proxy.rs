@@ -1,0 +1,347 @@
+//! The pingora `ProxyHttp` implementation that ties the data path together:
+//! route → manifest cache (served here) or segment cache/origin (pingora) → respond.
+//!
+//! Manifests are answered from `request_filter`, which is async: the whole origin manifest is
+//! fetched through the coalescing [`ManifestCache`], so later steps (plugin, edits) can work on a
+//! complete, parsed manifest and await host calls. Body filters would only see chunks and must
+//! be synchronous. Segments take pingora's proxy path with pingora-cache.
+
+use crate::cache_policy::{is_media_type, segment_cacheability};
+use crate::cache_status;
+use crate::manifest_cache::ManifestCache;
+use crate::route::{Class, Route, RouteError, Routes};
+use crate::storage::SegmentStorage;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{header, Method};
+use pingora_cache::lock::CacheKeyLockImpl;
+use pingora_cache::{CacheKey, CacheOptionOverrides, NoCacheReason, RespCacheable};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Shared by all requests of the proxy service.
+pub struct EdgeProxy {
+    pub routes: Arc<Routes>,
+    pub manifests: Arc<ManifestCache>,
+    pub storage: &'static SegmentStorage,
+    pub cache_lock: &'static CacheKeyLockImpl,
+    pub lock_timeout: Duration,
+    pub max_object_size: usize,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    route: Option<Route>,
+    started: Instant,
+    /// Set when the proxy answered itself (manifests, errors).
+    cache_status: Option<String>,
+}
+
+/// Writes a complete response from the proxy itself.
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    headers: Vec<(header::HeaderName, String)>,
+    body: Bytes,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
+    for (k, v) in headers {
+        resp.insert_header(k, v)?;
+    }
+    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    let head = session.req_header().method == Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head || body.is_empty())
+        .await?;
+    if !head && !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+async fn respond_text(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    detail: &str,
+    text: String,
+) -> Result<()> {
+    let cs = cache_status::for_error(detail);
+    ctx.cache_status = Some(cs.clone());
+    respond(
+        session,
+        status,
+        vec![
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".into()),
+            (header::HeaderName::from_static("cache-status"), cs),
+        ],
+        Bytes::from(text + "\n"),
+    )
+    .await
+}
+
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri
+        .host()
+        .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+}
+
+impl EdgeProxy {
+    async fn serve_manifest(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(route) = ctx.route.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "manifest without route");
+        };
+        match self.manifests.get(&route).await {
+            Ok((m, lookup)) => {
+                let status = m.status.as_u16();
+                let stored = !m.ttl.is_zero();
+                let cs = cache_status::for_manifest(lookup, status, stored, m.remaining_ttl());
+                ctx.cache_status = Some(cs.clone());
+                let mut headers: Vec<(header::HeaderName, String)> = m
+                    .headers
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.to_str().ok()?.to_string())))
+                    .collect();
+                if !m.headers.iter().any(|(k, _)| k == header::CONTENT_TYPE) {
+                    let ct = match route.class {
+                        Class::DashManifest => "application/dash+xml",
+                        _ => "application/vnd.apple.mpegurl",
+                    };
+                    headers.push((header::CONTENT_TYPE, ct.into()));
+                }
+                headers.push((header::HeaderName::from_static("cache-status"), cs));
+                respond(session, status, headers, m.body.clone()).await
+            }
+            Err(e) => {
+                tracing::warn!(
+                    tenant = %route.tenant.id,
+                    url = %route.tenant.origin_url(&route.origin_path),
+                    error = %e,
+                    "manifest fetch failed"
+                );
+                let detail = if e.status() == 504 {
+                    "origin-timeout"
+                } else {
+                    "origin-error"
+                };
+                respond_text(session, ctx, e.status(), detail, e.to_string()).await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            route: None,
+            started: Instant::now(),
+            cache_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let routed = self
+            .routes
+            .route(request_host(req), req.uri.path(), req.uri.query());
+        let route = match routed {
+            Ok(r) => r,
+            Err(RouteError::UnknownTenant) => {
+                let text = format!(
+                    "unknown tenant: no tenant serves host {:?} or path {:?}",
+                    request_host(req).unwrap_or(""),
+                    req.uri.path()
+                );
+                respond_text(session, ctx, 404, "unknown-tenant", text).await?;
+                return Ok(true);
+            }
+            Err(RouteError::BadPath) => {
+                let text = format!("bad request path {:?}", req.uri.path());
+                respond_text(session, ctx, 400, "bad-path", text).await?;
+                return Ok(true);
+            }
+        };
+        let method = &session.req_header().method;
+        if method != Method::GET && method != Method::HEAD {
+            let text = format!("method {method} not allowed: GET or HEAD only");
+            respond_text(session, ctx, 405, "method", text).await?;
+            return Ok(true);
+        }
+        let class = route.class;
+        ctx.route = Some(route);
+        if class.is_manifest() {
+            self.serve_manifest(session, ctx).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.route.is_some() {
+            let mut overrides = CacheOptionOverrides::default();
+            overrides.wait_timeout = Some(self.lock_timeout);
+            session.cache.enable(
+                self.storage,
+                None, // moka evicts by itself
+                None,
+                Some(self.cache_lock),
+                Some(overrides),
+            );
+            session.cache.set_max_file_size_bytes(self.max_object_size);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "cache key without route");
+        };
+        let t = &route.tenant;
+        let path = if t.cache.ignore_query {
+            route.origin_path.split('?').next().unwrap_or_default()
+        } else {
+            &route.origin_path
+        };
+        // the tenant is part of the key: two tenants never share an entry
+        Ok(CacheKey::new(format!("{}|{path}", t.id), t.id.clone()))
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        let media = match route.class {
+            Class::Segment => true,
+            Class::Other => is_media_type(&resp.headers),
+            _ => false,
+        };
+        if !media {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("not media")));
+        }
+        Ok(segment_cacheability(resp, &route.tenant.cache, SystemTime::now()))
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "upstream without route");
+        };
+        let t = &route.tenant;
+        let mut peer = HttpPeer::new(t.origin_addr, t.origin.tls, t.origin.host.clone());
+        peer.options.connection_timeout = Some(t.connect_timeout);
+        peer.options.total_connection_timeout = Some(t.connect_timeout);
+        peer.options.read_timeout = Some(t.read_timeout);
+        peer.options.write_timeout = Some(t.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "upstream without route");
+        };
+        let uri = route
+            .origin_path
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(ErrorType::InternalError, "origin path", e))?;
+        upstream.set_uri(uri);
+        upstream.insert_header(header::HOST, route.tenant.origin.authority())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let cs = cache_status::for_proxied(&session.cache, resp.status.as_u16());
+        resp.insert_header("cache-status", cs)?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (code, detail, reason) = match e.etype() {
+            ErrorType::HTTPStatus(code) => (*code, "upstream-status", "origin error"),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                (504, "origin-timeout", "origin timed out")
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, "origin-error", "origin unreachable or failed"),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "", "") // the viewer is gone
+                    }
+                    _ => (400, "bad-request", "bad request"),
+                },
+                _ => (500, "internal", "internal error"),
+            },
+        };
+        let (tenant, url) = match ctx.route.as_ref() {
+            Some(r) => (r.tenant.id.as_str(), r.tenant.origin_url(&r.origin_path)),
+            None => ("-", String::new()),
+        };
+        if code >= 500 {
+            tracing::warn!(tenant, url = %url, error = %e, status = code, "proxying failed");
+        }
+        if code > 0 && session.response_written().is_none() {
+            let text = format!("{reason}: {}", e.etype().as_str());
+            if let Err(we) = respond_text(session, ctx, code, detail, text).await {
+                tracing::debug!(error = %we, "could not send error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let cache = match &ctx.cache_status {
+            Some(cs) => cs.clone(),
+            None => cache_status::for_proxied(&session.cache, status),
+        };
+        tracing::info!(
+            target: "manifold::access",
+            tenant = ctx.route.as_ref().map_or("-", |r| r.tenant.id.as_str()),
+            method = %req.method,
+            path = %req.uri,
+            status,
+            class = ctx.route.as_ref().map_or("-", |r| r.class.as_str()),
+            cache = %cache,
+            ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            error = e.map(|e| e.to_string()),
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Step 1 of the data path: which tenant a request belongs to, what it asks for (class), and
+//! which origin path it maps to.
+
+use crate::config::{Config, ConfigError, OriginUrl, TenantCachePolicy};
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a request is for, decided from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    HlsPlaylist,
+    DashManifest,
+    Segment,
+    Other,
+}
+
+impl Class {
+    /// Classifies by the extension of the last path segment (query excluded).
+    pub fn of(path: &str) -> Class {
+        let file = path.rsplit('/').next().unwrap_or_default();
+        let ext = file.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+        match ext.to_ascii_lowercase().as_str() {
+            "m3u8" => Class::HlsPlaylist,
+            "mpd" => Class::DashManifest,
+            "ts" | "m4s" | "mp4" | "m4a" | "m4v" | "aac" | "ac3" | "ec3" | "vtt" | "webvtt"
+            | "cmfv" | "cmfa" | "cmft" | "init" => Class::Segment,
+            _ => Class::Other,
+        }
+    }
+
+    pub fn is_manifest(self) -> bool {
+        matches!(self, Class::HlsPlaylist | Class::DashManifest)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::HlsPlaylist => "hls-playlist",
+            Class::DashManifest => "dash-manifest",
+            Class::Segment => "segment",
+            Class::Other => "other",
+        }
+    }
+}
+
+/// A tenant ready to serve: origin resolved, limits in native units.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub origin: OriginUrl,
+    /// Resolved once at start-up (pingora peers connect to addresses, not names).
+    pub origin_addr: SocketAddr,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_manifest_size: usize,
+    pub cache: TenantCachePolicy,
+}
+
+impl Tenant {
+    /// The origin URL for an origin path (`/base/x.m3u8?q`).
+    pub fn origin_url(&self, origin_path: &str) -> String {
+        let scheme = if self.origin.tls { "https" } else { "http" };
+        format!("{scheme}://{}{origin_path}", self.origin.authority())
+    }
+}
+
+/// A routed request.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub tenant: Arc<Tenant>,
+    /// Path and query to request from the origin (the origin's base path included).
+    pub origin_path: String,
+    pub class: Class,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// No tenant for this host or path prefix.
+    UnknownTenant,
+    /// A path the proxy refuses to forward (dot segments, no leading slash).
+    BadPath,
+}
+
+/// Host and path-prefix lookup tables.
+#[derive(Debug, Default)]
+pub struct Routes {
+    by_host: HashMap<String, Arc<Tenant>>,
+    by_prefix: HashMap<String, Arc<Tenant>>,
+}
+
+impl Routes {
+    /// Builds the tables, resolving each origin host (a failure names the tenant's field).
+    pub fn new(config: &Config, file: &Path) -> Result<Routes, ConfigError> {
+        let mut routes = Routes::default();
+        for (i, t) in config.tenants.iter().enumerate() {
+            let err = |message: String| ConfigError {
+                file: file.to_path_buf(),
+                field: format!("tenants[{i}].origin"),
+                message,
+            };
+            let origin = OriginUrl::parse(&t.origin).map_err(err)?;
+            let origin_addr = (origin.host.as_str(), origin.port)
+                .to_socket_addrs()
+                .map_err(|e| err(format!("cannot resolve {}: {e}", origin.host)))?
+                .next()
+                .ok_or_else(|| err(format!("{} resolves to no address", origin.host)))?;
+            let tenant = Arc::new(Tenant {
+                id: t.id.clone(),
+                origin,
+                origin_addr,
+                connect_timeout: t.connect_timeout,
+                read_timeout: t.read_timeout,
+                max_manifest_size: t.max_manifest_size.as_u64().min(usize::MAX as u64) as usize,
+                cache: t.cache.clone(),
+            });
+            for h in &t.hosts {
+                routes.by_host.insert(h.to_ascii_lowercase(), tenant.clone());
+            }
+            if t.path_prefix {
+                routes.by_prefix.insert(t.id.clone(), tenant);
+            }
+        }
+        Ok(routes)
+    }
+
+    /// Routes by `Host` first (whole path forwarded), then by the first path segment.
+    pub fn route(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Route, RouteError> {
+        if !path.starts_with('/') || path.split('/').any(|s| s == ".." || s == ".") {
+            return Err(RouteError::BadPath);
+        }
+        let host = host.map(strip_port).map(str::to_ascii_lowercase);
+        let (tenant, rest) = match host.as_deref().and_then(|h| self.by_host.get(h)) {
+            Some(t) => (t, path),
+            None => {
+                let (first, rest) = match path[1..].find('/') {
+                    Some(i) => (&path[1..i + 1], &path[i + 1..]),
+                    None => (&path[1..], "/"),
+                };
+                let t = self.by_prefix.get(first).ok_or(RouteError::UnknownTenant)?;
+                (t, rest)
+            }
+        };
+        let mut origin_path =
+            String::with_capacity(tenant.origin.base_path.len() + rest.len() + 1 + query.map_or(0, str::len));
+        origin_path.push_str(&tenant.origin.base_path);
+        origin_path.push_str(rest);
+        if let Some(q) = query {
+            origin_path.push('?');
+            origin_path.push_str(q);
+        }
+        Ok(Route {
+            tenant: tenant.clone(),
+            origin_path,
+            class: Class::of(rest),
+        })
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_prefix.values().chain(self.by_host.values())
+    }
+}
+
+/// `host:port` / `[v6]:port` → host.
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes() -> Routes {
+        let text = r#"
+[[tenants]]
+id = "acme"
+hosts = ["acme.tv", "live.acme.tv"]
+origin = "http://127.0.0.1:9000/origin"
+
+[[tenants]]
+id = "beta"
+origin = "http://127.0.0.1:9001"
+"#;
+        let c = Config::parse(text, Path::new("t.toml")).unwrap();
+        Routes::new(&c, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(Class::of("/a/master.m3u8"), Class::HlsPlaylist);
+        assert_eq!(Class::of("/a/manifest.MPD"), Class::DashManifest);
+        assert_eq!(Class::of("/a/v0/12.ts"), Class::Segment);
+        assert_eq!(Class::of("/a/v0/init.mp4"), Class::Segment);
+        assert_eq!(Class::of("/a.m3u8/file"), Class::Other);
+        assert_eq!(Class::of("/"), Class::Other);
+    }
+
+    #[test]
+    fn routes_by_host_then_prefix() {
+        let r = routes();
+        let by_host = r.route(Some("Live.Acme.TV:8080"), "/x/v0.m3u8", Some("a=1")).unwrap();
+        assert_eq!(by_host.tenant.id, "acme");
+        assert_eq!(by_host.origin_path, "/origin/x/v0.m3u8?a=1");
+        assert_eq!(by_host.class, Class::HlsPlaylist);
+
+        let by_prefix = r.route(Some("127.0.0.1:8080"), "/beta/live/1.ts", None).unwrap();
+        assert_eq!(by_prefix.tenant.id, "beta");
+        assert_eq!(by_prefix.origin_path, "/live/1.ts");
+        assert_eq!(by_prefix.class, Class::Segment);
+        assert_eq!(
+            by_prefix.tenant.origin_url(&by_prefix.origin_path),
+            "http://127.0.0.1:9001/live/1.ts"
+        );
+
+        assert_eq!(r.route(None, "/beta", None).unwrap().origin_path, "/");
+    }
+
+    #[test]
+    fn refuses_unknown_tenants_and_dot_segments() {
+        let r = routes();
+        assert_eq!(r.route(None, "/nobody/x.ts", None).unwrap_err(), RouteError::UnknownTenant);
+        assert_eq!(r.route(Some("evil.tv"), "/", None).unwrap_err(), RouteError::UnknownTenant);
+        assert_eq!(r.route(None, "/beta/../acme/x.ts", None).unwrap_err(), RouteError::BadPath);
+        assert_eq!(r.route(None, "beta/x.ts", None).unwrap_err(), RouteError::BadPath);
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.tv:80"), "a.tv");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("a.tv"), "a.tv");
+    }
+}

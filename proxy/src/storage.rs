@@ -1,0 +1,345 @@
+//! The segment cache's storage: a pingora-cache [`Storage`] on a moka cache weighed in bytes
+//! (TinyLFU admission, LRU eviction), so memory stays within `cache.size` whatever the mix of
+//! object sizes. Bodies are kept as one `Bytes`: hits and ranges are zero-copy slices.
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_cache::key::{CacheHashKey, CacheKey, HashBinary};
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType, Storage,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::CacheMeta;
+use pingora_error::{Error, ErrorType, Result};
+use std::any::Any;
+use std::sync::Arc;
+
+/// One stored response: serialized cache meta and the whole body.
+struct Object {
+    meta_internal: Bytes,
+    meta_header: Bytes,
+    body: Bytes,
+}
+
+impl Object {
+    fn weight(&self) -> u32 {
+        let n = self.meta_internal.len() + self.meta_header.len() + self.body.len();
+        n.min(u32::MAX as usize) as u32
+    }
+
+    fn meta(&self) -> Result<CacheMeta> {
+        CacheMeta::deserialize(&self.meta_internal, &self.meta_header)
+    }
+}
+
+/// Byte-bounded memory storage for pingora-cache.
+pub struct SegmentStorage {
+    objects: moka::sync::Cache<HashBinary, Arc<Object>>,
+    max_object: usize,
+}
+
+impl SegmentStorage {
+    /// `capacity` bytes in all; single objects above `max_object` bytes are not kept.
+    pub fn new(capacity: u64, max_object: usize) -> Self {
+        let objects = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|_k, v: &Arc<Object>| v.weight())
+            .build();
+        SegmentStorage {
+            objects,
+            max_object,
+        }
+    }
+
+    /// Bytes currently held (after pending evictions are applied).
+    pub fn weighted_size(&self) -> u64 {
+        self.objects.run_pending_tasks();
+        self.objects.weighted_size()
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.objects.run_pending_tasks();
+        self.objects.entry_count()
+    }
+}
+
+#[async_trait]
+impl Storage for SegmentStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(obj) = self.objects.get(&key.combined_bin()) else {
+            return Ok(None);
+        };
+        let meta = match obj.meta() {
+            Ok(m) => m,
+            Err(e) => {
+                // a corrupt entry is a miss, never a failed request
+                tracing::warn!(error = %e, "dropping unreadable cache entry");
+                self.objects.invalidate(&key.combined_bin());
+                return Ok(None);
+            }
+        };
+        let end = obj.body.len();
+        Ok(Some((
+            meta,
+            Box::new(Hit {
+                body: obj.body.clone(),
+                start: 0,
+                end,
+                done: false,
+            }),
+        )))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let (internal, header) = meta.serialize()?;
+        Ok(Box::new(Miss {
+            key: key.combined_bin(),
+            meta_internal: Bytes::from(internal),
+            meta_header: Bytes::from(header),
+            body: BytesMut::new(),
+            storage: self,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let key = target.key().combined_bin();
+        Ok(match self.objects.remove(&key) {
+            Some(_) => PurgeOutcome::Purged(None),
+            None => PurgeOutcome::NotFound,
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let k = key.combined_bin();
+        let Some(old) = self.objects.get(&k) else {
+            return Ok(false);
+        };
+        let (internal, header) = meta.serialize()?;
+        self.objects.insert(
+            k,
+            Arc::new(Object {
+                meta_internal: Bytes::from(internal),
+                meta_header: Bytes::from(header),
+                body: old.body.clone(),
+            }),
+        );
+        Ok(true)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// Reads a stored body, whole or one range.
+struct Hit {
+    body: Bytes,
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+#[async_trait]
+impl HandleHit for Hit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.body.len();
+        if start >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start {start} beyond body length {len}"),
+            );
+        }
+        self.start = start;
+        self.end = end.map_or(len, |e| e.min(len));
+        self.done = false;
+        Ok(())
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.body.len()
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Collects a body from the origin; it becomes visible only once complete.
+struct Miss {
+    key: HashBinary,
+    meta_internal: Bytes,
+    meta_header: Bytes,
+    body: BytesMut,
+    storage: &'static SegmentStorage,
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.storage.max_object {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("object exceeds max_object_size {}", self.storage.max_object),
+            );
+        }
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let obj = Arc::new(Object {
+            meta_internal: self.meta_internal,
+            meta_header: self.meta_header,
+            body: self.body.freeze(),
+        });
+        let size = obj.weight() as usize;
+        self.storage.objects.insert(self.key, obj);
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_http::ResponseHeader;
+    use std::time::{Duration, SystemTime};
+
+    fn storage(capacity: u64) -> &'static SegmentStorage {
+        Box::leak(Box::new(SegmentStorage::new(capacity, 1 << 20)))
+    }
+
+    fn meta() -> CacheMeta {
+        let now = SystemTime::now();
+        let header = ResponseHeader::build(200, None).unwrap();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header)
+    }
+
+    async fn put(s: &'static SegmentStorage, key: &CacheKey, body: &[u8]) {
+        let span = pingora_cache::trace::Span::inactive().handle();
+        let mut miss = s.get_miss_handler(key, &meta(), &span).await.unwrap();
+        let (a, b) = body.split_at(body.len() / 2);
+        miss.write_body(Bytes::copy_from_slice(a), false).await.unwrap();
+        miss.write_body(Bytes::copy_from_slice(b), true).await.unwrap();
+        miss.finish().await.unwrap();
+    }
+
+    async fn read_all(hit: &mut HitHandler) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(b) = hit.read_body().await.unwrap() {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn stores_and_serves_whole_and_ranges() {
+        let s = storage(1 << 20);
+        let key = CacheKey::new("tenant/seg1.ts", "t");
+        let span = pingora_cache::trace::Span::inactive().handle();
+        assert!(s.lookup(&key, &span).await.unwrap().is_none());
+        put(s, &key, b"0123456789").await;
+        let (m, mut hit) = s.lookup(&key, &span).await.unwrap().unwrap();
+        assert_eq!(m.response_header().status, 200);
+        assert_eq!(read_all(&mut hit).await, b"0123456789");
+        hit.seek(2, Some(5)).unwrap();
+        assert_eq!(read_all(&mut hit).await, b"234");
+        assert!(hit.seek(10, None).is_err());
+    }
+
+    #[tokio::test]
+    async fn unfinished_writes_are_never_visible() {
+        let s = storage(1 << 20);
+        let key = CacheKey::new("tenant/seg2.ts", "t");
+        let span = pingora_cache::trace::Span::inactive().handle();
+        let mut miss = s.get_miss_handler(&key, &meta(), &span).await.unwrap();
+        miss.write_body(Bytes::from_static(b"partial"), false).await.unwrap();
+        drop(miss);
+        assert!(s.lookup(&key, &span).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn oversize_objects_are_refused() {
+        let s: &'static SegmentStorage = Box::leak(Box::new(SegmentStorage::new(1 << 20, 4)));
+        let key = CacheKey::new("big", "t");
+        let span = pingora_cache::trace::Span::inactive().handle();
+        let mut miss = s.get_miss_handler(&key, &meta(), &span).await.unwrap();
+        assert!(miss.write_body(Bytes::from_static(b"12345"), true).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_stays_within_capacity() {
+        let s = storage(64 * 1024);
+        let body = vec![7u8; 4096];
+        for i in 0..200 {
+            put(s, &CacheKey::new(format!("seg{i}"), "t"), &body).await;
+        }
+        assert!(s.weighted_size() <= 64 * 1024, "{}", s.weighted_size());
+        assert!(s.entry_count() >= 1);
+    }
+
+    #[tokio::test]
+    async fn purge_and_update_meta() {
+        let s = storage(1 << 20);
+        let key = CacheKey::new("p", "t");
+        let span = pingora_cache::trace::Span::inactive().handle();
+        put(s, &key, b"abc").await;
+        let mut m = meta();
+        m.response_header_mut().insert_header("x-new", "1").unwrap();
+        assert!(s.update_meta(&key, &m, &span).await.unwrap());
+        let (got, mut hit) = s.lookup(&key, &span).await.unwrap().unwrap();
+        assert_eq!(got.headers().get("x-new").unwrap(), "1");
+        assert_eq!(read_all(&mut hit).await, b"abc");
+        let compact = key.to_compact();
+        let out = s
+            .purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &span)
+            .await
+            .unwrap();
+        assert_eq!(out, PurgeOutcome::Purged(None));
+        assert!(s.lookup(&key, &span).await.unwrap().is_none());
+    }
+}

@@ -3,7 +3,7 @@
 
 use crate::config::TenantCachePolicy;
 use http::{header, HeaderMap, StatusCode};
-use pingora_cache::cache_control::{Cacheable, CacheControl, InterpretCacheControl};
+use pingora_cache::cache_control::{CacheControl, Cacheable, InterpretCacheControl};
 use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 use std::time::{Duration, SystemTime};
@@ -87,7 +87,10 @@ pub fn segment_cacheability(
 /// Whether a response with this `Content-Type` is media worth caching like a segment (for
 /// paths without a telling extension).
 pub fn is_media_type(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let ct = ct.trim().to_ascii_lowercase();
@@ -111,7 +114,9 @@ mod tests {
 
     fn ttl_of(c: RespCacheable, now: SystemTime) -> Option<u64> {
         match c {
-            RespCacheable::Cacheable(m) => Some(m.fresh_until().duration_since(now).unwrap().as_secs()),
+            RespCacheable::Cacheable(m) => {
+                Some(m.fresh_until().duration_since(now).unwrap().as_secs())
+            }
             RespCacheable::Uncacheable(_) => None,
         }
     }
@@ -139,7 +144,11 @@ mod tests {
             vec![("cache-control", "max-age=0")],
         ] {
             let r = resp(200, &h);
-            assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), None, "{h:?}");
+            assert_eq!(
+                ttl_of(segment_cacheability(&r, &p, now), now),
+                None,
+                "{h:?}"
+            );
         }
         let r = resp(503, &[("cache-control", "max-age=60")]);
         assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), None);
@@ -169,11 +178,25 @@ mod tests {
     fn capped_ttl_only_shortens() {
         let p = TenantCachePolicy::default();
         let d = Duration::from_secs(10);
-        let o = |fresh| OriginDirectives { storable: true, fresh, stale_if_error: None };
-        assert_eq!(capped_ttl(d, &o(Some(Duration::from_secs(3))), &p), Some(Duration::from_secs(3)));
-        assert_eq!(capped_ttl(d, &o(Some(Duration::from_secs(60))), &p), Some(d));
+        let o = |fresh| OriginDirectives {
+            storable: true,
+            fresh,
+            stale_if_error: None,
+        };
+        assert_eq!(
+            capped_ttl(d, &o(Some(Duration::from_secs(3))), &p),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            capped_ttl(d, &o(Some(Duration::from_secs(60))), &p),
+            Some(d)
+        );
         assert_eq!(capped_ttl(d, &o(None), &p), Some(d));
-        let no = OriginDirectives { storable: false, fresh: None, stale_if_error: None };
+        let no = OriginDirectives {
+            storable: false,
+            fresh: None,
+            stale_if_error: None,
+        };
         assert_eq!(capped_ttl(d, &no, &p), None);
     }
 

@@ -30,7 +30,10 @@ pub fn for_proxied(cache: &HttpCache, status: u16) -> String {
         }
         CachePhase::Stale => format!("{NAME}; hit; ttl={}; detail=stale", remaining(cache)),
         CachePhase::StaleUpdating => {
-            format!("{NAME}; hit; ttl={}; detail=stale-updating", remaining(cache))
+            format!(
+                "{NAME}; hit; ttl={}; detail=stale-updating",
+                remaining(cache)
+            )
         }
         CachePhase::Disabled(NoCacheReason::NeverEnabled) | CachePhase::Bypass => {
             format!("{NAME}; fwd=bypass; fwd-status={status}")
@@ -58,7 +61,9 @@ fn remaining(cache: &HttpCache) -> i64 {
 pub fn for_manifest(lookup: Lookup, status: u16, stored: bool, ttl: i64) -> String {
     match lookup {
         Lookup::Hit => format!("{NAME}; hit; ttl={ttl}"),
-        Lookup::Miss if stored => format!("{NAME}; fwd=uri-miss; fwd-status={status}; stored; ttl={ttl}"),
+        Lookup::Miss if stored => {
+            format!("{NAME}; fwd=uri-miss; fwd-status={status}; stored; ttl={ttl}")
+        }
         Lookup::Miss => format!("{NAME}; fwd=uri-miss; fwd-status={status}"),
         Lookup::Collapsed => format!("{NAME}; fwd=uri-miss; fwd-status={status}; collapsed"),
     }
@@ -75,7 +80,10 @@ mod tests {
 
     #[test]
     fn manifest_values() {
-        assert_eq!(for_manifest(Lookup::Hit, 200, true, 2), "Manifold; hit; ttl=2");
+        assert_eq!(
+            for_manifest(Lookup::Hit, 200, true, 2),
+            "Manifold; hit; ttl=2"
+        );
         assert_eq!(
             for_manifest(Lookup::Miss, 200, true, 1),
             "Manifold; fwd=uri-miss; fwd-status=200; stored; ttl=1"
@@ -93,7 +101,13 @@ mod tests {
     #[test]
     fn never_enabled_cache_is_a_bypass() {
         let cache = HttpCache::new();
-        assert_eq!(for_proxied(&cache, 200), "Manifold; fwd=bypass; fwd-status=200");
-        assert_eq!(for_error("unknown-tenant"), "Manifold; fwd=bypass; detail=unknown-tenant");
+        assert_eq!(
+            for_proxied(&cache, 200),
+            "Manifold; fwd=bypass; fwd-status=200"
+        );
+        assert_eq!(
+            for_error("unknown-tenant"),
+            "Manifold; fwd=bypass; detail=unknown-tenant"
+        );
     }
 }

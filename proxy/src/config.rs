@@ -240,7 +240,10 @@ impl Config {
         }
         for (i, l) in s.listen.iter().enumerate() {
             l.parse::<SocketAddr>().map_err(|e| {
-                (format!("server.listen[{i}]"), format!("{l:?} is not an IP:port address: {e}"))
+                (
+                    format!("server.listen[{i}]"),
+                    format!("{l:?} is not an IP:port address: {e}"),
+                )
             })?;
         }
         if s.threads == 0 || s.threads > 1024 {
@@ -271,11 +274,14 @@ impl Config {
             let f = |name: &str| format!("tenants[{i}].{name}");
             let id_ok = !t.id.is_empty()
                 && t.id.len() <= 64
-                && t.id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                && t.id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !id_ok {
-                return Err((f("id"), format!("{:?} must be 1-64 chars of a-z 0-9 - _", t.id)));
+                return Err((
+                    f("id"),
+                    format!("{:?} must be 1-64 chars of a-z 0-9 - _", t.id),
+                ));
             }
             if !ids.insert(t.id.as_str()) {
                 return Err((f("id"), format!("{:?} is used by another tenant", t.id)));
@@ -283,7 +289,10 @@ impl Config {
             for (j, h) in t.hosts.iter().enumerate() {
                 let h = h.to_ascii_lowercase();
                 if h.is_empty() || h.contains('/') || h.contains(' ') {
-                    return Err((format!("tenants[{i}].hosts[{j}]"), format!("{h:?} is not a host name")));
+                    return Err((
+                        format!("tenants[{i}].hosts[{j}]"),
+                        format!("{h:?} is not a host name"),
+                    ));
                 }
                 if !hosts.insert(h.clone()) {
                     return Err((
@@ -299,7 +308,10 @@ impl Config {
                 ));
             }
             OriginUrl::parse(&t.origin).map_err(|m| (f("origin"), m))?;
-            for (name, d) in [("connect_timeout", t.connect_timeout), ("read_timeout", t.read_timeout)] {
+            for (name, d) in [
+                ("connect_timeout", t.connect_timeout),
+                ("read_timeout", t.read_timeout),
+            ] {
                 if d.is_zero() {
                     return Err((f(name), "must be positive".into()));
                 }
@@ -396,14 +408,20 @@ origin = "http://127.0.0.1:9000/base/"
         assert!(t.path_prefix);
         assert_eq!(t.cache.segment_ttl, Duration::from_secs(3600));
         let o = OriginUrl::parse(&t.origin).unwrap();
-        assert_eq!((o.host.as_str(), o.port, o.base_path.as_str()), ("127.0.0.1", 9000, "/base"));
+        assert_eq!(
+            (o.host.as_str(), o.port, o.base_path.as_str()),
+            ("127.0.0.1", 9000, "/base")
+        );
     }
 
     #[test]
     fn errors_name_file_and_field() {
         let e = parse(&MIN.replace("http://127.0.0.1:9000/base/", "ftp://x")).unwrap_err();
         assert_eq!(e.field, "tenants[0].origin");
-        assert!(e.to_string().starts_with("test.toml: tenants[0].origin: "), "{e}");
+        assert!(
+            e.to_string().starts_with("test.toml: tenants[0].origin: "),
+            "{e}"
+        );
 
         let e = parse(&format!("{MIN}connect_timeout = \"soon\"\n")).unwrap_err();
         assert_eq!(e.field, "tenants[0].connect_timeout", "{e}");
@@ -436,8 +454,14 @@ origin = "http://127.0.0.1:9000/base/"
 
     #[test]
     fn origin_authority_brackets_ipv6_and_omits_default_port() {
-        assert_eq!(OriginUrl::parse("http://[::1]:81").unwrap().authority(), "[::1]:81");
-        assert_eq!(OriginUrl::parse("https://cdn.example").unwrap().authority(), "cdn.example");
+        assert_eq!(
+            OriginUrl::parse("http://[::1]:81").unwrap().authority(),
+            "[::1]:81"
+        );
+        assert_eq!(
+            OriginUrl::parse("https://cdn.example").unwrap().authority(),
+            "cdn.example"
+        );
         assert!(OriginUrl::parse("http://u:p@h").is_err());
     }
 }

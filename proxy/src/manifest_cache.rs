@@ -18,7 +18,12 @@ fn passed_on(name: &HeaderName) -> bool {
     let n = name.as_str();
     matches!(
         n,
-        "content-type" | "cache-control" | "expires" | "etag" | "last-modified" | "timing-allow-origin"
+        "content-type"
+            | "cache-control"
+            | "expires"
+            | "etag"
+            | "last-modified"
+            | "timing-allow-origin"
     ) || n.starts_with("access-control-")
 }
 
@@ -177,30 +182,68 @@ mod tests {
     #[test]
     fn live_playlists_live_half_a_target_duration_or_less() {
         let p = TenantCachePolicy::default();
-        let live = ManifestKind::HlsMedia { live: true, target: Duration::from_secs(6) };
-        assert_eq!(ttl_for(StatusCode::OK, &live, &h(""), &p), Duration::from_secs(3));
-        assert_eq!(ttl_for(StatusCode::OK, &live, &h("max-age=1"), &p), Duration::from_secs(1));
-        assert_eq!(ttl_for(StatusCode::OK, &live, &h("max-age=60"), &p), Duration::from_secs(3));
-        assert_eq!(ttl_for(StatusCode::OK, &live, &h("no-store"), &p), Duration::ZERO);
-        let dash = ManifestKind::DashDynamic { refresh: Duration::from_secs(2) };
-        assert_eq!(ttl_for(StatusCode::OK, &dash, &h(""), &p), Duration::from_secs(1));
+        let live = ManifestKind::HlsMedia {
+            live: true,
+            target: Duration::from_secs(6),
+        };
+        assert_eq!(
+            ttl_for(StatusCode::OK, &live, &h(""), &p),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            ttl_for(StatusCode::OK, &live, &h("max-age=1"), &p),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            ttl_for(StatusCode::OK, &live, &h("max-age=60"), &p),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            ttl_for(StatusCode::OK, &live, &h("no-store"), &p),
+            Duration::ZERO
+        );
+        let dash = ManifestKind::DashDynamic {
+            refresh: Duration::from_secs(2),
+        };
+        assert_eq!(
+            ttl_for(StatusCode::OK, &dash, &h(""), &p),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn masters_and_vod_live_longer() {
         let p = TenantCachePolicy::default();
-        assert_eq!(ttl_for(StatusCode::OK, &ManifestKind::HlsMaster, &h(""), &p), p.master_ttl);
-        let vod = ManifestKind::HlsMedia { live: false, target: Duration::from_secs(6) };
-        assert_eq!(ttl_for(StatusCode::OK, &vod, &h("max-age=86400"), &p), p.vod_manifest_ttl);
-        assert_eq!(ttl_for(StatusCode::OK, &ManifestKind::DashStatic, &h(""), &p), p.vod_manifest_ttl);
+        assert_eq!(
+            ttl_for(StatusCode::OK, &ManifestKind::HlsMaster, &h(""), &p),
+            p.master_ttl
+        );
+        let vod = ManifestKind::HlsMedia {
+            live: false,
+            target: Duration::from_secs(6),
+        };
+        assert_eq!(
+            ttl_for(StatusCode::OK, &vod, &h("max-age=86400"), &p),
+            p.vod_manifest_ttl
+        );
+        assert_eq!(
+            ttl_for(StatusCode::OK, &ManifestKind::DashStatic, &h(""), &p),
+            p.vod_manifest_ttl
+        );
     }
 
     #[test]
     fn errors_are_not_stored_and_not_found_briefly() {
         let p = TenantCachePolicy::default();
         let k = ManifestKind::Unparsed("x".into());
-        assert_eq!(ttl_for(StatusCode::SERVICE_UNAVAILABLE, &k, &h("max-age=60"), &p), Duration::ZERO);
-        assert_eq!(ttl_for(StatusCode::NOT_FOUND, &k, &h(""), &p), p.negative_ttl);
+        assert_eq!(
+            ttl_for(StatusCode::SERVICE_UNAVAILABLE, &k, &h("max-age=60"), &p),
+            Duration::ZERO
+        );
+        assert_eq!(
+            ttl_for(StatusCode::NOT_FOUND, &k, &h(""), &p),
+            p.negative_ttl
+        );
     }
 
     #[test]
@@ -209,7 +252,13 @@ mod tests {
             live_manifest_ttl: Some(Duration::from_millis(500)),
             ..TenantCachePolicy::default()
         };
-        let live = ManifestKind::HlsMedia { live: true, target: Duration::from_secs(6) };
-        assert_eq!(ttl_for(StatusCode::OK, &live, &h(""), &p), Duration::from_millis(500));
+        let live = ManifestKind::HlsMedia {
+            live: true,
+            target: Duration::from_secs(6),
+        };
+        assert_eq!(
+            ttl_for(StatusCode::OK, &live, &h(""), &p),
+            Duration::from_millis(500)
+        );
     }
 }

@@ -10,10 +10,15 @@ use std::time::Duration;
 pub enum ManifestKind {
     HlsMaster,
     /// Live (no `EXT-X-ENDLIST`, not `VOD`) or not, with its target duration.
-    HlsMedia { live: bool, target: Duration },
+    HlsMedia {
+        live: bool,
+        target: Duration,
+    },
     /// `type="dynamic"`, refreshed at most every `refresh` (minimum update period or maximum
     /// segment duration, whichever is shorter).
-    DashDynamic { refresh: Duration },
+    DashDynamic {
+        refresh: Duration,
+    },
     DashStatic,
     /// Did not parse: served as the origin sent it, cached briefly.
     Unparsed(String),
@@ -96,11 +101,20 @@ mod tests {
         assert_eq!(inspect(Class::HlsPlaylist, master), ManifestKind::HlsMaster);
         let live = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\n1.ts\n";
         let k = inspect(Class::HlsPlaylist, live);
-        assert_eq!(k, ManifestKind::HlsMedia { live: true, target: Duration::from_secs(6) });
+        assert_eq!(
+            k,
+            ManifestKind::HlsMedia {
+                live: true,
+                target: Duration::from_secs(6)
+            }
+        );
         assert_eq!(k.half_refresh(), Some(Duration::from_secs(3)));
         let vod = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\n1.ts\n#EXT-X-ENDLIST\n";
         assert!(!inspect(Class::HlsPlaylist, vod).is_live());
-        assert!(matches!(inspect(Class::HlsPlaylist, b"<html>"), ManifestKind::Unparsed(_)));
+        assert!(matches!(
+            inspect(Class::HlsPlaylist, b"<html>"),
+            ManifestKind::Unparsed(_)
+        ));
     }
 
     #[test]
@@ -108,11 +122,22 @@ mod tests {
         let dynamic = r#"<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" minimumUpdatePeriod="PT6S" maxSegmentDuration="PT4S"><Period id="0"/></MPD>"#;
         assert_eq!(
             inspect(Class::DashManifest, dynamic.as_bytes()),
-            ManifestKind::DashDynamic { refresh: Duration::from_secs(4) }
+            ManifestKind::DashDynamic {
+                refresh: Duration::from_secs(4)
+            }
         );
         let stat = r#"<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT10S"><Period id="0"/></MPD>"#;
-        assert_eq!(inspect(Class::DashManifest, stat.as_bytes()), ManifestKind::DashStatic);
-        assert!(matches!(inspect(Class::DashManifest, b"<MPD><Per"), ManifestKind::Unparsed(_)));
-        assert!(matches!(inspect(Class::DashManifest, b"\xff\xfe"), ManifestKind::Unparsed(_)));
+        assert_eq!(
+            inspect(Class::DashManifest, stat.as_bytes()),
+            ManifestKind::DashStatic
+        );
+        assert!(matches!(
+            inspect(Class::DashManifest, b"<MPD><Per"),
+            ManifestKind::Unparsed(_)
+        ));
+        assert!(matches!(
+            inspect(Class::DashManifest, b"\xff\xfe"),
+            ManifestKind::Unparsed(_)
+        ));
     }
 }

@@ -228,9 +228,15 @@ impl ProxyHttp for EdgeProxy {
             _ => false,
         };
         if !media {
-            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("not media")));
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                "not media",
+            )));
         }
-        Ok(segment_cacheability(resp, &route.tenant.cache, SystemTime::now()))
+        Ok(segment_cacheability(
+            resp,
+            &route.tenant.cache,
+            SystemTime::now(),
+        ))
     }
 
     async fn upstream_peer(
@@ -324,9 +330,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let cache = match &ctx.cache_status {
             Some(cs) => cs.clone(),

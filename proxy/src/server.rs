@@ -15,11 +15,12 @@ use std::sync::Arc;
 /// Builds everything the config describes; any failure names the config field.
 pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
     let routes = Arc::new(Routes::new(config, file)?);
-    let origin = OriginClient::new(routes.tenants().map(|t| t.as_ref())).map_err(|e| ConfigError {
-        file: file.to_path_buf(),
-        field: "tenants".into(),
-        message: format!("cannot create origin HTTP client: {e}"),
-    })?;
+    let origin =
+        OriginClient::new(routes.tenants().map(|t| t.as_ref())).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            field: "tenants".into(),
+            message: format!("cannot create origin HTTP client: {e}"),
+        })?;
     let manifests = Arc::new(ManifestCache::new(config.cache.manifest_entries, origin));
     let max_object = config.cache.max_object_size.as_u64().min(usize::MAX as u64) as usize;
     // pingora-cache takes 'static storage and lock: they live as long as the process

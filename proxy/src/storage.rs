@@ -263,8 +263,12 @@ mod tests {
         let span = pingora_cache::trace::Span::inactive().handle();
         let mut miss = s.get_miss_handler(key, &meta(), &span).await.unwrap();
         let (a, b) = body.split_at(body.len() / 2);
-        miss.write_body(Bytes::copy_from_slice(a), false).await.unwrap();
-        miss.write_body(Bytes::copy_from_slice(b), true).await.unwrap();
+        miss.write_body(Bytes::copy_from_slice(a), false)
+            .await
+            .unwrap();
+        miss.write_body(Bytes::copy_from_slice(b), true)
+            .await
+            .unwrap();
         miss.finish().await.unwrap();
     }
 
@@ -297,7 +301,9 @@ mod tests {
         let key = CacheKey::new("tenant/seg2.ts", "t");
         let span = pingora_cache::trace::Span::inactive().handle();
         let mut miss = s.get_miss_handler(&key, &meta(), &span).await.unwrap();
-        miss.write_body(Bytes::from_static(b"partial"), false).await.unwrap();
+        miss.write_body(Bytes::from_static(b"partial"), false)
+            .await
+            .unwrap();
         drop(miss);
         assert!(s.lookup(&key, &span).await.unwrap().is_none());
     }
@@ -308,7 +314,10 @@ mod tests {
         let key = CacheKey::new("big", "t");
         let span = pingora_cache::trace::Span::inactive().handle();
         let mut miss = s.get_miss_handler(&key, &meta(), &span).await.unwrap();
-        assert!(miss.write_body(Bytes::from_static(b"12345"), true).await.is_err());
+        assert!(miss
+            .write_body(Bytes::from_static(b"12345"), true)
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -336,7 +345,11 @@ mod tests {
         assert_eq!(read_all(&mut hit).await, b"abc");
         let compact = key.to_compact();
         let out = s
-            .purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &span)
+            .purge(
+                PurgeTarget::Active(&compact),
+                PurgeType::Invalidation,
+                &span,
+            )
             .await
             .unwrap();
         assert_eq!(out, PurgeOutcome::Purged(None));

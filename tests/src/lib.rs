@@ -1,1 +1,226 @@
-pub fn _x() {}
+//! Harness for end-to-end tests: real `manifold` and `manifold-origin` processes on 127.0.0.1
+//! with ephemeral ports, killed when dropped. Build the binaries first (`cargo build
+//! --workspace`); the test command does.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/<name>`, next to the running test binary (`target/<profile>/deps/..`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` before the end-to-end tests",
+        path.display()
+    );
+    path
+}
+
+/// Where process logs go, so a failing test can be diagnosed.
+fn log_file(name: &str) -> std::fs::File {
+    let dir = bin("manifold").parent().unwrap().join("e2e-logs");
+    std::fs::create_dir_all(&dir).expect("log dir");
+    let path = dir.join(format!("{name}-{}.log", std::process::id()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file")
+}
+
+/// A free loopback port (bound, read back, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited with {status} before listening on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not listen on {addr} within 20 s")
+}
+
+/// The origin simulator.
+pub struct Origin {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Origin {
+    /// Starts `manifold-origin` with extra arguments (e.g. `--elapsed 60`).
+    pub fn start(args: &[&str]) -> Result<Origin> {
+        let mut child = Command::new(bin("manifold-origin"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log_file("origin"))
+            .spawn()
+            .context("spawning manifold-origin")?;
+        let stdout = child.stdout.take().context("origin stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .with_context(|| format!("unexpected origin banner {line:?}"))?
+            .parse()?;
+        Ok(Origin { child, addr })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Origin requests for exactly this path so far.
+    pub async fn count(&self, path: &str) -> Result<u64> {
+        let v = self.counters(path).await?;
+        Ok(v["by_path"][path].as_u64().unwrap_or(0))
+    }
+
+    /// The counters JSON, per-path entries limited to `prefix`.
+    pub async fn counters(&self, prefix: &str) -> Result<serde_json::Value> {
+        let body = reqwest::get(self.url(&format!("/_origin/counters?prefix={prefix}")))
+            .await?
+            .bytes()
+            .await?;
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Sets the fault knobs (JSON as in `manifold_loadtest::origin::control::Faults`).
+    pub async fn set_faults(&self, faults: serde_json::Value) -> Result<()> {
+        let resp = reqwest::Client::new()
+            .put(self.url("/_origin/faults"))
+            .body(faults.to_string())
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("setting faults: {}", resp.text().await?);
+        }
+        Ok(())
+    }
+
+    pub async fn clear_faults(&self) -> Result<()> {
+        reqwest::Client::new()
+            .delete(self.url("/_origin/faults"))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The proxy, started from a config whose `[server]` section the harness writes.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Proxy {
+    /// Starts `manifold serve` with `tenants_toml` (cache and tenant sections) on a free port.
+    pub fn start(tenants_toml: &str) -> Result<Proxy> {
+        let mut last = None;
+        // a freed port can be taken by someone else before the proxy binds it: retry
+        for _ in 0..3 {
+            match Proxy::try_start(tenants_toml) {
+                Ok(p) => return Ok(p),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap())
+    }
+
+    fn try_start(tenants_toml: &str) -> Result<Proxy> {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let config = tempfile::Builder::new().suffix(".toml").tempfile()?;
+        std::fs::write(
+            config.path(),
+            format!("[server]\nlisten = [\"{addr}\"]\nthreads = 2\nshutdown_grace = \"1s\"\n\n{tenants_toml}"),
+        )?;
+        let mut child = Command::new(bin("manifold"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config.path())
+            .env("RUST_LOG", "info")
+            .stdout(log_file("proxy"))
+            .stderr(log_file("proxy"))
+            .spawn()
+            .context("spawning manifold")?;
+        if let Err(e) = wait_for_port(addr, &mut child, "manifold") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(Proxy {
+            child,
+            addr,
+            _config: config,
+        })
+    }
+
+    /// A proxy with one tenant `t` in front of `origin`.
+    pub fn for_origin(origin: &Origin) -> Result<Proxy> {
+        Proxy::start(&format!(
+            "[[tenants]]\nid = \"t\"\nhosts = [\"t.example\"]\norigin = \"http://{}\"\n",
+            origin.addr
+        ))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `manifold` with arguments to completion: (exit code, stdout, stderr).
+pub fn run_manifold(args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(bin("manifold")).args(args).output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Path of a Debian tool the tests need; a missing one fails with how to install it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = PathBuf::from(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: `apt-get install -y {package}` (scripts/test.sh does this)");
+}

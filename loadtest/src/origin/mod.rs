@@ -360,11 +360,15 @@ async fn handle(State(o): State<Arc<Origin>>, method: Method, uri: Uri, body: By
     let body = if method == Method::HEAD {
         Body::empty()
     } else if faults.truncate {
-        // full length announced, half delivered, then the connection breaks
+        // full length announced, half delivered (and flushed), then the connection breaks
+        use futures_util::StreamExt;
         let half = body.slice(..len / 2);
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(half), Err(std::io::Error::other("injected truncation"))];
-        Body::from_stream(futures_util::stream::iter(chunks))
+        let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(half) });
+        let then_fail = futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(std::io::Error::other("injected truncation"))
+        });
+        Body::from_stream(first.chain(then_fail))
     } else {
         Body::from(body)
     };

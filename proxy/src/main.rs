@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use manifold::config::Config;
 use manifold::{demo, server};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Manifold: a caching edge proxy for HLS and DASH that personalizes manifests per viewer.
@@ -55,7 +55,7 @@ fn init_logging(json: bool) {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("manifold: invalid config: {e}");
         ExitCode::from(2)
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: &Config, path: &PathBuf) -> ExitCode {
+fn run(cfg: &Config, path: &Path) -> ExitCode {
     let server = match server::build(cfg, path) {
         Ok(s) => s,
         Err(e) => {

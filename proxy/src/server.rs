@@ -31,10 +31,12 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
     let cache_lock: &'static CacheKeyLockImpl =
         Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
 
-    let mut conf = ServerConf::default();
-    conf.threads = config.server.threads;
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(config.server.shutdown_grace.as_secs());
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_grace.as_secs()),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -40,8 +40,7 @@ async fn fresh_segment(origin: &Origin, variant: &str) -> u64 {
     let text = String::from_utf8(body.to_vec()).unwrap();
     let last = text
         .lines()
-        .filter(|l| l.ends_with(".ts"))
-        .next_back()
+        .rfind(|l| l.ends_with(".ts"))
         .expect("segments");
     last.rsplit('/')
         .next()

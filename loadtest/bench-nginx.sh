@@ -2,7 +2,7 @@
 # Segment cache-hit throughput: Manifold vs nginx proxy_cache, in front of the same origin
 # simulator, measured with the same load tool (wrk) in one run. Not a test: a benchmark.
 #
-#   loadtest/bench-nginx.sh            # 20 s per run, 64 connections
+#   loadtest/bench-nginx.sh            # 3 rounds of 20 s per proxy, 64 connections
 #   DURATION=30 CONNECTIONS=128 loadtest/bench-nginx.sh
 #
 # Both proxies get 2 worker threads/processes, no access log, and a memory-backed cache
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-64}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 ORIGIN_PORT=${ORIGIN_PORT:-19000}
 MANIFOLD_PORT=${MANIFOLD_PORT:-19080}
 NGINX_PORT=${NGINX_PORT:-19081}
@@ -146,13 +146,13 @@ for r in $(seq "$ROUNDS"); do
 done
 after=$(curl -sf "http://127.0.0.1:$ORIGIN_PORT/_origin/counters" | grep -o '"segment":[0-9]*' | cut -d: -f2)
 
-best() { printf '%s\n' "$@" | sort -g | tail -1; }
-nr=$(best "${n_rps[@]}"); mr=$(best "${m_rps[@]}")
-nm=$(best "${n_mbs[@]}"); mm=$(best "${m_mbs[@]}")
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+nr=$(median "${n_rps[@]}"); mr=$(median "${m_rps[@]}")
+nm=$(median "${n_mbs[@]}"); mm=$(median "${m_mbs[@]}")
 avg=$((bytes / ${#paths[@]}))
 cat <<EOF
 
-Segment cache hits, ${#paths[@]} TS segments (mean ${avg} B), wrk -t1 -c$CONNECTIONS -d${DURATION}s, best of $ROUNDS
+Segment cache hits, ${#paths[@]} TS segments (mean ${avg} B), wrk -t1 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS alternating rounds
 $(nproc) cores, $(uname -m); load generator on the same machine
 
 | proxy | req/s | MB/s |

@@ -330,6 +330,9 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !tracing::enabled!(target: "manifold::access", tracing::Level::INFO) {
+            return;
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let cache = match &ctx.cache_status {

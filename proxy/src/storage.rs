@@ -12,24 +12,73 @@ use pingora_cache::storage::{
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
 use std::any::Any;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// One stored response: serialized cache meta and the whole body.
 struct Object {
     meta_internal: Bytes,
     meta_header: Bytes,
+    /// The meta in parsed form when `CacheMeta::new` can rebuild it exactly, so a hit skips
+    /// deserializing (pingora compresses stored headers with zstd: 8% of a hit's CPU).
+    parsed: Option<ParsedMeta>,
     body: Bytes,
 }
 
+struct ParsedMeta {
+    fresh_until: SystemTime,
+    created: SystemTime,
+    stale_while_revalidate_sec: u32,
+    stale_if_error_sec: u32,
+    header: ResponseHeader,
+}
+
+impl ParsedMeta {
+    /// Only metas that `CacheMeta::new` reproduces: never revalidated, no override, no variance.
+    fn of(meta: &CacheMeta) -> Option<ParsedMeta> {
+        let plain = meta.updated() == meta.created()
+            && meta.epoch_override().is_none()
+            && meta.variance().is_none();
+        plain.then(|| ParsedMeta {
+            fresh_until: meta.fresh_until(),
+            created: meta.created(),
+            stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
+            stale_if_error_sec: meta.stale_if_error_sec(),
+            header: meta.response_header_copy(),
+        })
+    }
+}
+
 impl Object {
+    fn new(meta: &CacheMeta, body: Bytes) -> Result<Object> {
+        let (internal, header) = meta.serialize()?;
+        Ok(Object {
+            meta_internal: Bytes::from(internal),
+            meta_header: Bytes::from(header),
+            parsed: ParsedMeta::of(meta),
+            body,
+        })
+    }
+
     fn weight(&self) -> u32 {
-        let n = self.meta_internal.len() + self.meta_header.len() + self.body.len();
-        n.min(u32::MAX as usize) as u32
+        // the parsed header costs about what its serialized form does, uncompressed
+        let meta = self.meta_internal.len() + 2 * self.meta_header.len() + 256;
+        (meta + self.body.len()).min(u32::MAX as usize) as u32
     }
 
     fn meta(&self) -> Result<CacheMeta> {
-        CacheMeta::deserialize(&self.meta_internal, &self.meta_header)
+        match &self.parsed {
+            Some(p) => Ok(CacheMeta::new(
+                p.fresh_until,
+                p.created,
+                p.stale_while_revalidate_sec,
+                p.stale_if_error_sec,
+                p.header.clone(),
+            )),
+            None => CacheMeta::deserialize(&self.meta_internal, &self.meta_header),
+        }
     }
 }
 
@@ -101,11 +150,9 @@ impl Storage for SegmentStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        let (internal, header) = meta.serialize()?;
         Ok(Box::new(Miss {
             key: key.combined_bin(),
-            meta_internal: Bytes::from(internal),
-            meta_header: Bytes::from(header),
+            meta: Object::new(meta, Bytes::new())?,
             body: BytesMut::new(),
             storage: self,
         }))
@@ -134,15 +181,8 @@ impl Storage for SegmentStorage {
         let Some(old) = self.objects.get(&k) else {
             return Ok(false);
         };
-        let (internal, header) = meta.serialize()?;
-        self.objects.insert(
-            k,
-            Arc::new(Object {
-                meta_internal: Bytes::from(internal),
-                meta_header: Bytes::from(header),
-                body: old.body.clone(),
-            }),
-        );
+        self.objects
+            .insert(k, Arc::new(Object::new(meta, old.body.clone())?));
         Ok(true)
     }
 
@@ -212,8 +252,8 @@ impl HandleHit for Hit {
 /// Collects a body from the origin; it becomes visible only once complete.
 struct Miss {
     key: HashBinary,
-    meta_internal: Bytes,
-    meta_header: Bytes,
+    /// The object to store, body still empty.
+    meta: Object,
     body: BytesMut,
     storage: &'static SegmentStorage,
 }
@@ -233,9 +273,8 @@ impl HandleMiss for Miss {
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let obj = Arc::new(Object {
-            meta_internal: self.meta_internal,
-            meta_header: self.meta_header,
             body: self.body.freeze(),
+            ..self.meta
         });
         let size = obj.weight() as usize;
         self.storage.objects.insert(self.key, obj);
@@ -246,8 +285,7 @@ impl HandleMiss for Miss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pingora_http::ResponseHeader;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     fn storage(capacity: u64) -> &'static SegmentStorage {
         Box::leak(Box::new(SegmentStorage::new(capacity, 1 << 20)))
@@ -289,6 +327,14 @@ mod tests {
         put(s, &key, b"0123456789").await;
         let (m, mut hit) = s.lookup(&key, &span).await.unwrap().unwrap();
         assert_eq!(m.response_header().status, 200);
+        assert_eq!(
+            m.fresh_until()
+                .duration_since(m.created())
+                .unwrap()
+                .as_secs(),
+            60
+        );
+        assert_eq!(m.created(), m.updated());
         assert_eq!(read_all(&mut hit).await, b"0123456789");
         hit.seek(2, Some(5)).unwrap();
         assert_eq!(read_all(&mut hit).await, b"234");
@@ -339,9 +385,13 @@ mod tests {
         put(s, &key, b"abc").await;
         let mut m = meta();
         m.response_header_mut().insert_header("x-new", "1").unwrap();
+        // a revalidated meta (updated != created) is kept serialized and read back exactly
+        m.update_freshness(SystemTime::now() + Duration::from_secs(90), 0, 5);
         assert!(s.update_meta(&key, &m, &span).await.unwrap());
         let (got, mut hit) = s.lookup(&key, &span).await.unwrap().unwrap();
         assert_eq!(got.headers().get("x-new").unwrap(), "1");
+        assert_eq!(got.updated(), m.updated());
+        assert_eq!(got.stale_if_error_sec(), 5);
         assert_eq!(read_all(&mut hit).await, b"abc");
         let compact = key.to_compact();
         let out = s

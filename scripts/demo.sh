@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/build-plugins.sh
 cargo build --locked -p manifold
 exec target/debug/manifold demo "$@"

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/build-plugins.sh
 cargo fmt --all -- --check
+(cd plugins && cargo fmt --all -- --check && cargo clippy --release --locked -- -D warnings)
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # the end-to-end tests run the built binaries
 cargo build --workspace --locked

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod manifest_cache;
 pub mod origin;
 pub mod parse;
+pub mod plugin;
 pub mod proxy;
 pub mod route;
 pub mod server;

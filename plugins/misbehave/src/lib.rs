@@ -1,0 +1,88 @@
+//! A plugin that misbehaves on purpose, for the containment tests and benchmarks.
+//! Config `mode=`: `noop` (no edits), `loop`, `memory`, `trap`, `stack`, `huge`, `invalid`,
+//! `kv` (counts calls in the tenant's key-value store), `log`.
+use manifold_plugin_sdk::*;
+
+struct Misbehave;
+
+#[inline(never)]
+#[allow(unconditional_recursion)] // on purpose: a stack overflow
+fn recurse(n: u64, buf: &mut [u8; 256]) -> u64 {
+    buf[(n % 256) as usize] = n as u8;
+    let mut local = [0u8; 256];
+    local.copy_from_slice(buf);
+    recurse(n + 1, &mut local) + local[3] as u64
+}
+
+fn act(config: &str, segments: u32) -> Result<Vec<Edit>, String> {
+    match config::get(config, "mode").unwrap_or("noop") {
+        "noop" => Ok(vec![]),
+        "loop" => {
+            let mut x: u64 = 1;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        "memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "trap" => panic!("misbehave: trap on purpose"),
+        "stack" => {
+            let mut buf = [0u8; 256];
+            Ok(vec![Edit::AddTag(Tag {
+                before_segment: 0,
+                line: format!("#EXT-X-N:{}", recurse(0, &mut buf)),
+            })])
+        }
+        "huge" => Ok((0..2_000_000u32)
+            .map(|i| {
+                Edit::AddTag(Tag {
+                    before_segment: i % segments.max(1),
+                    line: "#EXT-X-HUGE".into(),
+                })
+            })
+            .collect()),
+        "invalid" => Ok(vec![
+            Edit::DropVariant(9999),
+            Edit::AddTag(Tag {
+                before_segment: 0,
+                line: "#EXT-X-MEDIA-SEQUENCE:0".into(),
+            }),
+        ]),
+        "kv" => {
+            let n = host::kv_get("calls")
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            host::kv_set("calls", n.to_string().as_bytes())?;
+            Ok(vec![Edit::AddTag(Tag {
+                before_segment: 0,
+                line: format!("#EXT-X-CALLS:{n}"),
+            })])
+        }
+        "log" => {
+            log::info("hello from misbehave");
+            Ok(vec![])
+        }
+        other => Err(format!("unknown mode {other}")),
+    }
+}
+
+impl Plugin for Misbehave {
+    fn hls_master(m: HlsMaster, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        act(&config, m.variants.len() as u32)
+    }
+    fn hls_media(m: HlsMedia, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        act(&config, m.segments.len() as u32)
+    }
+    fn dash_mpd(_m: DashMpd, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        act(&config, 1)
+    }
+}
+
+plugin!(Misbehave);

@@ -1,0 +1,10 @@
+//! Step 4 of the data path: the tenant's WebAssembly plugin decides, in a sandbox.
+
+pub mod bindings;
+pub mod kv;
+pub mod runtime;
+
+pub use bindings::Capabilities;
+pub use runtime::{
+    CallEnv, EngineOptions, FailureKind, Input, LoadedPlugin, PluginEngine, PluginFailure,
+};

@@ -14,5 +14,7 @@ pub mod parse;
 pub mod plugin;
 pub mod proxy;
 pub mod route;
+pub mod scte35;
 pub mod server;
 pub mod storage;
+pub mod view;

@@ -2,9 +2,10 @@
 
 use super::schedule::{Break, Schedule};
 use anyhow::{anyhow, Result};
-use scte35::builders::{SpliceInfoSectionBuilder, SpliceInsertBuilder};
-use scte35::encoding::CrcEncodable;
-use std::time::Duration;
+use broadcast_common::Serialize;
+use scte35_splice::commands::{AnyCommand, SpliceInsert};
+use scte35_splice::time::{BreakDuration, SpliceTime};
+use scte35_splice::SpliceInfoSection;
 
 /// PTS wraps at 2^33 ticks of 90 kHz.
 const PTS_WRAP: u64 = 1 << 33;
@@ -16,25 +17,18 @@ pub fn splice_insert(s: &Schedule, b: &Break, out: bool) -> Result<Vec<u8>> {
     } else {
         b.start_secs(s) + b.duration_secs(s)
     };
-    let ticks = (at_secs * 90_000) % PTS_WRAP;
-    let mut insert = SpliceInsertBuilder::new(event_id(b))
-        .out_of_network(out)
-        .at_pts(Duration::from_micros(ticks * 100 / 9))
-        .map_err(|e| anyhow!("splice time: {e:?}"))?;
-    if out {
-        insert = insert
-            .duration(Duration::from_secs(b.duration_secs(s)))
-            .auto_return(true);
-    }
-    let insert = insert
-        .build()
-        .map_err(|e| anyhow!("splice_insert: {e:?}"))?;
-    let section = SpliceInfoSectionBuilder::new()
-        .splice_insert(insert)
-        .build()
-        .map_err(|e| anyhow!("splice_info_section: {e:?}"))?;
-    section
-        .encode_with_crc()
+    let insert = SpliceInsert {
+        splice_event_id: event_id(b),
+        out_of_network_indicator: out,
+        splice_time: Some(SpliceTime::with_pts(pts_ticks(at_secs))),
+        break_duration: out.then(|| BreakDuration {
+            auto_return: true,
+            duration: b.duration_secs(s) * 90_000,
+        }),
+        ..SpliceInsert::default()
+    };
+    SpliceInfoSection::new_clear(AnyCommand::SpliceInsert(insert), &[])
+        .try_to_bytes()
         .map_err(|e| anyhow!("encoding SCTE-35: {e:?}"))
 }
 
@@ -61,7 +55,7 @@ pub fn pts_ticks(secs: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scte35::SpliceCommand;
+    use broadcast_common::Parse;
     use std::time::SystemTime;
 
     #[test]
@@ -77,23 +71,20 @@ mod tests {
         };
         let b = s.break_by_id(3).unwrap();
         let bytes = splice_insert(&s, &b, true).unwrap();
-        assert!(scte35::validate_scte35_crc(&bytes).unwrap());
-        let parsed = scte35::parse_splice_info_section(&bytes).unwrap();
-        match parsed.splice_command {
-            SpliceCommand::SpliceInsert(si) => {
+        let parsed = SpliceInfoSection::parse(&bytes).unwrap(); // verifies the CRC
+        match parsed.clear.unwrap().command {
+            AnyCommand::SpliceInsert(si) => {
                 assert_eq!(si.splice_event_id, 1003);
-                assert_eq!(si.out_of_network_indicator, 1);
-                let d = si.break_duration.expect("break duration");
-                assert_eq!(d.duration, 30 * 90_000);
-                let t = si.splice_time.expect("splice time");
-                assert_eq!(t.pts_time, Some(((15 + 3 * 45) * 2) * 90_000));
+                assert!(si.out_of_network_indicator);
+                assert_eq!(si.break_duration.unwrap().duration, 30 * 90_000);
+                assert_eq!(si.splice_time.unwrap().pts_time, Some(((15 + 3 * 45) * 2) * 90_000));
             }
             other => panic!("not a splice_insert: {other:?}"),
         }
         let back_in = splice_insert(&s, &b, false).unwrap();
-        let parsed = scte35::parse_splice_info_section(&back_in).unwrap();
-        assert!(matches!(parsed.splice_command,
-            SpliceCommand::SpliceInsert(ref si) if si.out_of_network_indicator == 0));
+        let parsed = SpliceInfoSection::parse(&back_in).unwrap();
+        assert!(matches!(parsed.clear.unwrap().command,
+            AnyCommand::SpliceInsert(ref si) if !si.out_of_network_indicator));
         assert!(hex(&bytes).starts_with("0xFC"));
     }
 }

@@ -15,10 +15,11 @@ wasmtime::component::bindgen!({
         default: trappable,
     },
     exports: { default: async },
+    additional_derives: [PartialEq],
 });
 
-pub use manifold::plugin::host::Level;
-pub use manifold::plugin::types::*;
+pub use self::manifold::plugin::host::Level;
+pub use self::manifold::plugin::types::*;
 
 /// What a tenant's plugin may use; everything else is denied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -124,7 +125,7 @@ fn denied(what: &str) -> wasmtime::Error {
 const MAX_LOG_LINES: usize = 100;
 const MAX_LOG_LINE: usize = 2048;
 
-impl manifold::plugin::host::Host for HostState {
+impl self::manifold::plugin::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         if !self.caps.log {
             return Err(denied("log"));
@@ -176,4 +177,4 @@ impl manifold::plugin::host::Host for HostState {
     }
 }
 
-impl manifold::plugin::types::Host for HostState {}
+impl self::manifold::plugin::types::Host for HostState {}

@@ -25,7 +25,151 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The admin API (plugin deployment); off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     pub tenants: Vec<TenantConfig>,
+}
+
+/// The plugin runtime, shared by all tenants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Uploaded plugins (`<sha256>.wasm`) and precompiled artifacts live here.
+    #[serde(default = "default_plugin_dir")]
+    pub dir: PathBuf,
+    /// Plugin instances running at once (the pooling allocator's size).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// Ceiling for any tenant's plugin memory.
+    #[serde(default = "default_plugin_max_memory")]
+    pub max_memory: ByteSize,
+    /// Largest plugin the admin API accepts.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_size: ByteSize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: default_plugin_dir(),
+            max_instances: default_max_instances(),
+            max_memory: default_plugin_max_memory(),
+            max_upload_size: default_max_upload(),
+        }
+    }
+}
+
+fn default_plugin_dir() -> PathBuf {
+    std::env::temp_dir().join("manifold-plugins")
+}
+fn default_max_instances() -> u32 {
+    256
+}
+fn default_plugin_max_memory() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_max_upload() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: String,
+    /// Bearer token; required unless the listener is on loopback. `env:NAME` reads it from the
+    /// environment variable NAME.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl AdminConfig {
+    /// The token, resolved from the environment if it says `env:NAME`.
+    pub fn resolved_token(&self) -> Result<Option<String>, String> {
+        match self.token.as_deref() {
+            Some(t) => match t.strip_prefix("env:") {
+                Some(var) => std::env::var(var)
+                    .map(Some)
+                    .map_err(|_| format!("environment variable {var} is not set")),
+                None => Ok(Some(t.to_string())),
+            },
+            None => Ok(None),
+        }
+    }
+}
+
+/// A tenant's manifest plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPluginConfig {
+    /// The component file (relative to this config file), or `sha256:<hex>` of an upload.
+    /// Without it the tenant runs no plugin until one is deployed through the admin API.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Handed to the plugin on every call.
+    #[serde(default)]
+    pub config: String,
+    /// Time limit per call (instantiation included).
+    #[serde(default = "default_plugin_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Linear memory limit per call.
+    #[serde(default = "default_plugin_memory")]
+    pub memory: ByteSize,
+    /// On a plugin failure: `open` serves the origin manifest unchanged, `closed` answers 503.
+    #[serde(default)]
+    pub fail: FailPolicy,
+    /// Host imports granted: `log`, `kv`, `ads`, `clock`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Size of the tenant's key-value store (capability `kv`).
+    #[serde(default = "default_kv_size")]
+    pub kv_size: ByteSize,
+    /// Request headers passed to the plugin in the viewer context (lowercase names).
+    #[serde(default)]
+    pub pass_headers: Vec<String>,
+    /// Header carrying the viewer's country (e.g. `cf-ipcountry`).
+    #[serde(default)]
+    pub country_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailPolicy {
+    #[default]
+    Open,
+    Closed,
+}
+
+fn default_plugin_deadline() -> Duration {
+    Duration::from_millis(10)
+}
+fn default_plugin_memory() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_kv_size() -> ByteSize {
+    ByteSize::kib(64)
+}
+
+/// An ad creative in a tenant's catalog: manifests on the tenant's origin (paths as the
+/// viewer sees them under the tenant).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreativeConfig {
+    pub name: String,
+    /// Seconds.
+    pub duration: f64,
+    /// HLS master of the MPEG-TS packaging.
+    #[serde(default)]
+    pub hls: Option<String>,
+    /// HLS master of the fMP4/CMAF packaging.
+    #[serde(default)]
+    pub hls_fmp4: Option<String>,
+    /// Pads breaks; never chosen as an ad.
+    #[serde(default)]
+    pub slate: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +272,11 @@ pub struct TenantConfig {
     pub max_manifest_size: ByteSize,
     #[serde(default)]
     pub cache: TenantCachePolicy,
+    #[serde(default)]
+    pub plugin: Option<TenantPluginConfig>,
+    /// The tenant's ad catalog (ads and slate).
+    #[serde(default)]
+    pub creatives: Vec<CreativeConfig>,
 }
 
 fn yes() -> bool {
@@ -322,6 +471,100 @@ impl Config {
             if t.cache.live_manifest_ttl.is_some_and(|d| d.is_zero()) {
                 return Err((f("cache.live_manifest_ttl"), "must be positive".into()));
             }
+            if let Some(p) = &t.plugin {
+                if let Some(file) = &p.file {
+                    if file.trim().is_empty() {
+                        return Err((
+                            f("plugin.file"),
+                            "must name a .wasm file or sha256:<hex>".into(),
+                        ));
+                    }
+                    if let Some(hex) = file.strip_prefix("sha256:") {
+                        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return Err((
+                                f("plugin.file"),
+                                format!("{file:?} is not sha256:<64 hex digits>"),
+                            ));
+                        }
+                    }
+                }
+                if p.deadline.is_zero() || p.deadline > Duration::from_secs(10) {
+                    return Err((f("plugin.deadline"), "must be between 1ms and 10s".into()));
+                }
+                if p.memory.as_u64() < 1024 * 1024 || p.memory > self.plugins.max_memory {
+                    return Err((
+                        f("plugin.memory"),
+                        format!(
+                            "must be between 1 MiB and plugins.max_memory ({})",
+                            self.plugins.max_memory
+                        ),
+                    ));
+                }
+                crate::plugin::Capabilities::parse(&p.capabilities)
+                    .map_err(|m| (f("plugin.capabilities"), m))?;
+                if p.config.len() > 64 * 1024 {
+                    return Err((f("plugin.config"), "is longer than 64 KiB".into()));
+                }
+            }
+            let mut names = HashSet::new();
+            for (j, c) in t.creatives.iter().enumerate() {
+                let cf = |n: &str| format!("tenants[{i}].creatives[{j}].{n}");
+                if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                    return Err((cf("name"), format!("{:?} is empty or used twice", c.name)));
+                }
+                if !(c.duration > 0.0 && c.duration <= 3600.0) {
+                    return Err((cf("duration"), "must be between 0 and 3600 seconds".into()));
+                }
+                if c.hls.is_none() && c.hls_fmp4.is_none() {
+                    return Err((cf("hls"), "a creative needs hls and/or hls_fmp4".into()));
+                }
+                for p in [&c.hls, &c.hls_fmp4].into_iter().flatten() {
+                    if !p.starts_with('/') || p.split('/').any(|s| s == "..") {
+                        return Err((
+                            cf("hls"),
+                            format!("{p:?} must be an absolute path on the origin"),
+                        ));
+                    }
+                }
+            }
+            if t.creatives.iter().filter(|c| c.slate).count() > 1 {
+                return Err((
+                    f("creatives"),
+                    "at most one creative can be the slate".into(),
+                ));
+            }
+        }
+        if self.plugins.max_instances == 0 || self.plugins.max_instances > 10_000 {
+            return Err((
+                "plugins.max_instances".into(),
+                "must be between 1 and 10000".into(),
+            ));
+        }
+        if let Some(a) = &self.admin {
+            let addr: SocketAddr = a.listen.parse().map_err(|e| {
+                (
+                    "admin.listen".into(),
+                    format!("{:?} is not an IP:port address: {e}", a.listen),
+                )
+            })?;
+            let token = a
+                .resolved_token()
+                .map_err(|m| ("admin.token".to_string(), m))?;
+            match token {
+                None if !addr.ip().is_loopback() => {
+                    return Err((
+                        "admin.token".into(),
+                        "required: the admin API listens beyond loopback".into(),
+                    ))
+                }
+                Some(t) if t.len() < 16 => {
+                    return Err((
+                        "admin.token".into(),
+                        "must be at least 16 characters".into(),
+                    ))
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -444,6 +687,29 @@ origin = "http://127.0.0.1:9000/base/"
 
         let e = parse(&format!("[cache]\nsize = \"lots\"\n{MIN}")).unwrap_err();
         assert_eq!(e.field, "cache.size");
+    }
+
+    #[test]
+    fn plugin_and_admin_settings_are_checked() {
+        let with = |extra: &str| parse(&format!("{MIN}{extra}"));
+        let ok = with("[tenants.plugin]\nfile = \"p.wasm\"\ncapabilities = [\"log\"]\n").unwrap();
+        let p = ok.tenants[0].plugin.as_ref().unwrap();
+        assert_eq!(p.deadline, Duration::from_millis(10));
+        assert_eq!(p.fail, FailPolicy::Open);
+        let e =
+            with("[tenants.plugin]\nfile = \"p.wasm\"\ncapabilities = [\"net\"]\n").unwrap_err();
+        assert_eq!(e.field, "tenants[0].plugin.capabilities");
+        let e = with("[tenants.plugin]\nfile = \"p.wasm\"\nmemory = \"1GiB\"\n").unwrap_err();
+        assert_eq!(e.field, "tenants[0].plugin.memory");
+        let e = with("[tenants.plugin]\nfile = \"sha256:abc\"\n").unwrap_err();
+        assert_eq!(e.field, "tenants[0].plugin.file");
+        let e = with("[tenants.plugin]\nfile = \"p.wasm\"\nfail = \"sometimes\"\n").unwrap_err();
+        assert_eq!(e.field, "tenants[0].plugin.fail");
+        let e = parse(&format!("[admin]\nlisten = \"0.0.0.0:9090\"\n{MIN}")).unwrap_err();
+        assert_eq!(e.field, "admin.token");
+        assert!(parse(&format!("[admin]\nlisten = \"127.0.0.1:9090\"\n{MIN}")).is_ok());
+        let e = with("[[tenants.creatives]]\nname = \"ad\"\nduration = 10.0\n").unwrap_err();
+        assert_eq!(e.field, "tenants[0].creatives[0].hls");
     }
 
     #[test]

@@ -4,13 +4,18 @@
 //! Data path, one module per step: [`route`] → [`manifest_cache`] / [`origin`] (manifests) or
 //! pingora-cache over [`storage`] (segments) → [`parse`] → respond ([`proxy`]).
 
+pub mod admin;
+pub mod ads;
+pub mod apply;
 pub mod cache_policy;
 pub mod cache_status;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod manifest_cache;
 pub mod origin;
 pub mod parse;
+pub mod personalize;
 pub mod plugin;
 pub mod proxy;
 pub mod route;

@@ -34,6 +34,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Work with manifest plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run the demo on loopback: the live origin simulator (looped sample channel with SCTE-35
     /// ad breaks) and the proxy with the sample config; prints the URLs to play.
     Demo {
@@ -43,6 +46,38 @@ enum Command {
         /// Sample media for the simulator.
         #[arg(long, default_value_os_t = demo::default_samples().join("media"))]
         media: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Validate a component against the plugin world (manifold:plugin@0.1.0), run it on the
+    /// sample manifests and print its edits and timings. Exit 0: all ran cleanly; 1: some
+    /// sample failed (trap, deadline, invalid plan...); 2: not a plugin component.
+    Check {
+        /// The component (`cargo build --release --target wasm32-wasip2`).
+        wasm: PathBuf,
+        /// The plugin config string, as a tenant would set it.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// Capabilities to grant: log, kv, ads, clock (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        capabilities: Vec<String>,
+        /// Deadline per call.
+        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+        deadline: std::time::Duration,
+        /// Viewer device class: unknown, mobile, tablet, desktop, tv.
+        #[arg(long, default_value = "unknown")]
+        device: String,
+        /// Player query parameters, `key=value` (repeatable).
+        #[arg(long = "query")]
+        query: Vec<String>,
+        /// Manifests to run it on.
+        #[arg(long, default_value_os_t = manifold::check::default_samples())]
+        samples: PathBuf,
+        /// Calls per sample (for the timing).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
 }
 
@@ -83,6 +118,63 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             run(&cfg, &config)
+        }
+        Command::Plugin(PluginCommand::Check {
+            wasm,
+            config,
+            capabilities,
+            deadline,
+            device,
+            query,
+            samples,
+            runs,
+        }) => {
+            use manifold::plugin::bindings::DeviceClass;
+            let device = match device.as_str() {
+                "mobile" => DeviceClass::Mobile,
+                "tablet" => DeviceClass::Tablet,
+                "desktop" => DeviceClass::Desktop,
+                "tv" => DeviceClass::Tv,
+                _ => DeviceClass::Unknown,
+            };
+            let query = query
+                .iter()
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (kv.clone(), String::new()),
+                })
+                .collect();
+            let opts = manifold::check::CheckOptions {
+                wasm,
+                samples,
+                config,
+                capabilities,
+                deadline,
+                device,
+                query,
+                runs,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("manifold: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(manifold::check::run(&opts)) {
+                Ok((report, ok)) => {
+                    print!("{report}");
+                    if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("manifold: plugin check: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Demo { config, media } => {
             let cfg = match load(&config) {

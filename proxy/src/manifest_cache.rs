@@ -6,7 +6,7 @@
 use crate::cache_policy::{capped_ttl, origin_directives};
 use crate::config::TenantCachePolicy;
 use crate::origin::{Fetched, OriginClient, OriginError};
-use crate::parse::{inspect, ManifestKind};
+use crate::parse::{parse, ManifestKind, Parsed};
 use crate::route::Route;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -34,6 +34,8 @@ pub struct Manifest {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
     pub kind: ManifestKind,
+    /// Parsed once here, for every request personalizing it.
+    pub parsed: Parsed,
     pub ttl: Duration,
     pub fetched: Instant,
 }
@@ -41,7 +43,14 @@ pub struct Manifest {
 impl Manifest {
     fn new(f: Fetched, route: &Route) -> Manifest {
         let policy = &route.tenant.cache;
-        let kind = inspect(route.class, &f.body);
+        let (kind, parsed) = if f.status == StatusCode::OK {
+            parse(route.class, &f.body)
+        } else {
+            (
+                ManifestKind::Unparsed(format!("status {}", f.status)),
+                Parsed::None,
+            )
+        };
         let ttl = ttl_for(f.status, &kind, &f.headers, policy);
         if let ManifestKind::Unparsed(why) = &kind {
             if f.status == StatusCode::OK {
@@ -64,6 +73,7 @@ impl Manifest {
             headers,
             body: f.body,
             kind,
+            parsed,
             ttl,
             fetched: Instant::now(),
         }

@@ -1,9 +1,99 @@
-//! Step 3: parsing origin manifests (m3u8-rs, dash-mpd), once per origin fetch.
-//!
-//! What the cache needs from a manifest is whether it is live and how often it changes.
+//! Step 3: parsing origin manifests (m3u8-rs, dash-mpd), once per origin fetch. The parsed
+//! manifest and its plugin view are kept with the cached manifest, so requests never re-parse.
 
+use crate::plugin::bindings::{DashMpd, HlsMaster};
 use crate::route::Class;
+use crate::view::{self, HlsMediaView};
 use std::time::Duration;
+
+/// A parsed origin manifest with the view plugins get of it.
+#[derive(Debug, Default)]
+pub enum Parsed {
+    HlsMaster {
+        playlist: m3u8_rs::MasterPlaylist,
+        view: HlsMaster,
+    },
+    HlsMedia {
+        playlist: m3u8_rs::MediaPlaylist,
+        view: HlsMediaView,
+    },
+    Dash {
+        mpd: Box<dash_mpd_core::MPD>,
+        view: DashMpd,
+    },
+    /// Did not parse (or was not asked to).
+    #[default]
+    None,
+}
+
+/// Parses a manifest body: its kind (for caching) and the parsed form (for plugins).
+pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
+    match class {
+        Class::DashManifest => {
+            let text = match std::str::from_utf8(body) {
+                Ok(t) => t,
+                Err(e) => {
+                    return (
+                        ManifestKind::Unparsed(format!("DASH: not UTF-8: {e}")),
+                        Parsed::None,
+                    )
+                }
+            };
+            match dash_mpd_core::parse(text) {
+                Ok(mpd) => {
+                    let kind = dash_kind(&mpd);
+                    let view = view::dash(&mpd);
+                    (
+                        kind,
+                        Parsed::Dash {
+                            mpd: Box::new(mpd),
+                            view,
+                        },
+                    )
+                }
+                Err(e) => (
+                    ManifestKind::Unparsed(format!("DASH: {}", short(&e.to_string()))),
+                    Parsed::None,
+                ),
+            }
+        }
+        _ => match m3u8_rs::parse_playlist_res(body) {
+            Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
+                let view = view::hls_master(&m);
+                (
+                    ManifestKind::HlsMaster,
+                    Parsed::HlsMaster { playlist: m, view },
+                )
+            }
+            Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => {
+                let kind = ManifestKind::HlsMedia {
+                    live: !m.end_list && m.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod),
+                    target: Duration::from_secs(m.target_duration.max(1)),
+                };
+                let view = view::hls_media(&m);
+                (kind, Parsed::HlsMedia { playlist: m, view })
+            }
+            Err(e) => (
+                ManifestKind::Unparsed(format!("HLS: {}", short(&e.to_string()))),
+                Parsed::None,
+            ),
+        },
+    }
+}
+
+fn dash_kind(mpd: &dash_mpd_core::MPD) -> ManifestKind {
+    if mpd.mpdtype.as_deref() == Some("dynamic") {
+        let refresh = [mpd.minimumUpdatePeriod, mpd.maxSegmentDuration]
+            .into_iter()
+            .flatten()
+            .filter(|d| !d.is_zero())
+            .min()
+            .unwrap_or(FALLBACK_REFRESH);
+        ManifestKind::DashDynamic { refresh }
+    } else {
+        ManifestKind::DashStatic
+    }
+}
 
 /// What kind of manifest a body is, as far as caching is concerned.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,42 +117,9 @@ pub enum ManifestKind {
 /// How often an unparsable or unannotated live manifest is refetched.
 const FALLBACK_REFRESH: Duration = Duration::from_secs(2);
 
+/// Just the kind of a manifest.
 pub fn inspect(class: Class, body: &[u8]) -> ManifestKind {
-    match class {
-        Class::DashManifest => inspect_dash(body),
-        _ => inspect_hls(body),
-    }
-}
-
-fn inspect_hls(body: &[u8]) -> ManifestKind {
-    match m3u8_rs::parse_playlist_res(body) {
-        Ok(m3u8_rs::Playlist::MasterPlaylist(_)) => ManifestKind::HlsMaster,
-        Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => ManifestKind::HlsMedia {
-            live: !m.end_list && m.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod),
-            target: Duration::from_secs(m.target_duration.max(1)),
-        },
-        Err(e) => ManifestKind::Unparsed(format!("HLS: {}", short(&e.to_string()))),
-    }
-}
-
-fn inspect_dash(body: &[u8]) -> ManifestKind {
-    let text = match std::str::from_utf8(body) {
-        Ok(t) => t,
-        Err(e) => return ManifestKind::Unparsed(format!("DASH: not UTF-8: {e}")),
-    };
-    match dash_mpd_core::parse(text) {
-        Ok(mpd) if mpd.mpdtype.as_deref() == Some("dynamic") => {
-            let refresh = [mpd.minimumUpdatePeriod, mpd.maxSegmentDuration]
-                .into_iter()
-                .flatten()
-                .filter(|d| !d.is_zero())
-                .min()
-                .unwrap_or(FALLBACK_REFRESH);
-            ManifestKind::DashDynamic { refresh }
-        }
-        Ok(_) => ManifestKind::DashStatic,
-        Err(e) => ManifestKind::Unparsed(format!("DASH: {}", short(&e.to_string()))),
-    }
+    parse(class, body).0
 }
 
 fn short(s: &str) -> String {

@@ -9,6 +9,7 @@
 use crate::cache_policy::{is_media_type, segment_cacheability};
 use crate::cache_status;
 use crate::manifest_cache::ManifestCache;
+use crate::personalize::{Outcome, Personalizer};
 use crate::route::{Class, Route, RouteError, Routes};
 use crate::storage::SegmentStorage;
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct EdgeProxy {
     pub routes: Arc<Routes>,
     pub manifests: Arc<ManifestCache>,
+    pub personalizer: Arc<Personalizer>,
     pub storage: &'static SegmentStorage,
     pub cache_lock: &'static CacheKeyLockImpl,
     pub lock_timeout: Duration,
@@ -39,6 +41,8 @@ pub struct RequestCtx {
     started: Instant,
     /// Set when the proxy answered itself (manifests, errors).
     cache_status: Option<String>,
+    /// What the tenant's plugin did (`Manifold-Plugin` header value).
+    plugin: Option<String>,
 }
 
 /// Writes a complete response from the proxy itself.
@@ -72,16 +76,20 @@ async fn respond_text(
 ) -> Result<()> {
     let cs = cache_status::for_error(detail);
     ctx.cache_status = Some(cs.clone());
-    respond(
-        session,
-        status,
-        vec![
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".into()),
-            (header::HeaderName::from_static("cache-status"), cs),
-        ],
-        Bytes::from(text + "\n"),
-    )
-    .await
+    let mut headers = vec![
+        (
+            header::CONTENT_TYPE,
+            "text/plain; charset=utf-8".to_string(),
+        ),
+        (header::HeaderName::from_static("cache-status"), cs),
+    ];
+    if let Some(p) = &ctx.plugin {
+        headers.push((
+            header::HeaderName::from_static("manifold-plugin"),
+            p.clone(),
+        ));
+    }
+    respond(session, status, headers, Bytes::from(text + "\n")).await
 }
 
 fn request_host(req: &RequestHeader) -> Option<&str> {
@@ -99,13 +107,59 @@ impl EdgeProxy {
             Ok((m, lookup)) => {
                 let status = m.status.as_u16();
                 let stored = !m.ttl.is_zero();
-                let cs = cache_status::for_manifest(lookup, status, stored, m.remaining_ttl());
+                let ttl = m.remaining_ttl();
+                let cs = cache_status::for_manifest(lookup, status, stored, ttl);
                 ctx.cache_status = Some(cs.clone());
+                let client_ip = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
+                let outcome = self
+                    .personalizer
+                    .run(&route, &m, session.req_header(), client_ip)
+                    .await;
+                let (body, plugin_header, personalized) = match outcome {
+                    Outcome::PassThrough => (m.body.clone(), None, false),
+                    Outcome::Personalized {
+                        body,
+                        version,
+                        micros,
+                    } => (
+                        body,
+                        Some(format!("ok; version={version}; us={micros}")),
+                        true,
+                    ),
+                    Outcome::FailedOpen(f) => (
+                        m.body.clone(),
+                        Some(format!("failed; reason={}; served=origin", f.kind.as_str())),
+                        false,
+                    ),
+                    Outcome::FailedClosed(f) => {
+                        ctx.plugin =
+                            Some(format!("failed; reason={}; served=503", f.kind.as_str()));
+                        let text = format!("plugin failed ({}): {}", f.kind.as_str(), f.message);
+                        return respond_text(session, ctx, 503, "plugin-failed", text).await;
+                    }
+                };
                 let mut headers: Vec<(header::HeaderName, String)> = m
                     .headers
                     .iter()
+                    .filter(|(k, _)| {
+                        // an edited body is the viewer's own: no shared validators or caching
+                        !personalized
+                            || !matches!(
+                                k.as_str(),
+                                "cache-control" | "etag" | "last-modified" | "expires"
+                            )
+                    })
                     .filter_map(|(k, v)| Some((k.clone(), v.to_str().ok()?.to_string())))
                     .collect();
+                if personalized {
+                    headers.push((
+                        header::CACHE_CONTROL,
+                        format!("private, max-age={}", ttl.max(0)),
+                    ));
+                }
                 if !m.headers.iter().any(|(k, _)| k == header::CONTENT_TYPE) {
                     let ct = match route.class {
                         Class::DashManifest => "application/dash+xml",
@@ -114,7 +168,11 @@ impl EdgeProxy {
                     headers.push((header::CONTENT_TYPE, ct.into()));
                 }
                 headers.push((header::HeaderName::from_static("cache-status"), cs));
-                respond(session, status, headers, m.body.clone()).await
+                if let Some(p) = plugin_header {
+                    ctx.plugin = Some(p.clone());
+                    headers.push((header::HeaderName::from_static("manifold-plugin"), p));
+                }
+                respond(session, status, headers, body).await
             }
             Err(e) => {
                 tracing::warn!(
@@ -143,6 +201,7 @@ impl ProxyHttp for EdgeProxy {
             route: None,
             started: Instant::now(),
             cache_status: None,
+            plugin: None,
         }
     }
 
@@ -347,6 +406,7 @@ impl ProxyHttp for EdgeProxy {
             status,
             class = ctx.route.as_ref().map_or("-", |r| r.class.as_str()),
             cache = %cache,
+            plugin = ctx.plugin.as_deref().unwrap_or("-"),
             ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             error = e.map(|e| e.to_string()),
         );

@@ -59,6 +59,19 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    #[cfg(test)]
+    pub fn for_tests(id: &str) -> Tenant {
+        Tenant {
+            id: id.into(),
+            origin: OriginUrl::parse("http://127.0.0.1:1").unwrap(),
+            origin_addr: "127.0.0.1:1".parse().unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            max_manifest_size: 1 << 20,
+            cache: TenantCachePolicy::default(),
+        }
+    }
+
     /// The origin URL for an origin path (`/base/x.m3u8?q`).
     pub fn origin_url(&self, origin_path: &str) -> String {
         let scheme = if self.origin.tls { "https" } else { "http" };
@@ -73,6 +86,53 @@ pub struct Route {
     /// Path and query to request from the origin (the origin's base path included).
     pub origin_path: String,
     pub class: Class,
+    /// What the viewer's URL had before the origin path: `/{tenant}` or empty (host routing).
+    pub prefix: String,
+    /// Which rendition a personalized master pointed this media playlist request at.
+    pub hint: Option<VariantHint>,
+}
+
+/// Query parameter a personalized master adds to its variant and rendition URIs, so the
+/// media playlist request says which rendition it is (ads are matched to it). It never
+/// reaches the origin or a cache key.
+pub const HINT_PARAM: &str = "mf_v";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VariantHint {
+    Video { bandwidth: u64, height: Option<u32> },
+    Audio,
+}
+
+impl VariantHint {
+    /// `v1200000x720`, `v1200000`, or `a`.
+    pub fn parse(v: &str) -> Option<VariantHint> {
+        if v == "a" {
+            return Some(VariantHint::Audio);
+        }
+        let rest = v.strip_prefix('v')?;
+        let (bw, h) = match rest.split_once('x') {
+            Some((bw, h)) => (bw, Some(h.parse().ok()?)),
+            None => (rest, None),
+        };
+        Some(VariantHint::Video {
+            bandwidth: bw.parse().ok()?,
+            height: h,
+        })
+    }
+
+    pub fn to_param(self) -> String {
+        match self {
+            VariantHint::Audio => "a".into(),
+            VariantHint::Video {
+                bandwidth,
+                height: Some(h),
+            } => format!("v{bandwidth}x{h}"),
+            VariantHint::Video {
+                bandwidth,
+                height: None,
+            } => format!("v{bandwidth}"),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -88,6 +148,7 @@ pub enum RouteError {
 pub struct Routes {
     by_host: HashMap<String, Arc<Tenant>>,
     by_prefix: HashMap<String, Arc<Tenant>>,
+    by_id: HashMap<String, Arc<Tenant>>,
 }
 
 impl Routes {
@@ -115,6 +176,7 @@ impl Routes {
                 max_manifest_size: t.max_manifest_size.as_u64().min(usize::MAX as u64) as usize,
                 cache: t.cache.clone(),
             });
+            routes.by_id.insert(t.id.clone(), tenant.clone());
             for h in &t.hosts {
                 routes
                     .by_host
@@ -138,15 +200,15 @@ impl Routes {
             return Err(RouteError::BadPath);
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
-        let (tenant, rest) = match host.as_deref().and_then(|h| self.by_host.get(h)) {
-            Some(t) => (t, path),
+        let (tenant, rest, prefix) = match host.as_deref().and_then(|h| self.by_host.get(h)) {
+            Some(t) => (t, path, ""),
             None => {
                 let (first, rest) = match path[1..].find('/') {
                     Some(i) => (&path[1..i + 1], &path[i + 1..]),
                     None => (&path[1..], "/"),
                 };
                 let t = self.by_prefix.get(first).ok_or(RouteError::UnknownTenant)?;
-                (t, rest)
+                (t, rest, &path[..first.len() + 1])
             }
         };
         let mut origin_path = String::with_capacity(
@@ -154,19 +216,38 @@ impl Routes {
         );
         origin_path.push_str(&tenant.origin.base_path);
         origin_path.push_str(rest);
+        let mut hint = None;
         if let Some(q) = query {
-            origin_path.push('?');
-            origin_path.push_str(q);
+            let mut sep = '?';
+            for pair in q.split('&') {
+                match pair
+                    .strip_prefix(HINT_PARAM)
+                    .and_then(|v| v.strip_prefix('='))
+                {
+                    Some(v) => hint = VariantHint::parse(v),
+                    None => {
+                        origin_path.push(sep);
+                        origin_path.push_str(pair);
+                        sep = '&';
+                    }
+                }
+            }
         }
         Ok(Route {
             tenant: tenant.clone(),
             origin_path,
             class: Class::of(rest),
+            prefix: prefix.to_string(),
+            hint,
         })
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
-        self.by_prefix.values().chain(self.by_host.values())
+        self.by_id.values()
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
     }
 }
 
@@ -265,6 +346,40 @@ origin = "http://127.0.0.1:9001"
             RouteError::BadPath
         );
         assert!(r.route(None, "/beta/a..b/x.ts", None).is_ok());
+    }
+
+    #[test]
+    fn variant_hints_are_taken_out_of_the_query() {
+        let r = routes();
+        let x = r
+            .route(None, "/beta/v1.m3u8", Some("a=1&mf_v=v126336x180&b=2"))
+            .unwrap();
+        assert_eq!(x.origin_path, "/v1.m3u8?a=1&b=2");
+        assert_eq!(
+            x.hint,
+            Some(VariantHint::Video {
+                bandwidth: 126336,
+                height: Some(180)
+            })
+        );
+        let y = r.route(None, "/beta/a0.m3u8", Some("mf_v=a")).unwrap();
+        assert_eq!(y.origin_path, "/a0.m3u8");
+        assert_eq!(y.hint, Some(VariantHint::Audio));
+        assert_eq!(
+            r.route(None, "/beta/x.m3u8", Some("mf_v=junk"))
+                .unwrap()
+                .hint,
+            None
+        );
+        for h in [
+            VariantHint::Audio,
+            VariantHint::Video {
+                bandwidth: 5,
+                height: None,
+            },
+        ] {
+            assert_eq!(VariantHint::parse(&h.to_param()), Some(h));
+        }
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub fn decode_text(text: &str) -> Result<Scte35, Scte35Error> {
 /// Decodes a binary section (the CRC is verified by the parser).
 pub fn decode(bytes: &[u8]) -> Result<Scte35, Scte35Error> {
     if bytes.len() > 4096 {
-        return Err(Scte35Error::Section(format!("{} bytes is too long", bytes.len())));
+        return Err(Scte35Error::Section(format!(
+            "{} bytes is too long",
+            bytes.len()
+        )));
     }
     let s = SpliceInfoSection::parse(bytes).map_err(|e| Scte35Error::Section(format!("{e:?}")))?;
     let adjust = |pts: u64| (pts + s.pts_adjustment) & ((1 << 33) - 1);
@@ -48,7 +51,10 @@ pub fn decode(bytes: &[u8]) -> Result<Scte35, Scte35Error> {
         AnyCommand::SpliceInsert(si) => Scte35 {
             splice_event_id: Some(si.splice_event_id),
             out_of_network: si.out_of_network_indicator && !si.splice_event_cancel_indicator,
-            duration: si.break_duration.as_ref().map(|d| d.duration as f64 / 90_000.0),
+            duration: si
+                .break_duration
+                .as_ref()
+                .map(|d| d.duration as f64 / 90_000.0),
             pts: si.splice_time.as_ref().and_then(|t| t.pts_time).map(adjust),
         },
         AnyCommand::TimeSignal(ts) => {
@@ -82,7 +88,8 @@ mod tests {
     use super::*;
 
     // splice_insert, event 1000, out of network, 30 s break, pts 1_800_000 (from the simulator)
-    const OUT: &str = "0xFC302500000000000000FFF01405000003E87FEFFE001B7740FE002932E00000000000000C64BCB6";
+    const OUT: &str =
+        "0xFC302500000000000000FFF01405000003E87FEFFE001B7740FE002932E00000000000000C64BCB6";
 
     #[test]
     fn decodes_hex_and_base64() {
@@ -94,7 +101,6 @@ mod tests {
         let bytes = hex::decode(&OUT[2..]).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
         assert_eq!(decode_text(&b64).unwrap(), s);
-
     }
 
     #[test]

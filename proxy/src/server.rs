@@ -1,27 +1,96 @@
 //! Assembling the pingora server from a validated config.
 
+use crate::admin::{self, AdminService, AdminState};
+use crate::ads::AdCatalog;
 use crate::config::{Config, ConfigError};
 use crate::manifest_cache::ManifestCache;
 use crate::origin::OriginClient;
+use crate::personalize::Personalizer;
+use crate::plugin::bindings::AdDecider;
+use crate::plugin::registry::{PluginSettings, Registry};
+use crate::plugin::{EngineOptions, PluginEngine};
 use crate::proxy::EdgeProxy;
 use crate::route::Routes;
 use crate::storage::SegmentStorage;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The plugin registry for a config: every tenant gets a slot, configured plugins are loaded
+/// (from the artifact store when they were compiled before) and activated.
+pub fn plugin_registry(
+    config: &Config,
+    routes: &Routes,
+    file: &Path,
+) -> Result<(Registry, HashMap<String, Arc<AdCatalog>>), ConfigError> {
+    let err = |field: String, message: String| ConfigError {
+        file: file.to_path_buf(),
+        field,
+        message,
+    };
+    let p = &config.plugins;
+    let engine = PluginEngine::new(&EngineOptions {
+        artifacts_dir: p.dir.join("artifacts"),
+        max_instances: p.max_instances,
+        max_memory: p.max_memory.as_u64() as usize,
+        loaded_capacity: 1024,
+    })
+    .map_err(|e| err("plugins".into(), e.to_string()))?;
+    let mut registry = Registry::new(Arc::new(engine), &p.dir.join("uploads"))
+        .map_err(|e| err("plugins.dir".into(), e.to_string()))?;
+    let mut catalogs = HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        let tenant = routes
+            .tenant(&t.id)
+            .ok_or_else(|| err(format!("tenants[{i}]"), "not routed".into()))?;
+        let catalog = (!t.creatives.is_empty())
+            .then(|| Arc::new(AdCatalog::new(tenant.clone(), t.creatives.clone())));
+        if let Some(c) = &catalog {
+            catalogs.insert(t.id.clone(), c.clone());
+        }
+        let decider = catalog.map(|c| c as Arc<dyn AdDecider>);
+        let settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider)
+            .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
+        registry.add_tenant(&t.id, settings);
+    }
+    for (i, t) in config.tenants.iter().enumerate() {
+        let Some(source) = t.plugin.as_ref().and_then(|p| p.file.as_ref()) else {
+            continue;
+        };
+        let field = format!("tenants[{i}].plugin.file");
+        let base = file.parent().unwrap_or(Path::new("."));
+        let wasm = registry
+            .read_source(source, base)
+            .map_err(|e| err(field.clone(), e.to_string()))?;
+        let v = registry
+            .deploy(&t.id, &wasm, source)
+            .map_err(|e| err(field.clone(), e.to_string()))?;
+        tracing::info!(tenant = %t.id, digest = %v.digest, "plugin loaded");
+    }
+    Ok((registry, catalogs))
+}
+
 /// Builds everything the config describes; any failure names the config field.
 pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
+    let err = |field: &str, message: String| ConfigError {
+        file: file.to_path_buf(),
+        field: field.into(),
+        message,
+    };
     let routes = Arc::new(Routes::new(config, file)?);
-    let origin =
-        OriginClient::new(routes.tenants().map(|t| t.as_ref())).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            field: "tenants".into(),
-            message: format!("cannot create origin HTTP client: {e}"),
-        })?;
+    let origin = OriginClient::new(routes.tenants().map(|t| t.as_ref()))
+        .map_err(|e| err("tenants", format!("cannot create origin HTTP client: {e}")))?;
     let manifests = Arc::new(ManifestCache::new(config.cache.manifest_entries, origin));
+    let (registry, catalogs) = plugin_registry(config, &routes, file)?;
+    let registry = Arc::new(registry);
+    let personalizer = Arc::new(Personalizer {
+        registry: registry.clone(),
+        catalogs,
+        manifests: manifests.clone(),
+    });
     let max_object = config.cache.max_object_size.as_u64().min(usize::MAX as u64) as usize;
     // pingora-cache takes 'static storage and lock: they live as long as the process
     let storage: &'static SegmentStorage = Box::leak(Box::new(SegmentStorage::new(
@@ -42,9 +111,29 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    if let Some(a) = &config.admin {
+        let listener = std::net::TcpListener::bind(&a.listen).map_err(|e| {
+            err(
+                "admin.listen",
+                format!("cannot listen on {}: {e}", a.listen),
+            )
+        })?;
+        let token = a.resolved_token().map_err(|m| err("admin.token", m))?;
+        let state = AdminState {
+            registry: registry.clone(),
+            token: token.map(Arc::from),
+        };
+        let router = admin::router(state, config.plugins.max_upload_size.as_u64() as usize);
+        server.add_service(pingora_core::services::background::background_service(
+            "admin",
+            AdminService::new(listener, router),
+        ));
+    }
+
     let proxy = EdgeProxy {
         routes,
         manifests,
+        personalizer,
         storage,
         cache_lock,
         lock_timeout: config.cache.lock_timeout,

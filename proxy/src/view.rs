@@ -75,8 +75,13 @@ fn attr(rest: &str, name: &str) -> Option<f64> {
 }
 
 enum Cue {
-    Out { duration: Option<f64> },
-    Cont { elapsed: Option<f64>, duration: Option<f64> },
+    Out {
+        duration: Option<f64>,
+    },
+    Cont {
+        elapsed: Option<f64>,
+        duration: Option<f64>,
+    },
     In,
 }
 
@@ -118,7 +123,12 @@ fn daterange_signal(seg: &MediaSegment) -> Option<(String, Option<Scte35>, bool,
             None
         }
     });
-    Some((dr.id.clone(), signal, out, dr.planned_duration.or(dr.duration)))
+    Some((
+        dr.id.clone(),
+        signal,
+        out,
+        dr.planned_duration.or(dr.duration),
+    ))
 }
 
 pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
@@ -143,10 +153,11 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
                 open = Some((span, covered));
             }
         }
-        let opens_out = matches!(cue, Some(Cue::Out { .. })) || matches!(signal, Some((_, _, true, _)));
+        let opens_out =
+            matches!(cue, Some(Cue::Out { .. })) || matches!(signal, Some((_, _, true, _)));
         if opens_out && open.is_none() {
             let (dr_id, sig, dr_dur) = match &signal {
-                Some((id, s, true, d)) => (Some(id.clone()), s.clone(), *d),
+                Some((id, s, true, d)) => (Some(id.clone()), *s, *d),
                 _ => (None, None, None),
             };
             let cue_dur = match cue {
@@ -158,7 +169,11 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
                 .or_else(|| sig.as_ref().and_then(|s| s.duration))
                 .unwrap_or(0.0);
             let id = dr_id
-                .or_else(|| sig.as_ref().and_then(|s| s.splice_event_id).map(|e| format!("splice-{e}")))
+                .or_else(|| {
+                    sig.as_ref()
+                        .and_then(|s| s.splice_event_id)
+                        .map(|e| format!("splice-{e}"))
+                })
                 .unwrap_or_else(|| format!("cue-{seq}"));
             open = Some((
                 BreakSpan {
@@ -258,12 +273,15 @@ pub fn dash(mpd: &dash_mpd_core::MPD) -> DashMpd {
                     if duration <= 0.0 || sig.as_ref().is_some_and(|s| !s.out_of_network) {
                         continue;
                     }
-                    let start = period_start
-                        + (ev.presentationTime.unwrap_or(0) as f64 - pto) / ts;
+                    let start = period_start + (ev.presentationTime.unwrap_or(0) as f64 - pto) / ts;
                     let id = ev
                         .id
                         .clone()
-                        .or_else(|| sig.as_ref().and_then(|s| s.splice_event_id).map(|e| e.to_string()))
+                        .or_else(|| {
+                            sig.as_ref()
+                                .and_then(|s| s.splice_event_id)
+                                .map(|e| e.to_string())
+                        })
                         .unwrap_or_else(|| format!("{start:.3}"));
                     breaks.push(AdBreak {
                         id,
@@ -299,7 +317,10 @@ pub fn dash(mpd: &dash_mpd_core::MPD) -> DashMpd {
                                 id: r.id.clone().unwrap_or_default(),
                                 bandwidth: r.bandwidth.unwrap_or(0),
                                 width: r.width.or(a.width).map(|w| w.min(u32::MAX as u64) as u32),
-                                height: r.height.or(a.height).map(|h| h.min(u32::MAX as u64) as u32),
+                                height: r
+                                    .height
+                                    .or(a.height)
+                                    .map(|h| h.min(u32::MAX as u64) as u32),
                                 codecs: r.codecs.clone().or_else(|| a.codecs.clone()),
                             })
                             .collect(),
@@ -366,7 +387,10 @@ mod tests {
         let v = hls_media(&media(&text));
         assert_eq!(v.spans.len(), 1);
         let s = &v.spans[0];
-        assert_eq!((s.first, s.end, s.duration, s.id.as_str()), (1, 4, 6.0, "cue-11"));
+        assert_eq!(
+            (s.first, s.end, s.duration, s.id.as_str()),
+            (1, 4, 6.0, "cue-11")
+        );
         assert_eq!(v.view.breaks[0].start, 2.0);
         assert!(v.view.live);
         assert_eq!(v.view.segments[4].sequence, 14);
@@ -383,7 +407,11 @@ mod tests {
         let v = hls_media(&media(&text));
         assert_eq!(v.spans.len(), 2);
         assert_eq!((v.spans[0].first, v.spans[0].end), (0, 2));
-        assert_eq!((v.spans[1].first, v.spans[1].end), (3, 5), "still running at the live edge");
+        assert_eq!(
+            (v.spans[1].first, v.spans[1].end),
+            (3, 5),
+            "still running at the live edge"
+        );
     }
 
     #[test]
@@ -410,7 +438,10 @@ mod tests {
         assert_eq!(b.id, "splice-1000");
         assert_eq!(b.duration, 30.0);
         assert_eq!(b.scte35.unwrap().splice_event_id, Some(1000));
-        assert_eq!(v.view.segments[0].program_date_time, Some(1_767_225_600_000));
+        assert_eq!(
+            v.view.segments[0].program_date_time,
+            Some(1_767_225_600_000)
+        );
     }
 
     #[test]

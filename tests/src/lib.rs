@@ -139,6 +139,7 @@ pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
     _config: tempfile::NamedTempFile,
+    _plugins: tempfile::TempDir,
 }
 
 impl Proxy {
@@ -159,9 +160,14 @@ impl Proxy {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let config = tempfile::Builder::new().suffix(".toml").tempfile()?;
+        let plugins = tempfile::tempdir()?;
         std::fs::write(
             config.path(),
-            format!("[server]\nlisten = [\"{addr}\"]\nthreads = 2\nshutdown_grace = \"1s\"\n\n{tenants_toml}"),
+            format!(
+                "[server]\nlisten = [\"{addr}\"]\nthreads = 2\nshutdown_grace = \"1s\"\n\n\
+                 [plugins]\ndir = \"{}\"\nmax_instances = 64\n\n{tenants_toml}",
+                plugins.path().display()
+            ),
         )?;
         let mut child = Command::new(bin("manifold"))
             .arg("serve")
@@ -181,6 +187,7 @@ impl Proxy {
             child,
             addr,
             _config: config,
+            _plugins: plugins,
         })
     }
 
@@ -202,6 +209,22 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A sample plugin built by `scripts/build-plugins.sh`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = bin("manifold")
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh first",
+        path.display()
+    );
+    path
 }
 
 /// Runs `manifold` with arguments to completion: (exit code, stdout, stderr).

@@ -27,7 +27,9 @@ pub fn splice_insert(s: &Schedule, b: &Break, out: bool) -> Result<Vec<u8>> {
         }),
         ..SpliceInsert::default()
     };
-    SpliceInfoSection::new_clear(AnyCommand::SpliceInsert(insert), &[])
+    let mut section = SpliceInfoSection::new_clear(AnyCommand::SpliceInsert(insert), &[]);
+    section.tier = 0xFFF; // "no tier restriction", as encoders send it
+    section
         .try_to_bytes()
         .map_err(|e| anyhow!("encoding SCTE-35: {e:?}"))
 }
@@ -77,7 +79,10 @@ mod tests {
                 assert_eq!(si.splice_event_id, 1003);
                 assert!(si.out_of_network_indicator);
                 assert_eq!(si.break_duration.unwrap().duration, 30 * 90_000);
-                assert_eq!(si.splice_time.unwrap().pts_time, Some(((15 + 3 * 45) * 2) * 90_000));
+                assert_eq!(
+                    si.splice_time.unwrap().pts_time,
+                    Some(((15 + 3 * 45) * 2) * 90_000)
+                );
             }
             other => panic!("not a splice_insert: {other:?}"),
         }

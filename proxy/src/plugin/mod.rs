@@ -2,6 +2,7 @@
 
 pub mod bindings;
 pub mod kv;
+pub mod registry;
 pub mod runtime;
 
 pub use bindings::Capabilities;

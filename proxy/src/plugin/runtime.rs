@@ -353,7 +353,10 @@ impl PluginEngine {
                 FailureKind::PluginError,
                 msg.chars().take(500).collect::<String>(),
             )),
-            Err(e) => Err(classify(&e, store.data().limiter.memory_exceeded)),
+            Err(e) => {
+                let l = &store.data().limiter;
+                Err(classify(&e, l.memory_exceeded.then_some(l.memory_max)))
+            }
         }
     }
 }
@@ -364,23 +367,24 @@ impl Drop for PluginEngine {
     }
 }
 
-fn classify(e: &wasmtime::Error, memory_exceeded: bool) -> PluginFailure {
-    let first_line = |e: &wasmtime::Error| {
-        let s = format!("{e:#}");
-        s.lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect::<String>()
-    };
-    if memory_exceeded {
-        return PluginFailure::new(FailureKind::Memory, first_line(e));
+fn classify(e: &wasmtime::Error, memory_limit: Option<usize>) -> PluginFailure {
+    if let Some(limit) = memory_limit {
+        return PluginFailure::new(
+            FailureKind::Memory,
+            format!("memory limit of {limit} bytes reached"),
+        );
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginFailure::new(FailureKind::Deadline, "deadline exceeded"),
-        Some(t) => PluginFailure::new(FailureKind::Trap, format!("{t}: {}", first_line(e))),
-        None => PluginFailure::new(FailureKind::Trap, first_line(e)),
+        Some(t) => PluginFailure::new(FailureKind::Trap, t.to_string()),
+        // host errors (a denied capability, ...): the innermost message says what happened
+        None => {
+            let root = e.root_cause().to_string();
+            PluginFailure::new(
+                FailureKind::Trap,
+                root.chars().take(300).collect::<String>(),
+            )
+        }
     }
 }
 

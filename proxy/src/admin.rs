@@ -1,0 +1,170 @@
+//! The admin API, on its own listener: deploy a tenant's plugin (validated against the world
+//! before it is accepted), list tenants and their plugin versions, roll back, deactivate.
+//! Bearer-token authenticated (compared in constant time).
+//!
+//! | request | |
+//! |---|---|
+//! | `GET /healthz` | `ok` (no token needed) |
+//! | `GET /tenants` | tenants, active plugin versions and history (JSON) |
+//! | `PUT /tenants/{id}/plugin` | body: the component; 201 with the new version, 400 if it is not a plugin |
+//! | `POST /tenants/{id}/plugin/rollback` | re-activate the previous version (409 if none) |
+//! | `DELETE /tenants/{id}/plugin` | stop running a plugin for the tenant |
+
+use crate::plugin::registry::{Registry, RegistryError};
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub registry: Arc<Registry>,
+    pub token: Option<Arc<str>>,
+}
+
+pub fn router(state: AdminState, max_upload: usize) -> Router {
+    let authed = Router::new()
+        .route("/tenants", get(list))
+        .route("/tenants/{id}/plugin", put(deploy).delete(deactivate))
+        .route("/tenants/{id}/plugin/rollback", post(rollback))
+        .layer(DefaultBodyLimit::max(max_upload))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(authed)
+        .with_state(state)
+}
+
+async fn auth(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &s.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = given.as_bytes().ct_eq(token.as_bytes()).into();
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn error(e: RegistryError) -> Response {
+    let status = match &e {
+        RegistryError::UnknownTenant(_) => StatusCode::NOT_FOUND,
+        RegistryError::Load(_) => StatusCode::BAD_REQUEST,
+        RegistryError::NoHistory => StatusCode::CONFLICT,
+        RegistryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, format!("{e}\n")).into_response()
+}
+
+async fn list(State(s): State<AdminState>) -> Response {
+    Json(s.registry.list()).into_response()
+}
+
+async fn deploy(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Response {
+    if body.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "empty body: send the plugin component\n",
+        )
+            .into_response();
+    }
+    let registry = s.registry.clone();
+    let tenant = id.clone();
+    // compiling takes a while: keep it off the async workers
+    let result =
+        tokio::task::spawn_blocking(move || registry.deploy(&tenant, &body, "admin upload")).await;
+    match result {
+        Ok(Ok(v)) => {
+            tracing::info!(tenant = %id, digest = %v.digest, version = v.version, "plugin deployed");
+            (StatusCode::CREATED, Json(v)).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(tenant = %id, error = %e, "plugin upload refused");
+            error(e)
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("deploy task failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn rollback(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+    match s.registry.rollback(&id) {
+        Ok(v) => {
+            tracing::info!(tenant = %id, digest = %v.digest, version = v.version, "plugin rolled back");
+            Json(v).into_response()
+        }
+        Err(e) => error(e),
+    }
+}
+
+async fn deactivate(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+    match s.registry.deactivate(&id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(e),
+    }
+}
+
+/// Runs the admin API inside the pingora server.
+pub struct AdminService {
+    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+    router: Router,
+}
+
+impl AdminService {
+    /// The listener is bound by the caller, so a bad address fails start-up, not later.
+    pub fn new(listener: std::net::TcpListener, router: Router) -> Self {
+        AdminService {
+            listener: std::sync::Mutex::new(Some(listener)),
+            router,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(std_listener) = self.listener.lock().ok().and_then(|mut l| l.take()) else {
+            return;
+        };
+        let listener = match std_listener
+            .set_nonblocking(true)
+            .and_then(|_| tokio::net::TcpListener::from_std(std_listener))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin listener unusable");
+                return;
+            }
+        };
+        let serve = axum::serve(listener, self.router.clone()).with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    }
+}

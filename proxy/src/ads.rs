@@ -1,0 +1,289 @@
+//! A tenant's ad catalog: which ads fill a break (the host's ad decision for plugins granted
+//! `ads`), and where each creative's segments are, matched to the content rendition.
+
+use crate::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use crate::config::CreativeConfig;
+use crate::manifest_cache::ManifestCache;
+use crate::parse::Parsed;
+use crate::plugin::bindings::{Ad, AdBreak, AdDecider};
+use crate::route::{Class, Route, Tenant};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The tenant's creatives, from its config.
+pub struct AdCatalog {
+    tenant: Arc<Tenant>,
+    creatives: Vec<CreativeConfig>,
+    /// Resolved creative media, per creative, packaging, rendition choice and URL prefix.
+    resolved: moka::sync::Cache<(String, Packaging, RenditionWant, String), Arc<AdMedia>>,
+}
+
+impl AdCatalog {
+    pub fn new(tenant: Arc<Tenant>, creatives: Vec<CreativeConfig>) -> Self {
+        AdCatalog {
+            tenant,
+            creatives,
+            resolved: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    fn slate(&self) -> Option<&CreativeConfig> {
+        self.creatives.iter().find(|c| c.slate)
+    }
+
+    /// Creatives for a request that reached the proxy under `prefix` (`/tenant` or empty).
+    pub fn resolver<'a>(&'a self, manifests: &'a ManifestCache, prefix: &'a str) -> Resolver<'a> {
+        Resolver {
+            catalog: self,
+            manifests,
+            prefix,
+        }
+    }
+}
+
+impl AdDecider for AdCatalog {
+    /// Longest creatives first while they fit the break; deterministic for a given break.
+    fn decide(&self, _tenant: &str, brk: &AdBreak) -> Vec<Ad> {
+        let mut ads: Vec<&CreativeConfig> = self.creatives.iter().filter(|c| !c.slate).collect();
+        ads.sort_by(|a, b| b.duration.total_cmp(&a.duration).then(a.name.cmp(&b.name)));
+        let mut left = brk.duration;
+        let mut pod = Vec::new();
+        while let Some(c) = ads.iter().find(|c| c.duration <= left + 0.001) {
+            pod.push(Ad {
+                id: format!("{}-{}-{}", brk.id, pod.len(), c.name),
+                creative: c.name.clone(),
+                duration: c.duration,
+            });
+            left -= c.duration;
+            if pod.len() >= 32 {
+                break;
+            }
+        }
+        pod
+    }
+}
+
+/// Looks creatives up through the manifest cache (so their playlists are fetched once).
+pub struct Resolver<'a> {
+    catalog: &'a AdCatalog,
+    manifests: &'a ManifestCache,
+    prefix: &'a str,
+}
+
+/// `base` resolved against a reference: absolute paths kept, relative ones joined.
+fn join(base: &str, reference: &str) -> Option<String> {
+    if reference.contains("://") {
+        return None; // creatives must be served by the tenant's origin through the proxy
+    }
+    if reference.starts_with('/') {
+        return Some(reference.to_string());
+    }
+    let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+    let mut parts: Vec<&str> = dir.split('/').collect();
+    parts.pop(); // the empty piece after the last '/'
+    for p in reference.split('/') {
+        match p {
+            ".." => {
+                if parts.len() <= 1 {
+                    return None;
+                }
+                parts.pop();
+            }
+            "." => {}
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+impl Resolver<'_> {
+    async fn playlist(&self, path: &str) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
+        let route = Route {
+            tenant: self.catalog.tenant.clone(),
+            origin_path: format!("{}{path}", self.catalog.tenant.origin.base_path),
+            class: Class::HlsPlaylist,
+            prefix: String::new(),
+            hint: None,
+        };
+        let (m, _) = self
+            .manifests
+            .get(&route)
+            .await
+            .map_err(|e| format!("{path}: {e}"))?;
+        if m.status != http::StatusCode::OK {
+            return Err(format!("{path}: origin answered {}", m.status));
+        }
+        Ok(m)
+    }
+
+    async fn resolve(
+        &self,
+        c: &CreativeConfig,
+        packaging: Packaging,
+        want: RenditionWant,
+    ) -> Result<AdMedia, String> {
+        let master_path = match packaging {
+            Packaging::Ts => c.hls.as_deref(),
+            Packaging::Fmp4 => c.hls_fmp4.as_deref(),
+        }
+        .ok_or_else(|| format!("creative {:?} has no {packaging:?} packaging", c.name))?;
+        let master = self.playlist(master_path).await?;
+        let Parsed::HlsMaster { playlist, .. } = &master.parsed else {
+            return Err(format!("{master_path} is not an HLS master playlist"));
+        };
+        let uri = if want.audio_only {
+            playlist
+                .alternatives
+                .iter()
+                .filter(|a| a.media_type == m3u8_rs::AlternativeMediaType::Audio)
+                .max_by_key(|a| a.default)
+                .and_then(|a| a.uri.clone())
+                .ok_or_else(|| format!("creative {:?} has no audio rendition", c.name))?
+        } else {
+            let variants: Vec<&m3u8_rs::VariantStream> =
+                playlist.variants.iter().filter(|v| !v.is_i_frame).collect();
+            let by_height = want.height.and_then(|h| {
+                variants
+                    .iter()
+                    .find(|v| v.resolution.is_some_and(|r| r.height == h as u64))
+            });
+            let by_bandwidth = || {
+                let bw = want.bandwidth?;
+                variants
+                    .iter()
+                    .filter(|v| v.bandwidth <= bw + bw / 10)
+                    .max_by_key(|v| v.bandwidth)
+            };
+            by_height
+                .or_else(by_bandwidth)
+                .or_else(|| variants.iter().min_by_key(|v| v.bandwidth))
+                .map(|v| v.uri.clone())
+                .ok_or_else(|| format!("creative {:?} has no variants", c.name))?
+        };
+        let media_path = join(master_path, &uri)
+            .ok_or_else(|| format!("creative URI {uri:?} leaves the origin"))?;
+        let media = self.playlist(&media_path).await?;
+        let Parsed::HlsMedia { playlist, .. } = &media.parsed else {
+            return Err(format!("{media_path} is not an HLS media playlist"));
+        };
+        let to_viewer = |u: &str| {
+            join(&media_path, u)
+                .map(|p| format!("{}{p}", self.prefix))
+                .ok_or_else(|| format!("segment URI {u:?} leaves the origin"))
+        };
+        let segments = playlist
+            .segments
+            .iter()
+            .map(|s| Ok((to_viewer(&s.uri)?, s.duration as f64)))
+            .collect::<Result<Vec<_>, String>>()?;
+        if segments.is_empty() {
+            return Err(format!("creative {:?} has no segments", c.name));
+        }
+        let map = playlist
+            .segments
+            .iter()
+            .find_map(|s| s.map.as_ref())
+            .map(|m| to_viewer(&m.uri))
+            .transpose()?;
+        Ok(AdMedia { segments, map })
+    }
+}
+
+#[async_trait]
+impl Creatives for Resolver<'_> {
+    async fn media(
+        &self,
+        creative: &str,
+        packaging: Packaging,
+        want: RenditionWant,
+    ) -> Result<Arc<AdMedia>, String> {
+        let c = self
+            .catalog
+            .creatives
+            .iter()
+            .find(|c| c.name == creative)
+            .ok_or_else(|| format!("no creative {creative:?} in the tenant's catalog"))?;
+        let key = (
+            creative.to_string(),
+            packaging,
+            want,
+            self.prefix.to_string(),
+        );
+        if let Some(m) = self.catalog.resolved.get(&key) {
+            return Ok(m);
+        }
+        let m = Arc::new(self.resolve(c, packaging, want).await?);
+        self.catalog.resolved.insert(key, m.clone());
+        Ok(m)
+    }
+
+    fn slate(&self) -> Option<&str> {
+        self.catalog.slate().map(|c| c.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_like_a_player_would() {
+        assert_eq!(
+            join("/ads/a/hls/master.m3u8", "v0.m3u8").as_deref(),
+            Some("/ads/a/hls/v0.m3u8")
+        );
+        assert_eq!(
+            join("/ads/a/hls/v0.m3u8", "v0/1.ts").as_deref(),
+            Some("/ads/a/hls/v0/1.ts")
+        );
+        assert_eq!(
+            join("/ads/a/hls/v0.m3u8", "../x.ts").as_deref(),
+            Some("/ads/a/x.ts")
+        );
+        assert_eq!(join("/a.m3u8", "/abs/x.ts").as_deref(), Some("/abs/x.ts"));
+        assert_eq!(join("/a.m3u8", "../../x.ts"), None);
+        assert_eq!(join("/a.m3u8", "https://elsewhere/x.ts"), None);
+    }
+
+    #[test]
+    fn decides_longest_first_that_fit() {
+        let tenant = Arc::new(Tenant::for_tests("t"));
+        let c = |name: &str, duration: f64, slate: bool| CreativeConfig {
+            name: name.into(),
+            duration,
+            hls: Some(format!("/ads/{name}/hls/master.m3u8")),
+            hls_fmp4: None,
+            slate,
+        };
+        let cat = AdCatalog::new(
+            tenant,
+            vec![
+                c("ad10", 10.0, false),
+                c("ad15", 15.0, false),
+                c("ad30", 30.0, false),
+                c("slate", 10.0, true),
+            ],
+        );
+        let brk = |d: f64| AdBreak {
+            id: "b".into(),
+            start: 0.0,
+            duration: d,
+            first_segment: None,
+            scte35: None,
+        };
+        let names = |d: f64| {
+            cat.decide("t", &brk(d))
+                .into_iter()
+                .map(|a| a.creative)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(30.0), vec!["ad30"]);
+        assert_eq!(names(25.0), vec!["ad15", "ad10"]);
+        assert_eq!(names(60.0), vec!["ad30", "ad30"]);
+        assert!(names(5.0).is_empty());
+    }
+}

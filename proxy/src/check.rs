@@ -1,0 +1,338 @@
+//! `manifold plugin check FILE.wasm`: validates a component against the plugin world, runs it
+//! on the sample manifests (parse → plugin → apply → serialize) and prints what it did and how
+//! long it took.
+
+use crate::apply::{self, AdMedia, Creatives, Packaging, RenditionWant};
+use crate::parse::{parse, Parsed};
+use crate::plugin::bindings::{Ad, AdBreak, AdDecider, DeviceClass, Edit, Viewer};
+use crate::plugin::kv::KvStore;
+use crate::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine};
+use crate::route::Class;
+use async_trait::async_trait;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct CheckOptions {
+    pub wasm: PathBuf,
+    pub samples: PathBuf,
+    pub config: String,
+    pub capabilities: Vec<String>,
+    pub deadline: Duration,
+    pub device: DeviceClass,
+    pub query: Vec<(String, String)>,
+    pub runs: usize,
+}
+
+/// Stand-in creatives: `adN` lasts N seconds (10 s otherwise), in 2 s segments.
+struct SyntheticCreatives;
+
+#[async_trait]
+impl Creatives for SyntheticCreatives {
+    async fn media(
+        &self,
+        creative: &str,
+        _p: Packaging,
+        _w: RenditionWant,
+    ) -> Result<Arc<AdMedia>, String> {
+        let secs: f64 = creative
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap_or(10.0);
+        let mut segments = Vec::new();
+        let mut left = secs;
+        while left > 0.001 {
+            let d = left.min(2.0);
+            segments.push((format!("/ads/{creative}/{}.ts", segments.len()), d));
+            left -= d;
+        }
+        Ok(Arc::new(AdMedia {
+            segments,
+            map: None,
+        }))
+    }
+    fn slate(&self) -> Option<&str> {
+        Some("slate1")
+    }
+}
+
+/// Stand-in ad decision: `ad10`s while they fit.
+struct SyntheticDecider;
+
+impl AdDecider for SyntheticDecider {
+    fn decide(&self, _tenant: &str, brk: &AdBreak) -> Vec<Ad> {
+        (0..(brk.duration / 10.0).floor() as usize)
+            .map(|i| Ad {
+                id: format!("{}-{i}", brk.id),
+                creative: "ad10".into(),
+                duration: 10.0,
+            })
+            .collect()
+    }
+}
+
+fn edit_summary(edits: &[Edit]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for e in edits {
+        let name = match e {
+            Edit::DropVariant(_) => "drop-variant",
+            Edit::DropRendition(_) => "drop-rendition",
+            Edit::DropRepresentation(_) => "drop-representation",
+            Edit::FillBreak(_) => "fill-break",
+            Edit::Preroll(_) => "preroll",
+            Edit::AddTag(_) => "add-tag",
+            Edit::RewriteUri(_) => "rewrite-uri",
+        };
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(n, c)| format!("{c} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs the check; the report, and whether every sample ran cleanly. `Err` if the file is
+/// not a plugin component at all.
+pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
+    let wasm = std::fs::read(&opts.wasm).map_err(|e| format!("{}: {e}", opts.wasm.display()))?;
+    let artifacts = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let engine = PluginEngine::new(&EngineOptions {
+        artifacts_dir: artifacts.path().to_path_buf(),
+        max_instances: 4,
+        max_memory: 64 << 20,
+        loaded_capacity: 4,
+    })
+    .map_err(|e| e.to_string())?;
+    let plugin = engine.load(&wasm).map_err(|e| e.to_string())?;
+    let caps = Capabilities::parse(&opts.capabilities)?;
+    let env = CallEnv {
+        tenant: "check".into(),
+        caps,
+        kv: caps.kv.then(|| Arc::new(KvStore::new(64 * 1024))),
+        ads: Some(Arc::new(SyntheticDecider)),
+        deadline: opts.deadline,
+        memory: 16 << 20,
+    };
+    let viewer = Viewer {
+        tenant: "check".into(),
+        session_id: Some("check-session".into()),
+        query: opts.query.clone(),
+        headers: vec![],
+        user_agent: Some("manifold-plugin-check".into()),
+        device: opts.device,
+        client_ip: Some("127.0.0.1".into()),
+        country: None,
+        cmcd: vec![],
+    };
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "component  {}  {} bytes  compiled and validated in {:.1} ms",
+        plugin.digest,
+        plugin.wasm_bytes,
+        plugin.load_time.as_secs_f64() * 1000.0
+    );
+    let _ = writeln!(
+        report,
+        "\n{:<30} {:<16} {:<26} {:>12} {:>10} {:>10}",
+        "sample", "result", "edits", "plugin p50", "apply", "bytes"
+    );
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(&opts.samples)
+        .map_err(|e| format!("{}: {e}", opts.samples.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "m3u8" || x == "mpd"))
+        .collect();
+    samples.sort();
+    let mut all_ok = true;
+    for path in &samples {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let class = Class::of(&name);
+        let (_, parsed) = parse(class, &body);
+        let mut times = Vec::with_capacity(opts.runs);
+        let mut last = None;
+        for _ in 0..opts.runs.max(1) {
+            let t = Instant::now();
+            let r = match &parsed {
+                Parsed::HlsMaster { view, .. } => {
+                    engine
+                        .call(&plugin, Input::HlsMaster(view), &viewer, &opts.config, &env)
+                        .await
+                }
+                Parsed::HlsMedia { view, .. } => {
+                    engine
+                        .call(
+                            &plugin,
+                            Input::HlsMedia(&view.view),
+                            &viewer,
+                            &opts.config,
+                            &env,
+                        )
+                        .await
+                }
+                Parsed::Dash { view, .. } => {
+                    engine
+                        .call(&plugin, Input::DashMpd(view), &viewer, &opts.config, &env)
+                        .await
+                }
+                Parsed::None => {
+                    let _ = writeln!(report, "{name:<30} {:<16}", "does not parse");
+                    break;
+                }
+            };
+            times.push(t.elapsed().as_micros() as u64);
+            let failed = r.is_err();
+            last = Some(r);
+            if failed {
+                break;
+            }
+        }
+        let Some(result) = last else { continue };
+        times.sort_unstable();
+        let p50 = format!("{} µs", percentile(&times, 0.5));
+        match result {
+            Err(f) => {
+                all_ok = false;
+                let _ = writeln!(
+                    report,
+                    "{name:<30} {:<16} {}",
+                    format!("FAIL {}", f.kind.as_str()),
+                    f.message
+                );
+            }
+            Ok(edits) => {
+                let t = Instant::now();
+                let applied: Result<usize, apply::InvalidPlan> = match &parsed {
+                    Parsed::HlsMaster { playlist, .. } => {
+                        apply::hls_master(playlist, &edits).map(|m| {
+                            let mut b = Vec::new();
+                            let _ = m.write_to(&mut b);
+                            b.len()
+                        })
+                    }
+                    Parsed::HlsMedia { playlist, view } => apply::hls_media(
+                        playlist,
+                        view,
+                        &edits,
+                        RenditionWant::default(),
+                        &SyntheticCreatives,
+                    )
+                    .await
+                    .map(|m| {
+                        let mut b = Vec::new();
+                        let _ = m.write_to(&mut b);
+                        b.len()
+                    }),
+                    Parsed::Dash { mpd, .. } => {
+                        apply::dash(mpd, &edits).map(|m| m.to_string().len())
+                    }
+                    Parsed::None => Ok(0),
+                };
+                let apply_us = format!("{} µs", t.elapsed().as_micros());
+                match applied {
+                    Ok(bytes) => {
+                        let _ = writeln!(
+                            report,
+                            "{name:<30} {:<16} {:<26} {p50:>12} {apply_us:>10} {bytes:>10}",
+                            "ok",
+                            edit_summary(&edits)
+                        );
+                    }
+                    Err(e) => {
+                        all_ok = false;
+                        let _ = writeln!(
+                            report,
+                            "{name:<30} {:<16} {}: {e}",
+                            "FAIL invalid-plan",
+                            edit_summary(&edits)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let _ =
+        writeln!(
+        report,
+        "\n{} ({} runs per sample, deadline {:?}; ads and creatives are synthetic: adN lasts N s)",
+        if all_ok { "all samples ok" } else { "some samples FAILED" },
+        opts.runs,
+        opts.deadline
+    );
+    Ok((report, all_ok))
+}
+
+/// Where the sample manifests are, relative to the source tree.
+pub fn default_samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/manifests")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(wasm: &str, config: &str) -> CheckOptions {
+        CheckOptions {
+            wasm: PathBuf::from(format!(
+                "{}/../target/wasm32-wasip2/release/{wasm}.wasm",
+                env!("CARGO_MANIFEST_DIR")
+            )),
+            samples: default_samples(),
+            config: config.into(),
+            capabilities: vec![],
+            deadline: Duration::from_millis(200),
+            device: DeviceClass::Mobile,
+            query: vec![],
+            runs: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn sample_plugins_pass_and_misbehaving_ones_are_reported() {
+        let (report, ok) = run(&opts("scte35_breaks", "pod=ad10,ad15")).await.unwrap();
+        assert!(ok, "{report}");
+        let mut with_ads = opts("scte35_breaks", "");
+        with_ads.capabilities = vec!["ads".into()];
+        let (report, ok) = run(&with_ads).await.unwrap();
+        assert!(ok, "{report}");
+        let (report, ok) = run(&opts("scte35_breaks", "")).await.unwrap();
+        assert!(
+            !ok && report.contains("capability `ads` not granted"),
+            "{report}"
+        );
+        assert!(
+            report.contains("hls-live-break.m3u8") && report.contains("1 fill-break"),
+            "{report}"
+        );
+        let (report, ok) = run(&opts("variant_filter", "mobile=108")).await.unwrap();
+        assert!(ok, "{report}");
+        assert!(report.contains("2 drop-variant"), "{report}");
+        let (report, ok) = run(&opts("misbehave", "mode=loop")).await.unwrap();
+        assert!(!ok);
+        assert!(report.contains("FAIL deadline"), "{report}");
+        let (report, ok) = run(&opts("misbehave", "mode=invalid")).await.unwrap();
+        assert!(!ok);
+        assert!(report.contains("FAIL invalid-plan"), "{report}");
+        let mut o = opts("misbehave", "");
+        o.wasm = PathBuf::from("/nonexistent.wasm");
+        assert!(run(&o).await.is_err());
+    }
+}

@@ -1,0 +1,469 @@
+//! Tenants' WebAssembly plugins end to end: sample plugins personalize manifests, misbehaving
+//! plugins are contained, plugins are deployed and rolled back through the admin API.
+
+use manifold_e2e::{free_port, plugin, run_manifold, tool, Origin, Proxy};
+use reqwest::header::HeaderMap;
+use std::time::Duration;
+
+fn hdr(h: &HeaderMap, name: &str) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("<none>")
+        .to_string()
+}
+
+async fn get_with(url: &str, ua: &str) -> (u16, HeaderMap, String) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .header("user-agent", ua)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.expect("body"))
+}
+
+async fn get(url: &str) -> (u16, HeaderMap, String) {
+    get_with(url, "e2e").await
+}
+
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
+
+fn catalog() -> &'static str {
+    r#"
+[[tenants.creatives]]
+name = "ad10"
+duration = 10.0
+hls = "/ads/ad10/hls/master.m3u8"
+hls_fmp4 = "/ads/ad10/cmaf/master.m3u8"
+[[tenants.creatives]]
+name = "ad15"
+duration = 15.0
+hls = "/ads/ad15/hls/master.m3u8"
+hls_fmp4 = "/ads/ad15/cmaf/master.m3u8"
+[[tenants.creatives]]
+name = "slate"
+duration = 10.0
+hls = "/ads/slate/hls/master.m3u8"
+hls_fmp4 = "/ads/slate/cmaf/master.m3u8"
+slate = true
+"#
+}
+
+fn tenant(id: &str, origin: &Origin, plugin_name: &str, plugin_toml: &str) -> String {
+    format!(
+        "[[tenants]]\nid = \"{id}\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\n{plugin_toml}\n",
+        origin.addr,
+        plugin(plugin_name).display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variant_filter_caps_renditions_by_device() {
+    let origin = Origin::start(&[]).unwrap();
+    let proxy = Proxy::start(&tenant(
+        "t",
+        &origin,
+        "variant_filter",
+        "config = \"mobile=180\"",
+    ))
+    .unwrap();
+    let (s, h, phone) = get_with(&proxy.url("/t/live/hls/master.m3u8"), IPHONE).await;
+    assert_eq!(s, 200);
+    assert!(
+        hdr(&h, "manifold-plugin").starts_with("ok; version=1"),
+        "{}",
+        hdr(&h, "manifold-plugin")
+    );
+    assert!(hdr(&h, "cache-control").starts_with("private"));
+    assert_eq!(phone.matches("#EXT-X-STREAM-INF").count(), 2, "{phone}");
+    assert!(!phone.contains("480x270"));
+    // variant URIs say which rendition they are, for ad matching
+    assert!(phone.contains("v0.m3u8?mf_v=v"), "{phone}");
+    let (_, _, desktop) = get_with(
+        &proxy.url("/t/live/hls/master.m3u8"),
+        "Mozilla/5.0 (X11; Linux x86_64)",
+    )
+    .await;
+    assert_eq!(desktop.matches("#EXT-X-STREAM-INF").count(), 3);
+    // the player param lowers the cap further
+    let (_, _, low) = get(&proxy.url("/t/live/hls/master.m3u8?maxres=108")).await;
+    assert_eq!(low.matches("#EXT-X-STREAM-INF").count(), 1, "{low}");
+    // DASH: representations above the cap are gone
+    let (s, _, mpd) = get_with(&proxy.url("/t/live/dash/manifest.mpd"), IPHONE).await;
+    assert_eq!(s, 200);
+    assert!(
+        mpd.contains("id=\"v1\"") && !mpd.contains("id=\"v2\""),
+        "{mpd}"
+    );
+    // the hint never reaches the origin
+    let (s, _, _) = get(&proxy.url("/t/live/hls/v0.m3u8?mf_v=v94000x108")).await;
+    assert_eq!(s, 200);
+    let c = origin.counters("/live/hls/v0.m3u8").await.unwrap();
+    assert_eq!(c["by_path"]["/live/hls/v0.m3u8"], 1, "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scte35_breaks_are_filled_and_the_stream_decodes() {
+    // segments 10..20 are live; a 10 s break starts at segment 13
+    let origin = Origin::start(&[
+        "--elapsed",
+        "40",
+        "--ad-first",
+        "26",
+        "--ad-every",
+        "60",
+        "--ad-duration",
+        "10",
+    ])
+    .unwrap();
+    let toml = tenant(
+        "t",
+        &origin,
+        "scte35_breaks",
+        "capabilities = [\"ads\", \"log\"]\nfail = \"closed\"\ndeadline = \"200ms\"",
+    ) + catalog();
+    let proxy = Proxy::start(&toml).unwrap();
+    let (_, _, master) = get(&proxy.url("/t/live/hls/master.m3u8")).await;
+    let v1 = master
+        .lines()
+        .find(|l| l.starts_with("v1.m3u8"))
+        .expect("v1 in master");
+    let (s, h, media) = get(&proxy.url(&format!("/t/live/hls/{v1}"))).await;
+    assert_eq!(s, 200, "{media}");
+    assert!(
+        hdr(&h, "manifold-plugin").starts_with("ok"),
+        "{}",
+        hdr(&h, "manifold-plugin")
+    );
+    // the host's ad decision picked the 10 s creative, in the matching rendition
+    let ads: Vec<&str> = media.lines().filter(|l| l.contains("/ads/")).collect();
+    assert_eq!(ads.len(), 5, "{media}");
+    assert!(
+        ads.iter().all(|l| l.starts_with("/t/ads/ad10/hls/v1/")),
+        "{media}"
+    );
+    assert!(
+        media.matches("#EXT-X-DISCONTINUITY").count() >= 2,
+        "{media}"
+    );
+    assert!(media.contains("#EXT-X-CUE-OUT"));
+    // ad segments stream through the proxy's cache
+    let (s, h, _) = get(&proxy.url(ads[0])).await;
+    assert_eq!(s, 200);
+    assert!(hdr(&h, "cache-status").contains("stored"));
+    // CMAF: video and audio renditions both get ads, with their own init segments
+    let (_, _, cmaf_master) = get(&proxy.url("/t/live/cmaf/master.m3u8")).await;
+    let a0 = cmaf_master
+        .split("URI=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("audio rendition URI");
+    assert!(a0.contains("mf_v=a"), "{cmaf_master}");
+    let (_, _, audio) = get(&proxy.url(&format!("/t/live/cmaf/{a0}"))).await;
+    assert!(audio.contains("/t/ads/ad10/cmaf/a0/"), "{audio}");
+    assert!(
+        audio.contains("#EXT-X-MAP:URI=\"/t/ads/ad10/cmaf/a0/init.mp4\""),
+        "{audio}"
+    );
+    assert!(
+        audio.contains("#EXT-X-MAP:URI=\"a0/init.mp4\""),
+        "content init re-emitted: {audio}"
+    );
+
+    // ffmpeg plays content → ad → content through the proxy
+    let ffmpeg = tool("ffmpeg", "ffmpeg");
+    let url = proxy.url("/t/live/hls/master.m3u8");
+    let out = tokio::process::Command::new(ffmpeg)
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-live_start_index",
+            "0",
+            "-i",
+            &url,
+        ])
+        .args([
+            "-map", "0:v:0", "-map", "0:a:0", "-t", "16", "-f", "null", "-",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), out)
+        .await
+        .expect("ffmpeg in time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "ffmpeg errors: {stderr}");
+    let ad_fetches = origin.counters("/ads/ad10/hls/v0/").await.unwrap();
+    assert!(
+        ad_fetches["by_path"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+        "the player fetched ad segments"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vod_preroll_comes_first() {
+    let origin = Origin::start(&[]).unwrap();
+    let toml = tenant("t", &origin, "preroll", "config = \"pod=ad15\"") + catalog();
+    let proxy = Proxy::start(&toml).unwrap();
+    let (s, h, media) = get(&proxy.url("/t/vod/hls/v0.m3u8?mf_v=v94000x108")).await;
+    assert_eq!(s, 200, "{media}");
+    assert!(hdr(&h, "manifold-plugin").starts_with("ok"));
+    let uris: Vec<&str> = media
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert!(uris[0].starts_with("/t/ads/ad15/hls/v0/"), "{media}");
+    assert_eq!(uris.iter().filter(|u| u.contains("/ads/")).count(), 8); // 7 x 2 s + 1 s
+    assert!(media.contains("#EXT-X-ENDLIST"));
+    let (_, _, skip) = get(&proxy.url("/t/vod/hls/v0.m3u8?preroll=0")).await;
+    assert!(!skip.contains("/ads/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_plugins_cost_only_their_own_requests() {
+    let origin = Origin::start(&[]).unwrap();
+    let kinds = [
+        ("loop", "deadline"),
+        ("memory", "memory"),
+        ("trap", "trap"),
+        ("stack", "trap"),
+        ("huge", ""),
+        ("invalid", "invalid-plan"),
+        ("denied", "trap"),
+    ];
+    let mut toml = String::new();
+    for (t, _) in kinds {
+        let mode = if t == "denied" { "kv" } else { t };
+        let deadline = if t == "loop" { "50ms" } else { "2s" };
+        toml += &tenant(
+            t,
+            &origin,
+            "misbehave",
+            &format!("config = \"mode={mode}\"\ndeadline = \"{deadline}\""),
+        );
+    }
+    toml += &tenant(
+        "closed",
+        &origin,
+        "misbehave",
+        "config = \"mode=trap\"\nfail = \"closed\"",
+    );
+    toml += &tenant(
+        "healthy",
+        &origin,
+        "variant_filter",
+        "config = \"unknown=180\"\ndeadline = \"2s\"",
+    );
+    let proxy = Proxy::start(&toml).unwrap();
+    let (_, _, origin_master) = get(&origin.url("/live/hls/master.m3u8")).await;
+
+    // each failure is reported as what it was; the viewer gets the origin manifest (fail open)
+    for (t, reason) in kinds {
+        let (status, h, body) = get(&proxy.url(&format!("/{t}/live/hls/master.m3u8"))).await;
+        let p = hdr(&h, "manifold-plugin");
+        assert_eq!(status, 200, "{t}: {body}");
+        assert!(p.starts_with("failed; reason="), "{t}: {p}");
+        assert!(p.contains(reason), "{t}: {p}");
+        assert!(p.ends_with("served=origin"), "{t}: {p}");
+        assert_eq!(body, origin_master, "{t}");
+    }
+    let (s, h, body) = get(&proxy.url("/closed/live/hls/master.m3u8")).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(hdr(&h, "manifold-plugin").contains("reason=trap"));
+
+    // all of them at once: every misbehaving request fails open, the healthy tenant is served
+    let mut tasks = Vec::new();
+    for round in 0..4 {
+        for (t, _) in kinds {
+            let url = proxy.url(&format!("/{t}/live/hls/master.m3u8?r={round}"));
+            tasks.push(tokio::spawn(async move { (t, get(&url).await) }));
+        }
+        let url = proxy.url(&format!("/healthy/live/hls/master.m3u8?r={round}"));
+        tasks.push(tokio::spawn(async move { ("healthy", get(&url).await) }));
+    }
+    for task in tasks {
+        let (t, (status, h, body)) = task.await.unwrap();
+        let p = hdr(&h, "manifold-plugin");
+        assert_eq!(status, 200, "{t}: {body}");
+        if t == "healthy" {
+            assert!(p.starts_with("ok"), "{t}: {p}");
+            assert_eq!(body.matches("#EXT-X-STREAM-INF").count(), 2);
+        } else {
+            assert!(
+                p.starts_with("failed; reason=") && p.ends_with("served=origin"),
+                "{t}: {p}"
+            );
+            assert_eq!(body, origin_master, "{t}");
+        }
+    }
+    // segments never depend on plugins
+    let (s, _, _) = get(&proxy.url("/loop/live/hls/v0/12.ts")).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_deploys_validates_and_rolls_back_without_failing_requests() {
+    let origin = Origin::start(&[]).unwrap();
+    let admin_port = free_port();
+    let token = "e2e-admin-token-0123456789";
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{token}\"\n\n\
+         [[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\ndeadline = \"2s\"\n",
+        origin.addr
+    );
+    let proxy = Proxy::start(&toml).unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let client = reqwest::Client::new();
+    let auth = format!("Bearer {token}");
+    // no plugin yet: pass-through
+    let (_, h, _) = get(&proxy.url("/t/live/hls/master.m3u8")).await;
+    assert_eq!(hdr(&h, "manifold-plugin"), "<none>");
+
+    let unauthorized = client.get(format!("{admin}/tenants")).send().await.unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+    let wrong = client
+        .get(format!("{admin}/tenants"))
+        .header("authorization", "Bearer nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+
+    let deploy = |wasm: Vec<u8>| {
+        client
+            .put(format!("{admin}/tenants/t/plugin"))
+            .header("authorization", &auth)
+            .body(wasm)
+            .send()
+    };
+    let r = deploy(std::fs::read(plugin("variant_filter")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+
+    // keep viewers busy while versions change
+    let url = proxy.url("/t/live/hls/master.m3u8?device=mobile");
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..60 {
+                    let (s, h, _) = get(&url).await;
+                    statuses.push((s, hdr(&h, "manifold-plugin")));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let r = deploy(std::fs::read(plugin("misbehave")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["version"], 2);
+    // not a component: refused, the active version stays
+    let r = deploy(b"definitely not wasm".to_vec()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("not a valid WebAssembly component"));
+    let r = deploy(b"\0asm\x0d\0\x01\0".to_vec()).await.unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        400,
+        "an empty component does not fit the world"
+    );
+    let r = client
+        .post(format!("{admin}/tenants/t/plugin/rollback"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["version"], 1);
+    for task in load {
+        for (s, p) in task.await.unwrap() {
+            assert_eq!(s, 200, "a request failed during a deploy: {p}");
+            assert!(p.starts_with("ok") || p == "<none>", "{p}");
+        }
+    }
+    let list = client
+        .get(format!("{admin}/tenants"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["tenant"], "t");
+    assert_eq!(list[0]["active"]["version"], 1);
+    // the rolled-back version is live again: the mobile cap applies
+    let (_, h, body) = get(&url).await;
+    assert!(hdr(&h, "manifold-plugin").starts_with("ok; version=1"));
+    assert_eq!(
+        body.matches("#EXT-X-STREAM-INF").count(),
+        3,
+        "variant_filter without caps keeps all"
+    );
+    let r = client
+        .post(format!("{admin}/tenants/nobody/plugin/rollback"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_check_command_reports_and_exits_by_outcome() {
+    let good = plugin("scte35_breaks");
+    let (code, out, err) = run_manifold(&[
+        "plugin",
+        "check",
+        good.to_str().unwrap(),
+        "--runs",
+        "2",
+        "--capabilities",
+        "ads",
+        "--deadline",
+        "1s",
+    ])
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("hls-live-break.m3u8") && out.contains("fill-break"),
+        "{out}"
+    );
+    let bad = plugin("misbehave");
+    let (code, out, _) = run_manifold(&[
+        "plugin",
+        "check",
+        bad.to_str().unwrap(),
+        "--config",
+        "mode=loop",
+        "--runs",
+        "1",
+    ])
+    .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL deadline"));
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"junk").unwrap();
+    let (code, _, err) = run_manifold(&["plugin", "check", junk.to_str().unwrap()]).unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+}

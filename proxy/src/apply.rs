@@ -3,7 +3,7 @@
 //! so what is served is always either the origin manifest or a valid edited one.
 
 use crate::plugin::bindings::{Ad, Edit};
-use crate::view::{BreakSpan, HlsMediaView};
+use crate::view::{BreakSpan, HlsMediaView, TextLayout};
 use async_trait::async_trait;
 use m3u8_rs::{ExtTag, MasterPlaylist, MediaPlaylist, MediaSegment};
 use std::collections::HashSet;
@@ -327,26 +327,51 @@ fn pdt_plus(
     t.map(|t| t + chrono::Duration::milliseconds((secs * 1000.0).round() as i64))
 }
 
-/// Applies a plan to a media playlist. Breaks are filled by replacing each content segment of
-/// the break with the pod segments that start within its time span, so the same break shows
-/// the same ads on every reload and the playlist only grows at the live edge.
+/// An output segment that is not the origin's: an ad or slate segment.
+struct AdOut {
+    uri: String,
+    duration: f64,
+    discontinuity: bool,
+    map: Option<String>,
+    pdt: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Content segment whose signalling (cue tags, date range) this one carries.
+    carries: Option<usize>,
+}
+
+/// One segment of the output, in order.
+enum Out {
+    Content {
+        index: usize,
+        /// Starts a new timeline after ads: add a discontinuity, re-emit init and key.
+        after_ads: bool,
+    },
+    Ad(AdOut),
+}
+
+/// Applies a plan to a media playlist and serializes the result. Breaks are filled by
+/// replacing each content segment of the break with the pod segments that start within its
+/// time span, so the same break shows the same ads on every reload and the playlist only
+/// grows at the live edge. With the origin text's layout, untouched segments are copied as
+/// they were (byte-exact) and only new lines are written.
 pub async fn hls_media(
     m: &MediaPlaylist,
     view: &HlsMediaView,
+    body: &[u8],
     edits: &[Edit],
     want: RenditionWant,
     creatives: &dyn Creatives,
-) -> Result<MediaPlaylist, InvalidPlan> {
+) -> Result<Vec<u8>, InvalidPlan> {
     let n = m.segments.len();
-    let mut segments: Vec<MediaSegment> = m.segments.clone();
+    let mut added: Vec<Vec<ExtTag>> = vec![Vec::new(); n];
+    let mut uris: Vec<Option<String>> = vec![None; n];
     let mut fills: Vec<(&BreakSpan, &[Ad])> = Vec::new();
     let mut preroll: Option<&[Ad]> = None;
     for e in edits {
         match e {
             Edit::AddTag(t) => {
                 let tag = check_tag(&t.line)?;
-                match segments.get_mut(t.before_segment as usize) {
-                    Some(s) => s.unknown_tags.push(tag),
+                match added.get_mut(t.before_segment as usize) {
+                    Some(v) => v.push(tag),
                     None => {
                         return invalid(format!(
                             "add-tag before segment {}: only {n} segments",
@@ -357,8 +382,8 @@ pub async fn hls_media(
             }
             Edit::RewriteUri(r) => {
                 check_uri(&r.uri)?;
-                match segments.get_mut(r.index as usize) {
-                    Some(s) => s.uri = r.uri.clone(),
+                match uris.get_mut(r.index as usize) {
+                    Some(u) => *u = Some(r.uri.clone()),
                     None => return invalid(format!("rewrite-uri({}): only {n} segments", r.index)),
                 }
             }
@@ -392,10 +417,10 @@ pub async fn hls_media(
     } else {
         Packaging::Ts
     };
-    let content_map = m.segments.iter().find_map(|s| s.map.clone());
     let target = m.target_duration as f64;
-    // replacement segments for each content index inside a filled break
-    let mut replaced: Vec<Option<Vec<MediaSegment>>> = vec![None; n];
+    // the ad segments standing in for each content segment of a filled break
+    let mut replaced: Vec<Option<Vec<AdOut>>> = (0..n).map(|_| None).collect();
+    let mut after_ads = vec![false; n];
     for (span, pod) in &fills {
         let laid = lay_out(pod, span.duration, target, packaging, want, creatives).await?;
         let break_pdt = m.segments[span.first]
@@ -410,84 +435,277 @@ pub async fn hls_media(
             .skip(span.first)
         {
             let d = content.duration as f64;
-            let mut out: Vec<MediaSegment> = laid
+            let mut first = true;
+            let ads = laid
                 .iter()
                 .filter(|p| p.offset >= t - 0.001 && p.offset < t + d - 0.001)
-                .map(|p| MediaSegment {
-                    uri: p.uri.clone(),
-                    duration: p.duration as f32,
-                    discontinuity: p.starts_creative,
-                    map: p.map.as_deref().map(init_map),
-                    program_date_time: pdt_plus(break_pdt, p.offset),
-                    ..MediaSegment::empty()
+                .map(|p| {
+                    let carries = first.then_some(j);
+                    first = false;
+                    AdOut {
+                        uri: p.uri.clone(),
+                        duration: p.duration,
+                        discontinuity: p.starts_creative,
+                        map: p.map.clone(),
+                        pdt: pdt_plus(break_pdt, p.offset),
+                        carries,
+                    }
                 })
                 .collect();
-            if let Some(first) = out.first_mut() {
-                // the cue and date-range signalling stays where the content had it
-                first.unknown_tags = content.unknown_tags.clone();
-                first.daterange = content.daterange.clone();
-            }
             t += d;
-            replaced[j] = Some(std::mem::take(&mut out));
+            replaced[j] = Some(ads);
         }
-        // back to content: a new timeline and (fMP4) the content's init segment again
-        if let Some(after) = segments.get_mut(span.end) {
-            after.discontinuity = true;
-            if packaging == Packaging::Fmp4 && after.map.is_none() {
-                after.map = content_map.clone();
+        if span.end < n {
+            after_ads[span.end] = true;
+        }
+    }
+    let mut out: Vec<Out> = Vec::with_capacity(n + 16);
+    if let Some(pod) = preroll {
+        if view.view.live {
+            return invalid("preroll on a live playlist needs viewer sessions (not supported yet)");
+        }
+        let total = pod.iter().map(|a| a.duration).sum();
+        let laid = lay_out(pod, total, target, packaging, want, creatives).await?;
+        if !laid.is_empty() && n > 0 {
+            after_ads[0] = true;
+        }
+        out.extend(laid.iter().map(|p| {
+            Out::Ad(AdOut {
+                uri: p.uri.clone(),
+                duration: p.duration,
+                discontinuity: p.starts_creative && p.offset > 0.0,
+                map: p.map.clone(),
+                pdt: None,
+                carries: None,
+            })
+        }));
+    }
+    for (j, r) in replaced.into_iter().enumerate() {
+        match r {
+            Some(ads) => out.extend(ads.into_iter().map(Out::Ad)),
+            None => out.push(Out::Content {
+                index: j,
+                after_ads: after_ads[j],
+            }),
+        }
+    }
+    if out.is_empty() {
+        return invalid("the plan leaves no segments");
+    }
+    // the first segment never opens with a discontinuity the playlist does not count
+    if let Some(Out::Ad(a)) = out.first_mut() {
+        a.discontinuity = false;
+    }
+    let encrypted = m.segments.iter().any(|s| {
+        s.key
+            .as_ref()
+            .is_some_and(|k| k.method != m3u8_rs::KeyMethod::None)
+    });
+    Ok(match (&view.layout, body.is_empty()) {
+        (Some(layout), false) => render_text(body, layout, &out, &added, &uris, encrypted),
+        _ => render_m3u8(m, out, added, uris, encrypted),
+    })
+}
+
+fn write_ad(w: &mut Vec<u8>, a: &AdOut, carried: &[&[u8]], key_none: bool) {
+    use std::io::Write;
+    if a.discontinuity {
+        w.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
+    }
+    if key_none {
+        w.extend_from_slice(b"#EXT-X-KEY:METHOD=NONE\n");
+    }
+    if let Some(map) = &a.map {
+        let _ = writeln!(w, "#EXT-X-MAP:URI=\"{map}\"");
+    }
+    if let Some(t) = a.pdt {
+        let _ = writeln!(
+            w,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+    }
+    for line in carried {
+        w.extend_from_slice(line);
+        w.push(b'\n');
+    }
+    let _ = write!(w, "#EXTINF:{:.3},\n{}\n", a.duration, a.uri);
+}
+
+/// Lines of a content segment's text.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|b| *b == b'\n')
+        .map(|l| l.trim_ascii_end())
+        .filter(|l| !l.is_empty())
+}
+
+fn has_tag(text: &[u8], tag: &[u8]) -> bool {
+    lines(text).any(|l| l.starts_with(tag))
+}
+
+/// Signalling a replaced content segment hands to the ad segment in its place: cue tags,
+/// date ranges, custom tags (not its timing, init, key or URI).
+fn carried_lines(text: &[u8]) -> Vec<&[u8]> {
+    const OWN: [&[u8]; 8] = [
+        b"#EXTINF",
+        b"#EXT-X-DISCONTINUITY",
+        b"#EXT-X-MAP",
+        b"#EXT-X-KEY",
+        b"#EXT-X-PROGRAM-DATE-TIME",
+        b"#EXT-X-BYTERANGE",
+        b"#EXT-X-GAP",
+        b"#EXT-X-BITRATE",
+    ];
+    lines(text)
+        .filter(|l| l.starts_with(b"#") && !OWN.iter().any(|t| l.starts_with(t)))
+        .collect()
+}
+
+fn render_text(
+    body: &[u8],
+    layout: &TextLayout,
+    out: &[Out],
+    added: &[Vec<ExtTag>],
+    uris: &[Option<String>],
+    encrypted: bool,
+) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = Vec::with_capacity(body.len() + out.len() * 64);
+    w.extend_from_slice(&body[layout.header.clone()]);
+    // init segment and key in force for the content, as its text goes by
+    let mut map_line: Option<&[u8]> = None;
+    let mut key_line: Option<&[u8]> = None;
+    fn track<'a>(text: &'a [u8], map: &mut Option<&'a [u8]>, key: &mut Option<&'a [u8]>) {
+        for l in lines(text) {
+            if l.starts_with(b"#EXT-X-MAP") {
+                *map = Some(l);
+            } else if l.starts_with(b"#EXT-X-KEY") {
+                *key = Some(l);
             }
         }
     }
-    let mut out_segments = Vec::with_capacity(n + 16);
-    if let Some(pod) = preroll {
-        if !view.view.live {
-            let laid = lay_out(
-                pod,
-                pod.iter().map(|a| a.duration).sum(),
-                target,
-                packaging,
-                want,
-                creatives,
-            )
-            .await?;
-            out_segments.extend(laid.iter().map(|p| MediaSegment {
-                uri: p.uri.clone(),
-                duration: p.duration as f32,
-                discontinuity: p.starts_creative && p.offset > 0.0,
-                map: p.map.as_deref().map(init_map),
-                ..MediaSegment::empty()
-            }));
-            if let Some(first) = segments.first_mut() {
-                if !out_segments.is_empty() {
-                    first.discontinuity = true;
-                    if packaging == Packaging::Fmp4 && first.map.is_none() {
-                        first.map = content_map.clone();
+    let mut in_ads = false;
+    for item in out {
+        match item {
+            Out::Ad(a) => {
+                let carried = a
+                    .carries
+                    .map(|j| {
+                        let text = &body[layout.segments[j].clone()];
+                        track(text, &mut map_line, &mut key_line);
+                        carried_lines(text)
+                    })
+                    .unwrap_or_default();
+                write_ad(&mut w, a, &carried, encrypted && !in_ads);
+                in_ads = true;
+            }
+            Out::Content { index, after_ads } => {
+                let text = &body[layout.segments[*index].clone()];
+                if *after_ads || in_ads {
+                    if !has_tag(text, b"#EXT-X-DISCONTINUITY") {
+                        w.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
+                    }
+                    if let (Some(map), false) = (map_line, has_tag(text, b"#EXT-X-MAP")) {
+                        w.extend_from_slice(map);
+                        w.push(b'\n');
+                    }
+                    if let (Some(key), false) = (key_line, has_tag(text, b"#EXT-X-KEY")) {
+                        w.extend_from_slice(key);
+                        w.push(b'\n');
+                    }
+                }
+                in_ads = false;
+                track(text, &mut map_line, &mut key_line);
+                for t in &added[*index] {
+                    let _ = writeln!(w, "{t}");
+                }
+                match &uris[*index] {
+                    None => w.extend_from_slice(text),
+                    Some(uri) => {
+                        // everything but the URI line, then the new URI
+                        let uri_at = text
+                            .trim_ascii_end()
+                            .iter()
+                            .rposition(|b| *b == b'\n')
+                            .map_or(0, |i| i + 1);
+                        w.extend_from_slice(&text[..uri_at]);
+                        let _ = writeln!(w, "{uri}");
                     }
                 }
             }
-        } else {
-            return invalid("preroll on a live playlist needs viewer sessions (not supported yet)");
         }
     }
-    for (j, seg) in segments.into_iter().enumerate() {
-        match replaced[j].take() {
-            Some(ads) => out_segments.extend(ads),
-            None => out_segments.push(seg),
+    w.extend_from_slice(&body[layout.footer.clone()]);
+    w
+}
+
+fn render_m3u8(
+    m: &MediaPlaylist,
+    out: Vec<Out>,
+    mut added: Vec<Vec<ExtTag>>,
+    mut uris: Vec<Option<String>>,
+    encrypted: bool,
+) -> Vec<u8> {
+    let mut segments = Vec::with_capacity(out.len());
+    let mut map: Option<m3u8_rs::Map> = None;
+    let mut key: Option<m3u8_rs::Key> = None;
+    let mut in_ads = false;
+    for item in out {
+        match item {
+            Out::Ad(a) => {
+                let mut seg = MediaSegment {
+                    uri: a.uri,
+                    duration: a.duration as f32,
+                    discontinuity: a.discontinuity,
+                    map: a.map.as_deref().map(init_map),
+                    program_date_time: a.pdt,
+                    ..MediaSegment::empty()
+                };
+                if let Some(j) = a.carries {
+                    let c = &m.segments[j];
+                    map = c.map.clone().or(map);
+                    key = c.key.clone().or(key);
+                    seg.unknown_tags = c.unknown_tags.clone();
+                    seg.daterange = c.daterange.clone();
+                }
+                if encrypted && !in_ads {
+                    seg.key = Some(m3u8_rs::Key {
+                        method: m3u8_rs::KeyMethod::None,
+                        ..Default::default()
+                    });
+                }
+                in_ads = true;
+                segments.push(seg);
+            }
+            Out::Content { index, after_ads } => {
+                let mut seg = m.segments[index].clone();
+                if after_ads || in_ads {
+                    seg.discontinuity = true;
+                    if seg.map.is_none() {
+                        seg.map = map.clone();
+                    }
+                    if seg.key.is_none() {
+                        seg.key = key.clone();
+                    }
+                }
+                in_ads = false;
+                map = seg.map.clone().or(map);
+                key = seg.key.clone().or(key);
+                seg.unknown_tags.append(&mut added[index]);
+                if let Some(u) = uris[index].take() {
+                    seg.uri = u;
+                }
+                segments.push(seg);
+            }
         }
     }
-    if out_segments.is_empty() {
-        return invalid("the plan leaves no segments");
-    }
-    // a playlist never starts with a discontinuity it does not count
-    if let Some(first) = out_segments.first_mut() {
-        if first.discontinuity && !m.segments.first().is_some_and(|s| s.discontinuity) {
-            first.discontinuity = false;
-        }
-    }
-    Ok(MediaPlaylist {
-        segments: out_segments,
+    let out = MediaPlaylist {
+        segments,
         ..m.clone_without_segments()
-    })
+    };
+    let mut buf = Vec::new();
+    let _ = out.write_to(&mut buf);
+    buf
 }
 
 /// Cloning a playlist's header without copying its segments twice.
@@ -655,7 +873,43 @@ mod tests {
         }
     }
 
-    fn live_with_break(first_seq: u64) -> MediaPlaylist {
+    fn parse_media(text: &[u8]) -> MediaPlaylist {
+        match m3u8_rs::parse_playlist_res(text).unwrap() {
+            m3u8_rs::Playlist::MediaPlaylist(m) => m,
+            _ => panic!("not media: {}", String::from_utf8_lossy(text)),
+        }
+    }
+
+    /// Applies edits to playlist text through both renderers; they must agree, and the
+    /// output must parse.
+    async fn run(text: &str, edits: &[Edit]) -> Result<MediaPlaylist, InvalidPlan> {
+        let m = parse_media(text.as_bytes());
+        let v = view::hls_media_with_text(&m, text.as_bytes());
+        assert!(v.layout.is_some(), "layout of {text}");
+        let spliced = hls_media(
+            &m,
+            &v,
+            text.as_bytes(),
+            edits,
+            RenditionWant::default(),
+            &FakeCreatives,
+        )
+        .await?;
+        let rebuilt =
+            hls_media(&m, &v, b"", edits, RenditionWant::default(), &FakeCreatives).await?;
+        let a = parse_media(&spliced);
+        let b = parse_media(&rebuilt);
+        assert_eq!(a.segments.len(), b.segments.len());
+        for (x, y) in a.segments.iter().zip(&b.segments) {
+            assert_eq!(
+                (&x.uri, x.discontinuity, &x.map, x.program_date_time),
+                (&y.uri, y.discontinuity, &y.map, y.program_date_time)
+            );
+        }
+        Ok(a)
+    }
+
+    fn live_text(first_seq: u64) -> String {
         let mut text =
             format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first_seq}\n");
         for n in first_seq..first_seq + 8 {
@@ -674,10 +928,7 @@ mod tests {
                 n * 2 % 60
             );
         }
-        match m3u8_rs::parse_playlist_res(text.as_bytes()).unwrap() {
-            m3u8_rs::Playlist::MediaPlaylist(m) => m,
-            _ => panic!(),
-        }
+        text
     }
 
     fn uris(m: &MediaPlaylist) -> Vec<String> {
@@ -700,17 +951,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_break_is_replaced_by_ads_then_slate_with_discontinuities() {
-        let m = live_with_break(10);
-        let v = view::hls_media(&m);
-        let out = hls_media(
-            &m,
-            &v,
-            &[fill(&["ad4", "ad6"])],
-            RenditionWant::default(),
-            &FakeCreatives,
-        )
-        .await
-        .unwrap();
+        let out = run(&live_text(10), &[fill(&["ad4", "ad6"])]).await.unwrap();
         assert_eq!(
             uris(&out),
             vec![
@@ -745,17 +986,9 @@ mod tests {
 
     #[tokio::test]
     async fn short_pods_are_padded_with_slate_and_long_ads_skipped() {
-        let m = live_with_break(10);
-        let v = view::hls_media(&m);
-        let out = hls_media(
-            &m,
-            &v,
-            &[fill(&["long", "ad4"])],
-            RenditionWant::default(),
-            &FakeCreatives,
-        )
-        .await
-        .unwrap();
+        let out = run(&live_text(10), &[fill(&["long", "ad4"])])
+            .await
+            .unwrap();
         // "long" has 5 s segments (over the 2 s target): not used; ad4 (4 s) + 6 s of slate
         let u = uris(&out);
         assert_eq!(&u[2..4], &["/ads/ad4/0.ts", "/ads/ad4/1.ts"]);
@@ -769,108 +1002,98 @@ mod tests {
     #[tokio::test]
     async fn reloads_are_append_only_for_the_same_break() {
         let edits = [fill(&["ad4", "ad6"])];
-        let a = live_with_break(10);
-        let b = live_with_break(13); // the window slid by 3 segments, mid-break
-        let oa = hls_media(
-            &a,
-            &view::hls_media(&a),
-            &edits,
-            RenditionWant::default(),
-            &FakeCreatives,
-        )
-        .await
-        .unwrap();
-        let ob = hls_media(
-            &b,
-            &view::hls_media(&b),
-            &edits,
-            RenditionWant::default(),
-            &FakeCreatives,
-        )
-        .await
-        .unwrap();
-        let ua = uris(&oa);
-        let ub = uris(&ob);
-        // every segment both show appears in the same order: b is a suffix-extension of a
+        let ua = uris(&run(&live_text(10), &edits).await.unwrap());
+        // the window slid by 3 segments, mid-break
+        let ub = uris(&run(&live_text(13), &edits).await.unwrap());
         let start = ua.iter().position(|x| x == &ub[0]).expect("overlap");
         assert_eq!(&ua[start..], &ub[..ua.len() - start]);
     }
 
     #[tokio::test]
     async fn bad_plans_are_refused_whole() {
-        let m = live_with_break(10);
-        let v = view::hls_media(&m);
-        let w = RenditionWant::default();
+        let t = live_text(10);
         let tag = |i: u32, l: &str| {
             Edit::AddTag(Tag {
                 before_segment: i,
                 line: l.into(),
             })
         };
-        assert!(hls_media(&m, &v, &[tag(99, "#EXT-X-A")], w, &FakeCreatives)
-            .await
-            .is_err());
-        assert!(
-            hls_media(&m, &v, &[tag(0, "#EXT-X-ENDLIST")], w, &FakeCreatives)
-                .await
-                .is_err()
-        );
+        assert!(run(&t, &[tag(99, "#EXT-X-A")]).await.is_err());
+        assert!(run(&t, &[tag(0, "#EXT-X-ENDLIST")]).await.is_err());
         let unknown = Edit::FillBreak(Fill {
             break_id: "nope".into(),
             pod: vec![],
         });
-        assert!(hls_media(&m, &v, &[unknown], w, &FakeCreatives)
-            .await
-            .is_err());
+        assert!(run(&t, &[unknown]).await.is_err());
+        assert!(run(&t, &[fill(&["ad4"]), fill(&["ad6"])]).await.is_err());
+        assert!(run(&t, &[fill(&["nosuch"])]).await.is_err());
         assert!(
-            hls_media(&m, &v, &[fill(&["ad4"]), fill(&["ad6"])], w, &FakeCreatives)
-                .await
-                .is_err()
-        );
-        assert!(hls_media(&m, &v, &[fill(&["nosuch"])], w, &FakeCreatives)
-            .await
-            .is_err());
-        assert!(
-            hls_media(&m, &v, &[Edit::Preroll(vec![])], w, &FakeCreatives)
-                .await
-                .is_err(),
+            run(&t, &[Edit::Preroll(vec![])]).await.is_err(),
             "live preroll"
         );
-        assert!(
-            hls_media(&m, &v, &[Edit::DropVariant(0)], w, &FakeCreatives)
-                .await
-                .is_err()
-        );
-        let ok = hls_media(&m, &v, &[tag(1, "#EXT-X-MINE:1")], w, &FakeCreatives)
-            .await
-            .unwrap();
+        assert!(run(&t, &[Edit::DropVariant(0)]).await.is_err());
+        let rw = Edit::RewriteUri(UriRewrite {
+            index: 0,
+            uri: "https://cdn.example/c10.ts".into(),
+        });
+        let ok = run(&t, &[tag(1, "#EXT-X-MINE:1"), rw]).await.unwrap();
         assert_eq!(
             ok.segments[1].unknown_tags.last().unwrap().to_string(),
             "#EXT-X-MINE:1"
         );
+        assert_eq!(ok.segments[0].uri, "https://cdn.example/c10.ts");
     }
 
     #[tokio::test]
-    async fn vod_preroll_goes_first() {
-        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:2.0,\na.ts\n#EXTINF:2.0,\nb.ts\n#EXT-X-ENDLIST\n";
-        let m = match m3u8_rs::parse_playlist_res(text.as_bytes()).unwrap() {
-            m3u8_rs::Playlist::MediaPlaylist(m) => m,
-            _ => panic!(),
-        };
+    async fn untouched_segments_are_copied_byte_exact_and_keys_survive_breaks() {
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"k.bin\"\n#EXTINF:2.000,odd title\nc0.ts\n\
+#EXT-X-CUE-OUT:DURATION=4\n#EXTINF:2.0,\nc1.ts\n#EXTINF:2.0,\nc2.ts\n#EXT-X-CUE-IN\n#EXTINF:2.0,\nc3.ts\n";
         let pod = vec![Ad {
-            id: "x".into(),
+            id: "a".into(),
             creative: "ad4".into(),
             duration: 4.0,
         }];
+        let f = Edit::FillBreak(Fill {
+            break_id: "cue-1".into(),
+            pod,
+        });
+        let m = parse_media(text.as_bytes());
+        let v = view::hls_media_with_text(&m, text.as_bytes());
         let out = hls_media(
             &m,
-            &view::hls_media(&m),
-            &[Edit::Preroll(pod)],
+            &v,
+            text.as_bytes(),
+            std::slice::from_ref(&f),
             RenditionWant::default(),
             &FakeCreatives,
         )
         .await
         .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-KEY:METHOD=AES-128,URI=\"k.bin\"\n#EXTINF:2.000,odd title\nc0.ts\n"),
+            "{out}"
+        );
+        // ads are not encrypted; the content key comes back after them
+        assert!(out.contains("#EXT-X-KEY:METHOD=NONE\n"), "{out}");
+        assert!(
+            out.ends_with("#EXT-X-DISCONTINUITY\n#EXT-X-KEY:METHOD=AES-128,URI=\"k.bin\"\n#EXT-X-CUE-IN\n#EXTINF:2.0,\nc3.ts\n"),
+            "{out}"
+        );
+        let both = run(text, &[f]).await.unwrap();
+        assert_eq!(both.segments.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn vod_preroll_goes_first() {
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:2.0,\na.ts\n#EXTINF:2.0,\nb.ts\n#EXT-X-ENDLIST\n";
+        let pod = vec![Ad {
+            id: "x".into(),
+            creative: "ad4".into(),
+            duration: 4.0,
+        }];
+        let out = run(text, &[Edit::Preroll(pod)]).await.unwrap();
         assert_eq!(
             uris(&out),
             vec!["/ads/ad4/0.ts", "/ads/ad4/1.ts", "a.ts", "b.ts"]

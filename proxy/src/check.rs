@@ -231,16 +231,13 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
                     Parsed::HlsMedia { playlist, view } => apply::hls_media(
                         playlist,
                         view,
+                        &body,
                         &edits,
                         RenditionWant::default(),
                         &SyntheticCreatives,
                     )
                     .await
-                    .map(|m| {
-                        let mut b = Vec::new();
-                        let _ = m.write_to(&mut b);
-                        b.len()
-                    }),
+                    .map(|b| b.len()),
                     Parsed::Dash { mpd, .. } => {
                         apply::dash(mpd, &edits).map(|m| m.to_string().len())
                     }

@@ -70,7 +70,7 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
                     live: !m.end_list && m.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod),
                     target: Duration::from_secs(m.target_duration.max(1)),
                 };
-                let view = view::hls_media(&m);
+                let view = view::hls_media_with_text(&m, body);
                 (kind, Parsed::HlsMedia { playlist: m, view })
             }
             Err(e) => (

@@ -227,13 +227,8 @@ impl Personalizer {
                             }
                             None => &none,
                         };
-                        apply::hls_media(playlist, view, &edits, want, creatives)
+                        apply::hls_media(playlist, view, &manifest.body, &edits, want, creatives)
                             .await
-                            .map(|out| {
-                                let mut buf = Vec::with_capacity(manifest.body.len() * 2);
-                                let _ = out.write_to(&mut buf);
-                                buf
-                            })
                             .map_err(invalid)
                     }
                     Err(f) => Err(f),

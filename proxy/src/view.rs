@@ -62,6 +62,81 @@ pub struct BreakSpan {
 pub struct HlsMediaView {
     pub view: HlsMedia,
     pub spans: Vec<BreakSpan>,
+    /// Where each segment's lines are in the origin text, when they could be found.
+    pub layout: Option<TextLayout>,
+}
+
+/// Byte ranges of a media playlist's text: the header, each segment (its tags and URI line),
+/// and what follows the last segment. Edits splice this text instead of re-serializing it,
+/// so untouched parts stay byte-exact and cost a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextLayout {
+    pub header: std::ops::Range<usize>,
+    pub segments: Vec<std::ops::Range<usize>>,
+    pub footer: std::ops::Range<usize>,
+}
+
+/// Playlist-level tags: everything else before a URI belongs to that segment.
+const PLAYLIST_TAGS: &[&str] = &[
+    "#EXTM3U",
+    "#EXT-X-VERSION",
+    "#EXT-X-TARGETDURATION",
+    "#EXT-X-MEDIA-SEQUENCE",
+    "#EXT-X-DISCONTINUITY-SEQUENCE",
+    "#EXT-X-PLAYLIST-TYPE",
+    "#EXT-X-INDEPENDENT-SEGMENTS",
+    "#EXT-X-START",
+    "#EXT-X-I-FRAMES-ONLY",
+    "#EXT-X-SERVER-CONTROL",
+    "#EXT-X-PART-INF",
+    "#EXT-X-DEFINE",
+    "#EXT-X-ALLOW-CACHE",
+    "#EXT-X-ENDLIST",
+];
+
+fn is_playlist_tag(line: &[u8]) -> bool {
+    PLAYLIST_TAGS.iter().any(|t| {
+        line.starts_with(t.as_bytes())
+            && matches!(line.get(t.len()), None | Some(b':') | Some(b'\r'))
+    })
+}
+
+/// Finds each segment's text; `None` if the text does not line up with `expected` segments.
+pub fn text_layout(body: &[u8], expected: usize) -> Option<TextLayout> {
+    let mut segments = Vec::with_capacity(expected);
+    let mut header_end = None;
+    let mut seg_start = 0usize;
+    let mut at = 0usize;
+    while at < body.len() {
+        let end = memchr::memchr(b'\n', &body[at..]).map_or(body.len(), |i| at + i + 1);
+        let line = body[at..end].trim_ascii();
+        if !line.is_empty() {
+            let is_uri = line[0] != b'#';
+            if header_end.is_none()
+                && (is_uri || (line.starts_with(b"#EXT") && !is_playlist_tag(line)))
+            {
+                header_end = Some(at);
+                seg_start = at;
+            }
+            if is_uri {
+                segments.push(seg_start..end);
+                seg_start = end;
+            } else if header_end.is_some() && is_playlist_tag(line) && segments.len() == expected {
+                break; // the footer (EXT-X-ENDLIST ...)
+            }
+        }
+        at = end;
+    }
+    let header_end = header_end?;
+    if segments.len() != expected {
+        return None;
+    }
+    let last = segments.last().map_or(header_end, |r| r.end);
+    Some(TextLayout {
+        header: 0..header_end,
+        segments,
+        footer: last..body.len(),
+    })
 }
 
 /// `DURATION=30` / `30` / `ElapsedTime=4,Duration=30` attribute lists of cue tags.
@@ -129,6 +204,13 @@ fn daterange_signal(seg: &MediaSegment) -> Option<(String, Option<Scte35>, bool,
         out,
         dr.planned_duration.or(dr.duration),
     ))
+}
+
+/// The view of a media playlist; with its text, also where each segment's lines are.
+pub fn hls_media_with_text(m: &MediaPlaylist, body: &[u8]) -> HlsMediaView {
+    let mut v = hls_media(m);
+    v.layout = text_layout(body, m.segments.len());
+    v
 }
 
 pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
@@ -246,6 +328,7 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
             breaks,
         },
         spans,
+        layout: None,
     }
 }
 
@@ -442,6 +525,26 @@ mod tests {
             v.view.segments[0].program_date_time,
             Some(1_767_225_600_000)
         );
+    }
+
+    #[test]
+    fn text_layout_finds_each_segment() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
+#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n#EXTINF:2.0,\na.m4s\n\
+#EXT-X-CUE-OUT:10\n#EXTINF:2.0,\nb.m4s\n\n#EXT-X-ENDLIST\n";
+        let l = text_layout(text.as_bytes(), 2).unwrap();
+        let part = |r: &std::ops::Range<usize>| &text[r.clone()];
+        assert!(part(&l.header).ends_with("MEDIA-SEQUENCE:7\n"));
+        assert!(
+            part(&l.segments[0]).starts_with("#EXT-X-MAP")
+                && part(&l.segments[0]).ends_with("a.m4s\n")
+        );
+        assert_eq!(
+            part(&l.segments[1]),
+            "#EXT-X-CUE-OUT:10\n#EXTINF:2.0,\nb.m4s\n"
+        );
+        assert_eq!(part(&l.footer), "\n#EXT-X-ENDLIST\n");
+        assert_eq!(text_layout(text.as_bytes(), 3), None);
     }
 
     #[test]

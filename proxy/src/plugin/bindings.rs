@@ -4,8 +4,6 @@
 use super::kv::KvStore;
 use std::sync::Arc;
 use std::time::SystemTime;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -98,8 +96,6 @@ impl wasmtime::ResourceLimiter for Limiter {
 
 /// Per-request store data.
 pub struct HostState {
-    pub wasi: WasiCtx,
-    pub table: ResourceTable,
     pub limiter: Limiter,
     pub tenant: Arc<str>,
     pub caps: Capabilities,
@@ -107,15 +103,6 @@ pub struct HostState {
     pub ads: Option<Arc<dyn AdDecider>>,
     /// Log lines the plugin emitted (bounded), for `manifold plugin check`.
     pub log_lines: usize,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
 }
 
 fn denied(what: &str) -> wasmtime::Error {

@@ -1,0 +1,331 @@
+//! Plugin host benchmarks (docs/benchmarks.md has the numbers and how they were taken).
+//!
+//! Needs the sample plugins: `scripts/build-plugins.sh`, then
+//! `cargo bench -p manifold --bench plugins`.
+
+use async_trait::async_trait;
+use criterion::{criterion_group, criterion_main, Criterion};
+use manifold::apply::{self, AdMedia, Creatives, Packaging, RenditionWant};
+use manifold::parse::{parse, Parsed};
+use manifold::plugin::bindings::{DeviceClass, Viewer};
+use manifold::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine};
+use manifold::route::Class;
+use manifold_loadtest::origin::{Origin, OriginOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+// as in the manifold binary
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn wasm(name: &str) -> Vec<u8> {
+    let p = format!(
+        "{}/../target/wasm32-wasip2/release/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}: run scripts/build-plugins.sh"))
+}
+
+fn engine(dir: &Path) -> PluginEngine {
+    PluginEngine::new(&EngineOptions {
+        artifacts_dir: dir.to_path_buf(),
+        max_instances: 64,
+        max_memory: 64 << 20,
+        loaded_capacity: 64,
+    })
+    .unwrap()
+}
+
+fn viewer() -> Viewer {
+    Viewer {
+        tenant: "bench".into(),
+        session_id: Some("s".into()),
+        query: vec![("device".into(), "tv".into())],
+        headers: vec![],
+        user_agent: Some("Mozilla/5.0 (SMART-TV; Tizen 6.0)".into()),
+        device: DeviceClass::Tv,
+        client_ip: Some("127.0.0.1".into()),
+        country: None,
+        cmcd: vec![],
+    }
+}
+
+fn env() -> CallEnv {
+    CallEnv {
+        tenant: "bench".into(),
+        caps: Capabilities::default(),
+        kv: None,
+        ads: None,
+        deadline: Duration::from_millis(100),
+        memory: 16 << 20,
+    }
+}
+
+/// A live media playlist of `window` 2 s segments with breaks, as the origin simulator
+/// serves it.
+fn live_playlist(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> Vec<u8> {
+    let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
+    let opts = OriginOptions {
+        window,
+        elapsed_secs: Some(window * 2),
+        ad_first_secs: ad_first,
+        ad_every_secs: ad_every,
+        ad_len_secs: ad_len,
+        ..OriginOptions::new(media)
+    };
+    let o = Origin::new(&opts).unwrap();
+    let now = o.schedule().epoch + Duration::from_secs(window * 2);
+    o.resource("/live/hls/v1.m3u8", now)
+        .unwrap()
+        .unwrap()
+        .body
+        .to_vec()
+}
+
+/// Creatives already resolved (what the catalog's cache holds after the first request).
+struct Resolved(Arc<AdMedia>, Arc<AdMedia>);
+
+#[async_trait]
+impl Creatives for Resolved {
+    async fn media(
+        &self,
+        c: &str,
+        _p: Packaging,
+        _w: RenditionWant,
+    ) -> Result<Arc<AdMedia>, String> {
+        Ok(if c == "slate" {
+            self.1.clone()
+        } else {
+            self.0.clone()
+        })
+    }
+    fn slate(&self) -> Option<&str> {
+        Some("slate")
+    }
+}
+
+fn resolved() -> Resolved {
+    let seg = |name: &str, n: usize, d: f64| {
+        Arc::new(AdMedia {
+            segments: (0..n)
+                .map(|i| (format!("/t/ads/{name}/hls/v1/{i}.ts"), d))
+                .collect(),
+            map: None,
+        })
+    };
+    Resolved(seg("ad10", 5, 2.0), seg("slate", 10, 1.0))
+}
+
+/// parse → view → plugin (fresh instance) → apply → serialize.
+async fn pipeline(
+    engine: &PluginEngine,
+    plugin: &manifold::plugin::LoadedPlugin,
+    body: &[u8],
+    config: &str,
+    creatives: &Resolved,
+) -> usize {
+    let (_, parsed) = parse(Class::HlsPlaylist, body);
+    let Parsed::HlsMedia { playlist, view } = parsed else {
+        panic!("not media")
+    };
+    personalize(engine, plugin, &playlist, &view, body, config, creatives).await
+}
+
+/// The per-request part: the parse and view are cached with the origin manifest.
+async fn personalize(
+    engine: &PluginEngine,
+    plugin: &manifold::plugin::LoadedPlugin,
+    playlist: &m3u8_rs::MediaPlaylist,
+    view: &manifold::view::HlsMediaView,
+    body: &[u8],
+    config: &str,
+    creatives: &Resolved,
+) -> usize {
+    let edits = engine
+        .call(
+            plugin,
+            Input::HlsMedia(&view.view),
+            &viewer(),
+            config,
+            &env(),
+        )
+        .await
+        .unwrap();
+    apply::hls_media(
+        playlist,
+        view,
+        body,
+        &edits,
+        RenditionWant::default(),
+        creatives,
+    )
+    .await
+    .unwrap()
+    .len()
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let noop = e.load(&wasm("misbehave")).unwrap();
+    let breaks = e.load(&wasm("scte35_breaks")).unwrap();
+    let master = parse(
+        Class::HlsPlaylist,
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../samples/manifests/hls-master.m3u8"
+        ))
+        .unwrap(),
+    )
+    .1;
+    let Parsed::HlsMaster {
+        view: master_view, ..
+    } = master
+    else {
+        panic!()
+    };
+
+    c.bench_function("plugin/instantiate+noop call", |b| {
+        b.to_async(&rt).iter(|| async {
+            e.call(
+                &noop,
+                Input::HlsMaster(&master_view),
+                &viewer(),
+                "mode=noop",
+                &env(),
+            )
+            .await
+            .unwrap()
+        })
+    });
+
+    let creatives = resolved();
+    let p300 = live_playlist(300, 200, 3000, 30);
+    let p60 = live_playlist(60, 20, 40, 10);
+    let (_, parsed300) = parse(Class::HlsPlaylist, &p300);
+    let Parsed::HlsMedia {
+        playlist: pl300,
+        view: v300,
+    } = parsed300
+    else {
+        panic!()
+    };
+    assert_eq!(v300.view.segments.len(), 300);
+    assert_eq!(v300.view.breaks.len(), 1);
+    let (_, parsed60) = parse(Class::HlsPlaylist, &p60);
+    let Parsed::HlsMedia {
+        playlist: pl60,
+        view: v60,
+    } = parsed60
+    else {
+        panic!()
+    };
+    assert_eq!(v60.view.breaks.len(), 3, "{:?}", v60.view.breaks);
+
+    c.bench_function(
+        "pipeline/300 segments, 1 break: parse+plugin+apply+serialize",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| pipeline(&e, &breaks, &p300, "pod=ad10,ad10,ad10", &creatives))
+        },
+    );
+    c.bench_function(
+        "pipeline/300 segments, 1 break: plugin+apply+serialize (parse cached)",
+        |b| {
+            b.to_async(&rt).iter(|| {
+                personalize(
+                    &e,
+                    &breaks,
+                    &pl300,
+                    &v300,
+                    &p300,
+                    "pod=ad10,ad10,ad10",
+                    &creatives,
+                )
+            })
+        },
+    );
+    c.bench_function(
+        "pipeline/60 segments, 3 breaks: parse+plugin+apply+serialize",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| pipeline(&e, &breaks, &p60, "pod=ad10", &creatives))
+        },
+    );
+    c.bench_function(
+        "pipeline/60 segments, 3 breaks: plugin+apply+serialize (parse cached)",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| personalize(&e, &breaks, &pl60, &v60, &p60, "pod=ad10", &creatives))
+        },
+    );
+    c.bench_function("parse/300 segments (m3u8-rs + view)", |b| {
+        b.iter(|| parse(Class::HlsPlaylist, &p300))
+    });
+
+    // cold load: a fresh engine-side load of a plugin compiled earlier (artifact on disk)
+    let filter = wasm("variant_filter");
+    let digest = e.load(&filter).unwrap().digest.clone();
+    c.bench_function("plugin/cold load from precompiled artifact", |b| {
+        b.iter(|| {
+            e.forget(&digest);
+            let p = e.load(&filter).unwrap();
+            assert!(p.from_artifact);
+            p
+        })
+    });
+    report_memory(dir.path());
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4)
+        .unwrap_or(0)
+}
+
+/// Resident memory a loaded plugin adds (compiled code and metadata): RSS growth while loading
+/// the four sample plugins into a fresh engine from their artifacts, after a warm-up load so
+/// the engine's own code is already paged in.
+fn report_memory(artifacts: &Path) {
+    let e = engine(artifacts);
+    let names = ["misbehave", "scte35_breaks", "variant_filter", "preroll"];
+    let bytes: Vec<Vec<u8>> = names.iter().map(|n| wasm(n)).collect();
+    let warm = e.load(&bytes[0]).unwrap();
+    e.forget(&warm.digest);
+    drop(warm);
+    let before = rss_kib();
+    let loaded: Vec<_> = bytes.iter().map(|b| e.load(b).unwrap()).collect();
+    let after = rss_kib();
+    let artifacts_kib: Vec<u64> = std::fs::read_dir(artifacts)
+        .unwrap()
+        .filter_map(|f| f.ok()?.metadata().ok())
+        .map(|m| m.len() / 1024)
+        .collect();
+    println!(
+        "memory per loaded plugin: {} KiB resident (mean over {} sample plugins: RSS {} -> {} KiB); precompiled artifacts {:?} KiB; measured at unix {}",
+        after.saturating_sub(before) / loaded.len() as u64,
+        loaded.len(),
+        before,
+        after,
+        artifacts_kib,
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+    );
+}
+
+criterion_group! {
+    name = plugin_benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(plugin_benches);

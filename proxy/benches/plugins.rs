@@ -10,6 +10,8 @@ use manifold::parse::{parse, Parsed};
 use manifold::plugin::bindings::{DeviceClass, Viewer};
 use manifold::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine};
 use manifold::route::Class;
+use manifold::session::SessionState;
+use manifold::ssai::{self, Media, Policies};
 use manifold_loadtest::origin::{Origin, OriginOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,7 +134,9 @@ async fn pipeline(
     personalize(engine, plugin, &playlist, &view, body, config, creatives).await
 }
 
-/// The per-request part: the parse and view are cached with the origin manifest.
+/// The per-request part: the parse and view are cached with the origin manifest; the session
+/// already recorded the break (as on every reload after the first), so this is plugin call,
+/// plan check, session bookkeeping and stitching.
 async fn personalize(
     engine: &PluginEngine,
     plugin: &manifold::plugin::LoadedPlugin,
@@ -149,20 +153,48 @@ async fn personalize(
             &viewer(),
             config,
             &env(),
+            None,
         )
         .await
         .unwrap();
-    apply::hls_media(
+    let media = Media {
         playlist,
         view,
         body,
-        &edits,
-        RenditionWant::default(),
+    };
+    let plan = apply::media_plan(view, &edits).unwrap();
+    let policies = Policies::default();
+    let mut state = SESSION.with(|s| s.borrow().clone());
+    let fresh = ssai::propose(&media, &plan, &state, creatives, &policies)
+        .await
+        .unwrap();
+    let recorded = !fresh.is_empty();
+    for (id, rec) in fresh {
+        state.breaks.insert(id, rec);
+    }
+    for (id, f) in ssai::observe(&media, &state.breaks, &state.facts) {
+        state.facts.insert(id, f);
+    }
+    let out = ssai::render(
+        &media,
+        &plan,
+        &state.breaks,
+        &state.facts,
         creatives,
+        RenditionWant::default(),
+        &policies,
     )
     .await
-    .unwrap()
-    .len()
+    .unwrap();
+    if recorded {
+        SESSION.with(|s| *s.borrow_mut() = state);
+    }
+    out.len()
+}
+
+thread_local! {
+    /// The benchmark's one session (first call records the break, later ones reuse it).
+    static SESSION: std::cell::RefCell<SessionState> = std::cell::RefCell::new(SessionState::default());
 }
 
 fn benches(c: &mut Criterion) {
@@ -198,6 +230,7 @@ fn benches(c: &mut Criterion) {
                 &viewer(),
                 "mode=noop",
                 &env(),
+                None,
             )
             .await
             .unwrap()
@@ -250,6 +283,7 @@ fn benches(c: &mut Criterion) {
             })
         },
     );
+    SESSION.with(|s| *s.borrow_mut() = SessionState::default());
     c.bench_function(
         "pipeline/60 segments, 3 breaks: parse+plugin+apply+serialize",
         |b| {

@@ -5,8 +5,9 @@ use crate::apply::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::config::CreativeConfig;
 use crate::manifest_cache::ManifestCache;
 use crate::parse::Parsed;
-use crate::plugin::bindings::{Ad, AdBreak, AdDecider};
+use crate::plugin::bindings::{AdBreak, AdDecider, Viewer};
 use crate::route::{Class, Route, Tenant};
+use crate::session::DecidedAd;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct AdCatalog {
     creatives: Vec<CreativeConfig>,
     /// Resolved creative media, per creative, packaging, rendition choice and URL prefix.
     resolved: moka::sync::Cache<(String, Packaging, RenditionWant, String), Arc<AdMedia>>,
+    /// Checked reference timing per creative and packaging.
+    references: moka::sync::Cache<(String, Packaging), Arc<AdMedia>>,
 }
 
 impl AdCatalog {
@@ -26,6 +29,10 @@ impl AdCatalog {
             creatives,
             resolved: moka::sync::Cache::builder()
                 .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            references: moka::sync::Cache::builder()
+                .max_capacity(1_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
         }
@@ -45,18 +52,19 @@ impl AdCatalog {
     }
 }
 
-impl AdDecider for AdCatalog {
+impl AdCatalog {
     /// Longest creatives first while they fit the break; deterministic for a given break.
-    fn decide(&self, _tenant: &str, brk: &AdBreak) -> Vec<Ad> {
+    pub fn pick(&self, brk: &AdBreak) -> Vec<DecidedAd> {
         let mut ads: Vec<&CreativeConfig> = self.creatives.iter().filter(|c| !c.slate).collect();
         ads.sort_by(|a, b| b.duration.total_cmp(&a.duration).then(a.name.cmp(&b.name)));
         let mut left = brk.duration;
         let mut pod = Vec::new();
         while let Some(c) = ads.iter().find(|c| c.duration <= left + 0.001) {
-            pod.push(Ad {
+            pod.push(DecidedAd {
                 id: format!("{}-{}-{}", brk.id, pod.len(), c.name),
                 creative: c.name.clone(),
                 duration: c.duration,
+                tracking: Default::default(),
             });
             left -= c.duration;
             if pod.len() >= 32 {
@@ -64,6 +72,41 @@ impl AdDecider for AdCatalog {
             }
         }
         pod
+    }
+
+    /// The catalog creative a VAST media file URL points at (`.../ads/ad15/hls/master.m3u8`).
+    pub fn creative_for_url(&self, url: &str) -> Option<&str> {
+        let path = url
+            .split("://")
+            .nth(1)
+            .map_or(url, |rest| &rest[rest.find('/').unwrap_or(rest.len())..]);
+        let path = path.split('?').next().unwrap_or(path);
+        self.creatives
+            .iter()
+            .find(|c| {
+                [&c.hls, &c.hls_fmp4]
+                    .into_iter()
+                    .flatten()
+                    .any(|p| path.ends_with(p.as_str()))
+            })
+            .map(|c| c.name.as_str())
+    }
+
+    pub fn creative(&self, name: &str) -> Option<&CreativeConfig> {
+        self.creatives.iter().find(|c| c.name == name)
+    }
+}
+
+#[async_trait]
+impl AdDecider for AdCatalog {
+    async fn decide(
+        &self,
+        _tenant: &str,
+        _session: Option<&str>,
+        brk: &AdBreak,
+        _viewer: &Viewer,
+    ) -> Vec<DecidedAd> {
+        self.pick(brk)
     }
 }
 
@@ -101,6 +144,71 @@ fn join(base: &str, reference: &str) -> Option<String> {
 }
 
 impl Resolver<'_> {
+    fn master_path(c: &CreativeConfig, packaging: Packaging) -> Result<&str, String> {
+        match packaging {
+            Packaging::Ts => c.hls.as_deref(),
+            Packaging::Fmp4 => c.hls_fmp4.as_deref(),
+        }
+        .ok_or_else(|| format!("creative {:?} has no {packaging:?} packaging", c.name))
+    }
+
+    /// Segment durations of every rendition of a creative; they must line up, so that every
+    /// rendition of a viewer's stream gets the same ad timing.
+    async fn check_renditions(
+        &self,
+        c: &CreativeConfig,
+        packaging: Packaging,
+    ) -> Result<AdMedia, String> {
+        let master_path = Self::master_path(c, packaging)?;
+        let master = self.playlist(master_path).await?;
+        let Parsed::HlsMaster { playlist, .. } = &master.parsed else {
+            return Err(format!("{master_path} is not an HLS master playlist"));
+        };
+        let mut variants: Vec<&m3u8_rs::VariantStream> =
+            playlist.variants.iter().filter(|v| !v.is_i_frame).collect();
+        variants.sort_by_key(|v| v.bandwidth);
+        let uris = variants
+            .iter()
+            .map(|v| v.uri.clone())
+            .chain(playlist.alternatives.iter().filter_map(|a| a.uri.clone()));
+        let mut reference: Option<AdMedia> = None;
+        for uri in uris {
+            let path = join(master_path, &uri)
+                .ok_or_else(|| format!("creative URI {uri:?} leaves the origin"))?;
+            let media = self.playlist(&path).await?;
+            let Parsed::HlsMedia { playlist: m, .. } = &media.parsed else {
+                return Err(format!("{path} is not an HLS media playlist"));
+            };
+            let segs: Vec<(String, f64)> = m
+                .segments
+                .iter()
+                .map(|s| (s.uri.clone(), s.duration as f64))
+                .collect();
+            match &reference {
+                None => {
+                    reference = Some(AdMedia {
+                        segments: segs,
+                        map: None,
+                    })
+                }
+                Some(r) => {
+                    let lines_up = r.segments.len() == segs.len()
+                        && r.segments
+                            .iter()
+                            .zip(&segs)
+                            .all(|(a, b)| (a.1 - b.1).abs() < 0.1);
+                    if !lines_up {
+                        return Err(format!(
+                            "renditions of creative {:?} do not line up ({path} differs)",
+                            c.name
+                        ));
+                    }
+                }
+            }
+        }
+        reference.ok_or_else(|| format!("creative {:?} has no renditions", c.name))
+    }
+
     async fn playlist(&self, path: &str) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
         let route = Route {
             tenant: self.catalog.tenant.clone(),
@@ -108,6 +216,9 @@ impl Resolver<'_> {
             class: Class::HlsPlaylist,
             prefix: String::new(),
             hint: None,
+            session: None,
+            content_path: path.to_string(),
+            ad_slot: None,
         };
         let (m, _) = self
             .manifests
@@ -126,11 +237,7 @@ impl Resolver<'_> {
         packaging: Packaging,
         want: RenditionWant,
     ) -> Result<AdMedia, String> {
-        let master_path = match packaging {
-            Packaging::Ts => c.hls.as_deref(),
-            Packaging::Fmp4 => c.hls_fmp4.as_deref(),
-        }
-        .ok_or_else(|| format!("creative {:?} has no {packaging:?} packaging", c.name))?;
+        let master_path = Self::master_path(c, packaging)?;
         let master = self.playlist(master_path).await?;
         let Parsed::HlsMaster { playlist, .. } = &master.parsed else {
             return Err(format!("{master_path} is not an HLS master playlist"));
@@ -221,6 +328,24 @@ impl Creatives for Resolver<'_> {
         Ok(m)
     }
 
+    async fn reference(
+        &self,
+        creative: &str,
+        packaging: Packaging,
+    ) -> Result<Arc<AdMedia>, String> {
+        let c = self
+            .catalog
+            .creative(creative)
+            .ok_or_else(|| format!("no creative {creative:?} in the tenant's catalog"))?;
+        let key = (creative.to_string(), packaging);
+        if let Some(m) = self.catalog.references.get(&key) {
+            return Ok(m);
+        }
+        let m = Arc::new(self.check_renditions(c, packaging).await?);
+        self.catalog.references.insert(key, m.clone());
+        Ok(m)
+    }
+
     fn slate(&self) -> Option<&str> {
         self.catalog.slate().map(|c| c.name.as_str())
     }
@@ -276,7 +401,7 @@ mod tests {
             scte35: None,
         };
         let names = |d: f64| {
-            cat.decide("t", &brk(d))
+            cat.pick(&brk(d))
                 .into_iter()
                 .map(|a| a.creative)
                 .collect::<Vec<_>>()

@@ -4,10 +4,12 @@
 
 use crate::apply::{self, AdMedia, Creatives, Packaging, RenditionWant};
 use crate::parse::{parse, Parsed};
-use crate::plugin::bindings::{Ad, AdBreak, AdDecider, DeviceClass, Edit, Viewer};
+use crate::plugin::bindings::{AdBreak, AdDecider, DeviceClass, Edit, Viewer};
 use crate::plugin::kv::KvStore;
 use crate::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine};
 use crate::route::Class;
+use crate::session::{DecidedAd, SessionState};
+use crate::ssai::{self, Media, Policies};
 use async_trait::async_trait;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,16 +62,51 @@ impl Creatives for SyntheticCreatives {
 /// Stand-in ad decision: `ad10`s while they fit.
 struct SyntheticDecider;
 
+#[async_trait]
 impl AdDecider for SyntheticDecider {
-    fn decide(&self, _tenant: &str, brk: &AdBreak) -> Vec<Ad> {
+    async fn decide(
+        &self,
+        _t: &str,
+        _s: Option<&str>,
+        brk: &AdBreak,
+        _v: &Viewer,
+    ) -> Vec<DecidedAd> {
         (0..(brk.duration / 10.0).floor() as usize)
-            .map(|i| Ad {
+            .map(|i| DecidedAd {
                 id: format!("{}-{i}", brk.id),
                 creative: "ad10".into(),
                 duration: 10.0,
+                tracking: Default::default(),
             })
             .collect()
     }
+}
+
+/// Plan, lay out and stitch a media playlist for a throwaway session.
+async fn stateless(
+    media: &Media<'_>,
+    edits: &[Edit],
+    creatives: &dyn Creatives,
+) -> Result<Vec<u8>, apply::InvalidPlan> {
+    let plan = apply::media_plan(media.view, edits)?;
+    let policies = Policies::default();
+    let mut state = SessionState::default();
+    for (id, rec) in ssai::propose(media, &plan, &state, creatives, &policies).await? {
+        state.breaks.insert(id, rec);
+    }
+    for (id, f) in ssai::observe(media, &state.breaks, &state.facts) {
+        state.facts.insert(id, f);
+    }
+    ssai::render(
+        media,
+        &plan,
+        &state.breaks,
+        &state.facts,
+        creatives,
+        RenditionWant::default(),
+        &policies,
+    )
+    .await
 }
 
 fn edit_summary(edits: &[Edit]) -> String {
@@ -83,6 +120,7 @@ fn edit_summary(edits: &[Edit]) -> String {
             Edit::Preroll(_) => "preroll",
             Edit::AddTag(_) => "add-tag",
             Edit::RewriteUri(_) => "rewrite-uri",
+            Edit::InsertPod(_) => "insert-pod",
         };
         match counts.iter_mut().find(|(n, _)| *n == name) {
             Some((_, c)) => *c += 1,
@@ -174,7 +212,14 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
             let r = match &parsed {
                 Parsed::HlsMaster { view, .. } => {
                     engine
-                        .call(&plugin, Input::HlsMaster(view), &viewer, &opts.config, &env)
+                        .call(
+                            &plugin,
+                            Input::HlsMaster(view),
+                            &viewer,
+                            &opts.config,
+                            &env,
+                            None,
+                        )
                         .await
                 }
                 Parsed::HlsMedia { view, .. } => {
@@ -185,12 +230,20 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
                             &viewer,
                             &opts.config,
                             &env,
+                            None,
                         )
                         .await
                 }
                 Parsed::Dash { view, .. } => {
                     engine
-                        .call(&plugin, Input::DashMpd(view), &viewer, &opts.config, &env)
+                        .call(
+                            &plugin,
+                            Input::DashMpd(view),
+                            &viewer,
+                            &opts.config,
+                            &env,
+                            None,
+                        )
                         .await
                 }
                 Parsed::None => {
@@ -228,16 +281,16 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
                             b.len()
                         })
                     }
-                    Parsed::HlsMedia { playlist, view } => apply::hls_media(
-                        playlist,
-                        view,
-                        &body,
-                        &edits,
-                        RenditionWant::default(),
-                        &SyntheticCreatives,
-                    )
-                    .await
-                    .map(|b| b.len()),
+                    Parsed::HlsMedia { playlist, view } => {
+                        let media = Media {
+                            playlist,
+                            view,
+                            body: &body,
+                        };
+                        stateless(&media, &edits, &SyntheticCreatives)
+                            .await
+                            .map(|b| b.len())
+                    }
                     Parsed::Dash { mpd, .. } => {
                         apply::dash(mpd, &edits).map(|m| m.to_string().len())
                     }

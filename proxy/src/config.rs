@@ -30,6 +30,8 @@ pub struct Config {
     /// The admin API (plugin deployment); off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -73,6 +75,108 @@ fn default_plugin_max_memory() -> ByteSize {
 }
 fn default_max_upload() -> ByteSize {
     ByteSize::mib(16)
+}
+
+/// Viewer sessions (for tenants that personalize).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// HMAC key signing session ids (`env:NAME` reads it from the environment). Without one a
+    /// random key is made at start-up: sessions then do not survive a restart or span nodes.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `memory`, or `redis://host:port[/db]` to share sessions between proxy nodes.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// A session is forgotten this long after its last request.
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Sessions kept by the memory store.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            key: None,
+            store: default_store(),
+            ttl: default_session_ttl(),
+            max_sessions: default_max_sessions(),
+        }
+    }
+}
+
+impl SessionsConfig {
+    pub fn resolved_key(&self) -> Result<Option<Vec<u8>>, String> {
+        match self.key.as_deref() {
+            None => Ok(None),
+            Some(k) => {
+                let k = match k.strip_prefix("env:") {
+                    Some(var) => std::env::var(var)
+                        .map_err(|_| format!("environment variable {var} is not set"))?,
+                    None => k.to_string(),
+                };
+                if k.len() < 16 {
+                    return Err("must be at least 16 bytes".into());
+                }
+                Ok(Some(k.into_bytes()))
+            }
+        }
+    }
+}
+
+fn default_store() -> String {
+    "memory".into()
+}
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_max_sessions() -> u64 {
+    1_000_000
+}
+
+/// How a tenant's ad breaks are stitched.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsaiConfig {
+    /// Origin ad markers (CUE-OUT/-IN, SCTE-35 date ranges): `pass` or `strip`.
+    #[serde(default)]
+    pub markers: crate::stitch::Markers,
+    /// A viewer who joins during a break gets the rest of the pod (`ads`) or the `content`.
+    #[serde(default)]
+    pub join_mid_break: crate::ssai::JoinPolicy,
+    /// An ad longer than what is left of its break is `drop`ped or `cut` at a segment boundary.
+    #[serde(default)]
+    pub overlong_ads: crate::apply::Overlong,
+}
+
+/// The tenant's VAST ad server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdServerConfig {
+    /// URL template; macros: `[SESSION_ID]`, `[BREAK_ID]`, `[DURATION]`, `[COUNTRY]`,
+    /// `[DEVICE]`, `[CACHEBUSTER]`, `[PARAM:name]` (a player query parameter).
+    pub url: String,
+    /// Per request (each wrapper hop).
+    #[serde(default = "default_vast_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// For one break's whole decision (all wrapper hops).
+    #[serde(default = "default_vast_budget", with = "humantime_serde")]
+    pub budget: Duration,
+    /// Announced breaks: requests are spread over this window before the break starts.
+    #[serde(default = "default_prefetch", with = "humantime_serde")]
+    pub prefetch_window: Duration,
+}
+
+fn default_vast_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_vast_budget() -> Duration {
+    Duration::from_millis(1500)
+}
+fn default_prefetch() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// The admin listener.
@@ -277,6 +381,11 @@ pub struct TenantConfig {
     /// The tenant's ad catalog (ads and slate).
     #[serde(default)]
     pub creatives: Vec<CreativeConfig>,
+    #[serde(default)]
+    pub ssai: SsaiConfig,
+    /// Ads decided by a VAST ad server instead of the catalog alone.
+    #[serde(default)]
+    pub ad_server: Option<AdServerConfig>,
 }
 
 fn yes() -> bool {
@@ -532,6 +641,35 @@ impl Config {
                     f("creatives"),
                     "at most one creative can be the slate".into(),
                 ));
+            }
+        }
+        self.sessions
+            .resolved_key()
+            .map_err(|m| ("sessions.key".to_string(), m))?;
+        let st = &self.sessions.store;
+        if st != "memory" && !st.starts_with("redis://") && !st.starts_with("rediss://") {
+            return Err((
+                "sessions.store".into(),
+                format!("{st:?} is not \"memory\" or a redis:// URL"),
+            ));
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            if let Some(a) = &t.ad_server {
+                let url = a.url.replace(['[', ']'], "");
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || Url::parse(&url).is_err()
+                {
+                    return Err((
+                        format!("tenants[{i}].ad_server.url"),
+                        format!("{:?} is not an http(s) URL template", a.url),
+                    ));
+                }
+                if a.timeout.is_zero() || a.budget < a.timeout {
+                    return Err((
+                        format!("tenants[{i}].ad_server.budget"),
+                        "timeout must be positive and budget at least the timeout".into(),
+                    ));
+                }
             }
         }
         if self.plugins.max_instances == 0 || self.plugins.max_instances > 10_000 {

@@ -51,7 +51,7 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum PluginCommand {
-    /// Validate a component against the plugin world (manifold:plugin@0.1.0), run it on the
+    /// Validate a component against the plugin world (manifold:plugin@0.2.0), run it on the
     /// sample manifests and print its edits and timings. Exit 0: all ran cleanly; 1: some
     /// sample failed (trap, deadline, invalid plan...); 2: not a plugin component.
     Check {

@@ -1,16 +1,19 @@
-//! Steps 4–6 for one viewer: build the viewer context, run the tenant's plugin on the parsed
-//! origin manifest, apply and serialize its edit plan. A plugin failure follows the tenant's
-//! policy: serve the origin manifest unchanged (open) or 503 (closed).
+//! Steps 4–6 for one viewer: the session, the viewer context, the tenant's plugin on the parsed
+//! origin manifest, then applying and serializing its plan (with the session's ad breaks for
+//! media playlists). A plugin failure follows the tenant's policy: serve the origin manifest
+//! unchanged (open) or 503 (closed).
 
 use crate::ads::AdCatalog;
 use crate::apply::{self, Creatives, RenditionWant};
 use crate::config::FailPolicy;
 use crate::manifest_cache::{Manifest, ManifestCache};
 use crate::parse::Parsed;
-use crate::plugin::bindings::{DeviceClass, Viewer};
+use crate::plugin::bindings::{DeviceClass, SessionCtx, Viewer};
 use crate::plugin::registry::Registry;
 use crate::plugin::{FailureKind, Input, PluginFailure};
 use crate::route::{Route, VariantHint, HINT_PARAM};
+use crate::session::{SessionKeys, SessionState, SessionStore};
+use crate::ssai::{self, Media, Policies};
 use bytes::Bytes;
 use pingora_http::RequestHeader;
 use std::collections::HashMap;
@@ -28,6 +31,10 @@ pub enum Outcome {
         version: u64,
         micros: u64,
     },
+    /// A media playlist or MPD requested without a session: go to the session's URL.
+    Redirect(String),
+    /// A session token this proxy did not sign.
+    Forbidden,
     /// The plugin failed and the tenant fails open: the origin manifest, with the reason.
     FailedOpen(PluginFailure),
     /// The plugin failed and the tenant fails closed: 503.
@@ -38,6 +45,9 @@ pub struct Personalizer {
     pub registry: Arc<Registry>,
     pub catalogs: HashMap<String, Arc<AdCatalog>>,
     pub manifests: Arc<ManifestCache>,
+    pub keys: SessionKeys,
+    pub store: Arc<dyn SessionStore>,
+    pub policies: HashMap<String, Policies>,
 }
 
 /// Limits on what the viewer context carries from the request.
@@ -98,55 +108,63 @@ fn clip(s: &str) -> String {
     s.chars().take(MAX_VALUE).collect()
 }
 
-impl Personalizer {
-    fn viewer(
-        &self,
-        route: &Route,
-        req: &RequestHeader,
-        client_ip: Option<IpAddr>,
-        pass_headers: &[String],
-        country_header: Option<&str>,
-    ) -> Viewer {
-        let mut query = Vec::new();
-        let mut cmcd_query = None;
-        let mut device_param = None;
-        if let Some(q) = req.uri.query() {
-            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-                if k == HINT_PARAM {
-                    continue;
-                }
-                if k == "CMCD" {
-                    cmcd_query = Some(v.into_owned());
-                    continue;
-                }
-                if k == "device" {
-                    device_param = Some(v.to_string());
-                }
-                if query.len() < MAX_PAIRS {
-                    query.push((clip(&k), clip(&v)));
-                }
+pub fn viewer_context(
+    tenant: &str,
+    session: Option<&str>,
+    req: &RequestHeader,
+    client_ip: Option<IpAddr>,
+    pass_headers: &[String],
+    country_header: Option<&str>,
+) -> Viewer {
+    let mut query = Vec::new();
+    let mut cmcd_query = None;
+    let mut device_param = None;
+    if let Some(q) = req.uri.query() {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            if k.starts_with("mf_") {
+                continue;
+            }
+            if k == "CMCD" {
+                cmcd_query = Some(v.into_owned());
+                continue;
+            }
+            if k == "device" {
+                device_param = Some(v.to_string());
+            }
+            if query.len() < MAX_PAIRS {
+                query.push((clip(&k), clip(&v)));
             }
         }
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let user_agent = header("user-agent").map(clip);
-        Viewer {
-            tenant: route.tenant.id.clone(),
-            session_id: None,
-            device: device_of(user_agent.as_deref(), device_param.as_deref()),
-            query,
-            headers: pass_headers
-                .iter()
-                .filter_map(|h| header(h).map(|v| (h.clone(), clip(v))))
-                .collect(),
-            user_agent,
-            client_ip: client_ip.map(|ip| ip.to_string()),
-            country: country_header
-                .and_then(header)
-                .map(|c| clip(c).to_ascii_uppercase()),
-            cmcd: cmcd_pairs(req, cmcd_query.as_deref()),
-        }
     }
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let user_agent = header("user-agent").map(clip);
+    Viewer {
+        tenant: tenant.to_string(),
+        session_id: session.map(str::to_string),
+        device: device_of(user_agent.as_deref(), device_param.as_deref()),
+        query,
+        headers: pass_headers
+            .iter()
+            .filter_map(|h| header(h).map(|v| (h.clone(), clip(v))))
+            .collect(),
+        user_agent,
+        client_ip: client_ip.map(|ip| ip.to_string()),
+        country: country_header
+            .and_then(header)
+            .map(|c| clip(c).to_ascii_uppercase()),
+        cmcd: cmcd_pairs(req, cmcd_query.as_deref()),
+    }
+}
 
+fn store_failure(e: impl std::fmt::Display) -> PluginFailure {
+    PluginFailure::new(FailureKind::SessionStore, e.to_string())
+}
+
+fn invalid(e: apply::InvalidPlan) -> PluginFailure {
+    PluginFailure::new(FailureKind::InvalidPlan, e.0)
+}
+
+impl Personalizer {
     /// Personalizes `manifest` for the viewer making `req`, if the tenant runs a plugin.
     pub async fn run(
         &self,
@@ -168,25 +186,85 @@ impl Personalizer {
         }
         let started = Instant::now();
         let s = &slot.settings;
-        let viewer = self.viewer(
-            route,
+        // the viewer's session: from a signed token in the URL, or a new one
+        let (sid, token, created) = match &route.session {
+            Some(t) => match self.keys.verify(tenant, t) {
+                Some(id) => (id, t.clone(), false),
+                None => return Outcome::Forbidden,
+            },
+            None => {
+                let (id, t) = self.keys.create(tenant);
+                (id, t, true)
+            }
+        };
+        let session_prefix = route.session_prefix(&token);
+        if created {
+            if let Err(e) = self.store.create(&sid).await {
+                return self.fail(
+                    s.fail,
+                    tenant,
+                    deployed.version,
+                    &deployed.plugin.digest,
+                    store_failure(e),
+                );
+            }
+            if !matches!(manifest.parsed, Parsed::HlsMaster { .. }) {
+                // media playlists and MPDs are reloaded: the viewer must come back with the session
+                let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+                return Outcome::Redirect(format!("{session_prefix}{}{query}", route.content_path));
+            }
+        }
+        let state = if created {
+            SessionState::default()
+        } else {
+            match self.store.get(&sid).await {
+                Ok(st) => st,
+                Err(e) => {
+                    return self.fail(
+                        s.fail,
+                        tenant,
+                        deployed.version,
+                        &deployed.plugin.digest,
+                        store_failure(e),
+                    )
+                }
+            }
+        };
+        let viewer = viewer_context(
+            tenant,
+            Some(&sid),
             req,
             client_ip,
             &s.pass_headers,
             s.country_header.as_deref(),
         );
+        let session_ctx = SessionCtx {
+            id: sid.clone(),
+            store: self.store.clone(),
+            cached: state.decisions.clone(),
+            viewer: viewer.clone(),
+        };
         let engine = &self.registry.engine;
         let plugin = &deployed.plugin;
         let result = match &manifest.parsed {
             Parsed::HlsMaster { playlist, view } => {
                 match engine
-                    .call(plugin, Input::HlsMaster(view), &viewer, &s.config, &s.env)
+                    .call(
+                        plugin,
+                        Input::HlsMaster(view),
+                        &viewer,
+                        &s.config,
+                        &s.env,
+                        Some(session_ctx),
+                    )
                     .await
                 {
                     Ok(edits) => apply::hls_master(playlist, &edits)
                         .map(|mut out| {
-                            add_hints(&mut out);
-                            let mut buf = Vec::with_capacity(manifest.body.len() + 256);
+                            let dir = route.content_path.rsplit_once('/').map_or("", |(d, _)| d);
+                            let base = created.then(|| format!("{session_prefix}{dir}/"));
+                            add_hints(&mut out, base.as_deref());
+                            let mut buf = Vec::with_capacity(manifest.body.len() + 512);
                             let _ = out.write_to(&mut buf);
                             buf
                         })
@@ -202,46 +280,40 @@ impl Personalizer {
                         &viewer,
                         &s.config,
                         &s.env,
+                        Some(session_ctx),
                     )
                     .await
                 {
                     Ok(edits) => {
-                        let want = match route.hint {
-                            Some(VariantHint::Audio) => RenditionWant {
-                                audio_only: true,
-                                ..Default::default()
-                            },
-                            Some(VariantHint::Video { bandwidth, height }) => RenditionWant {
-                                audio_only: false,
-                                bandwidth: Some(bandwidth),
-                                height,
-                            },
-                            None => RenditionWant::default(),
+                        let media = Media {
+                            playlist,
+                            view,
+                            body: &manifest.body,
                         };
-                        let none = NoCreatives;
-                        let resolver;
-                        let creatives: &dyn Creatives = match self.catalogs.get(tenant) {
-                            Some(c) => {
-                                resolver = c.resolver(&self.manifests, &route.prefix);
-                                &resolver
-                            }
-                            None => &none,
-                        };
-                        apply::hls_media(playlist, view, &manifest.body, &edits, want, creatives)
+                        self.media(route, &media, &edits, &sid, &session_prefix, state)
                             .await
-                            .map_err(invalid)
                     }
                     Err(f) => Err(f),
                 }
             }
             Parsed::Dash { mpd, view } => {
                 match engine
-                    .call(plugin, Input::DashMpd(view), &viewer, &s.config, &s.env)
+                    .call(
+                        plugin,
+                        Input::DashMpd(view),
+                        &viewer,
+                        &s.config,
+                        &s.env,
+                        Some(session_ctx),
+                    )
                     .await
                 {
                     Ok(edits) => apply::dash(mpd, &edits)
-                        .and_then(|out| {
-                            // dash-mpd-core writes the XML body; the declaration is ours
+                        .and_then(|mut out| {
+                            // MPD refreshes come back to this session
+                            out.locations = vec![dash_mpd_core::Location {
+                                url: format!("{session_prefix}{}", route.content_path),
+                            }];
                             let xml = out.to_string();
                             if xml.is_empty() {
                                 return Err(apply::InvalidPlan("MPD did not serialize".into()));
@@ -263,34 +335,110 @@ impl Personalizer {
                 version: deployed.version,
                 micros: started.elapsed().as_micros() as u64,
             },
-            Err(failure) => {
-                tracing::warn!(
-                    tenant = %tenant,
-                    plugin = %plugin.digest,
-                    version = deployed.version,
-                    kind = failure.kind.as_str(),
-                    error = %failure.message,
-                    "plugin failed"
-                );
-                match s.fail {
-                    FailPolicy::Open => Outcome::FailedOpen(failure),
-                    FailPolicy::Closed => Outcome::FailedClosed(failure),
-                }
-            }
+            Err(failure) => self.fail(s.fail, tenant, deployed.version, &plugin.digest, failure),
         }
+    }
+
+    fn fail(
+        &self,
+        policy: FailPolicy,
+        tenant: &str,
+        version: u64,
+        digest: &str,
+        failure: PluginFailure,
+    ) -> Outcome {
+        tracing::warn!(
+            tenant = %tenant,
+            plugin = %digest,
+            version,
+            kind = failure.kind.as_str(),
+            error = %failure.message,
+            "personalization failed"
+        );
+        match policy {
+            FailPolicy::Open => Outcome::FailedOpen(failure),
+            FailPolicy::Closed => Outcome::FailedClosed(failure),
+        }
+    }
+
+    /// Records what the session sees for the first time, then stitches this rendition.
+    async fn media(
+        &self,
+        route: &Route,
+        media: &Media<'_>,
+        edits: &[crate::plugin::bindings::Edit],
+        sid: &str,
+        session_prefix: &str,
+        state: SessionState,
+    ) -> Result<Vec<u8>, PluginFailure> {
+        let tenant = &route.tenant.id;
+        let plan = apply::media_plan(media.view, edits).map_err(invalid)?;
+        let policies = self.policies.get(tenant).copied().unwrap_or_default();
+        let none = NoCreatives;
+        let resolver;
+        let creatives: &dyn Creatives = match self.catalogs.get(tenant) {
+            Some(c) => {
+                resolver = c.resolver(&self.manifests, session_prefix);
+                &resolver
+            }
+            None => &none,
+        };
+        let want = match route.hint {
+            Some(VariantHint::Audio) => RenditionWant {
+                audio_only: true,
+                ..Default::default()
+            },
+            Some(VariantHint::Video { bandwidth, height }) => RenditionWant {
+                audio_only: false,
+                bandwidth: Some(bandwidth),
+                height,
+            },
+            None => RenditionWant::default(),
+        };
+        let proposals = ssai::propose(media, &plan, &state, creatives, &policies)
+            .await
+            .map_err(invalid)?;
+        let mut records = state.breaks;
+        for (id, rec) in proposals {
+            // first writer wins: another rendition or node may have recorded it meanwhile
+            let standing = self
+                .store
+                .record_break(sid, &id, &rec)
+                .await
+                .map_err(store_failure)?;
+            records.insert(id, standing);
+        }
+        let mut facts = state.facts;
+        for (id, f) in ssai::observe(media, &records, &facts) {
+            self.store
+                .add_facts(sid, &id, &f)
+                .await
+                .map_err(store_failure)?;
+            let e = facts.entry(id).or_default();
+            if e.end_seq.is_none() {
+                e.end_seq = f.end_seq;
+                e.end_tagged = f.end_tagged;
+            }
+            e.content_discs.extend(f.content_discs);
+        }
+        ssai::render(media, &plan, &records, &facts, creatives, want, &policies)
+            .await
+            .map_err(invalid)
     }
 }
 
-fn invalid(e: apply::InvalidPlan) -> PluginFailure {
-    PluginFailure::new(FailureKind::InvalidPlan, e.0)
-}
-
-/// Tags relative variant and rendition URIs of a personalized master with what they are, so
-/// their media playlist requests can get ads in the matching rendition.
-fn add_hints(m: &mut m3u8_rs::MasterPlaylist) {
-    fn tag(uri: &mut String, hint: VariantHint) {
+/// Tags variant and rendition URIs of a personalized master with what they are, so their
+/// media playlist requests get ads in the matching rendition; with `base`, relative URIs
+/// become absolute paths under the viewer's new session.
+fn add_hints(m: &mut m3u8_rs::MasterPlaylist, base: Option<&str>) {
+    fn tag(uri: &mut String, hint: VariantHint, base: Option<&str>) {
         if uri.contains("://") || uri.is_empty() {
             return;
+        }
+        if let Some(base) = base {
+            if !uri.starts_with('/') {
+                *uri = format!("{base}{uri}");
+            }
         }
         let sep = if uri.contains('?') { '&' } else { '?' };
         uri.push(sep);
@@ -303,15 +451,56 @@ fn add_hints(m: &mut m3u8_rs::MasterPlaylist) {
             bandwidth: v.bandwidth,
             height: v.resolution.map(|r| r.height.min(u32::MAX as u64) as u32),
         };
-        tag(&mut v.uri, hint);
+        tag(&mut v.uri, hint, base);
     }
     for a in &mut m.alternatives {
-        if a.media_type == m3u8_rs::AlternativeMediaType::Audio {
-            if let Some(uri) = a.uri.as_mut() {
-                tag(uri, VariantHint::Audio);
+        let hint = if a.media_type == m3u8_rs::AlternativeMediaType::Audio {
+            VariantHint::Audio
+        } else {
+            VariantHint::Video {
+                bandwidth: 0,
+                height: None,
             }
+        };
+        if let Some(uri) = a.uri.as_mut() {
+            tag(uri, hint, base);
         }
     }
+}
+
+/// The session's ads as the client-side tracking JSON: breaks, ads, positions and beacons.
+pub fn tracking_json(state: &SessionState) -> serde_json::Value {
+    let breaks: Vec<serde_json::Value> = state
+        .breaks
+        .iter()
+        .filter(|(_, r)| !r.content && !r.slots.is_empty())
+        .map(|(id, r)| {
+            let ads: Vec<serde_json::Value> = r
+                .ads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, ad)| {
+                    let slots: Vec<&crate::session::Slot> =
+                        r.slots.iter().filter(|s| s.ad == Some(i as u32)).collect();
+                    let first = slots.first()?;
+                    Some(serde_json::json!({
+                        "id": ad.id,
+                        "creative": ad.creative,
+                        "offset": first.offset,
+                        "duration": slots.iter().map(|s| s.duration).sum::<f64>(),
+                        "tracking": ad.tracking,
+                    }))
+                })
+                .collect();
+            serde_json::json!({
+                "id": id,
+                "media_sequence": r.start_seq,
+                "duration": r.duration,
+                "ads": ads,
+            })
+        })
+        .collect();
+    serde_json::json!({ "breaks": breaks })
 }
 
 /// For tenants without an ad catalog: every creative is unknown.
@@ -376,17 +565,66 @@ mod tests {
     }
 
     #[test]
-    fn hints_go_on_relative_uris_only() {
+    fn hints_and_session_paths_go_on_relative_uris_only() {
         let text = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"a0.m3u8\"\n\
 #EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=320x180,AUDIO=\"a\"\nv0.m3u8?token=1\n\
 #EXT-X-STREAM-INF:BANDWIDTH=2000\nhttps://cdn.example/v1.m3u8\n";
-        let mut m = match m3u8_rs::parse_playlist_res(text.as_bytes()).unwrap() {
+        let parse = || match m3u8_rs::parse_playlist_res(text.as_bytes()).unwrap() {
             m3u8_rs::Playlist::MasterPlaylist(m) => m,
             _ => panic!(),
         };
-        add_hints(&mut m);
+        let mut m = parse();
+        add_hints(&mut m, None);
         assert_eq!(m.variants[0].uri, "v0.m3u8?token=1&mf_v=v1000x180");
         assert_eq!(m.variants[1].uri, "https://cdn.example/v1.m3u8");
         assert_eq!(m.alternatives[0].uri.as_deref(), Some("a0.m3u8?mf_v=a"));
+        let mut m = parse();
+        add_hints(&mut m, Some("/t/~tok/live/hls/"));
+        assert_eq!(
+            m.variants[0].uri,
+            "/t/~tok/live/hls/v0.m3u8?token=1&mf_v=v1000x180"
+        );
+        assert_eq!(
+            m.alternatives[0].uri.as_deref(),
+            Some("/t/~tok/live/hls/a0.m3u8?mf_v=a")
+        );
+    }
+
+    #[test]
+    fn tracking_json_lists_filled_breaks() {
+        use crate::session::{BreakRecord, DecidedAd, Slot};
+        let mut st = SessionState::default();
+        let slot = |ad: Option<u32>, offset: f64| Slot {
+            creative: "ad10".into(),
+            index: 0,
+            duration: 2.0,
+            offset,
+            disc: offset == 0.0,
+            ad,
+            events: vec![],
+        };
+        st.breaks.insert(
+            "splice-1".into(),
+            BreakRecord {
+                start_seq: 40,
+                duration: 10.0,
+                joined_mid: false,
+                content: false,
+                slots: vec![slot(Some(0), 0.0), slot(Some(0), 2.0), slot(None, 4.0)],
+                ads: vec![DecidedAd {
+                    id: "a1".into(),
+                    creative: "ad10".into(),
+                    duration: 4.0,
+                    tracking: [("start".to_string(), vec!["http://x/start".to_string()])].into(),
+                }],
+            },
+        );
+        let j = tracking_json(&st);
+        assert_eq!(j["breaks"][0]["ads"][0]["duration"], 4.0);
+        assert_eq!(
+            j["breaks"][0]["ads"][0]["tracking"]["start"][0],
+            "http://x/start"
+        );
+        assert_eq!(j["breaks"][0]["media_sequence"], 40);
     }
 }

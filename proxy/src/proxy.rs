@@ -9,9 +9,10 @@
 use crate::cache_policy::{is_media_type, segment_cacheability};
 use crate::cache_status;
 use crate::manifest_cache::ManifestCache;
-use crate::personalize::{Outcome, Personalizer};
+use crate::personalize::{tracking_json, Outcome, Personalizer};
 use crate::route::{Class, Route, RouteError, Routes};
 use crate::storage::SegmentStorage;
+use crate::tracking::Beacons;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, Method};
@@ -29,6 +30,7 @@ pub struct EdgeProxy {
     pub routes: Arc<Routes>,
     pub manifests: Arc<ManifestCache>,
     pub personalizer: Arc<Personalizer>,
+    pub beacons: Arc<Beacons>,
     pub storage: &'static SegmentStorage,
     pub cache_lock: &'static CacheKeyLockImpl,
     pub lock_timeout: Duration,
@@ -119,6 +121,25 @@ impl EdgeProxy {
                     .run(&route, &m, session.req_header(), client_ip)
                     .await;
                 let (body, plugin_header, personalized) = match outcome {
+                    Outcome::Redirect(location) => {
+                        ctx.plugin = Some("session-created".into());
+                        return respond(
+                            session,
+                            302,
+                            vec![
+                                (header::LOCATION, location),
+                                (header::CACHE_CONTROL, "no-store".into()),
+                                (header::HeaderName::from_static("cache-status"), cs),
+                            ],
+                            Bytes::new(),
+                        )
+                        .await;
+                    }
+                    Outcome::Forbidden => {
+                        let text =
+                            "invalid session: this URL was not issued by this service".to_string();
+                        return respond_text(session, ctx, 403, "bad-session", text).await;
+                    }
                     Outcome::PassThrough => (m.body.clone(), None, false),
                     Outcome::Personalized {
                         body,
@@ -192,6 +213,47 @@ impl EdgeProxy {
     }
 }
 
+impl EdgeProxy {
+    /// The client-side tracking JSON of a session.
+    async fn serve_tracking(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        tenant: &str,
+        token: &str,
+    ) -> Result<()> {
+        let p = &self.personalizer;
+        let Some(sid) = p.keys.verify(tenant, token) else {
+            let text = "invalid session".to_string();
+            return respond_text(session, ctx, 403, "bad-session", text).await;
+        };
+        match p.store.get(&sid).await {
+            Ok(st) => {
+                ctx.cache_status = Some(cache_status::for_error("tracking"));
+                let body = tracking_json(&st).to_string();
+                respond(
+                    session,
+                    200,
+                    vec![
+                        (header::CONTENT_TYPE, "application/json".into()),
+                        (header::CACHE_CONTROL, "no-store".into()),
+                        (
+                            header::HeaderName::from_static("cache-status"),
+                            cache_status::for_error("tracking"),
+                        ),
+                    ],
+                    Bytes::from(body),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "tracking JSON: session store failed");
+                respond_text(session, ctx, 503, "session-store", e.to_string()).await
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
@@ -234,6 +296,19 @@ impl ProxyHttp for EdgeProxy {
             return Ok(true);
         }
         let class = route.class;
+        if let (Some(token), Some((b, slot))) = (&route.session, &route.ad_slot) {
+            // an ad segment at a tracked position: beacons fire in the background
+            self.beacons
+                .on_ad_segment(&route.tenant.id, token, b, *slot);
+        }
+        if route.content_path == "/tracking.json" {
+            if let Some(token) = route.session.clone() {
+                let tenant = route.tenant.id.clone();
+                ctx.route = Some(route);
+                self.serve_tracking(session, ctx, &tenant, &token).await?;
+                return Ok(true);
+            }
+        }
         ctx.route = Some(route);
         if class.is_manifest() {
             self.serve_manifest(session, ctx).await?;

@@ -90,6 +90,20 @@ pub struct Route {
     pub prefix: String,
     /// Which rendition a personalized master pointed this media playlist request at.
     pub hint: Option<VariantHint>,
+    /// The session token from the URL (`/~<token>/`), not yet verified.
+    pub session: Option<String>,
+    /// The path as the viewer sees it below the tenant and session (`/live/hls/v1.m3u8`).
+    pub content_path: String,
+    /// An ad segment request names its break and slot (`mf_b`, `mf_s`), for beacons.
+    pub ad_slot: Option<(String, u32)>,
+}
+
+impl Route {
+    /// The URL prefix of this viewer's session: `/{tenant}/~{token}` (or without the tenant
+    /// for host routing).
+    pub fn session_prefix(&self, token: &str) -> String {
+        format!("{}/~{token}", self.prefix)
+    }
 }
 
 /// Query parameter a personalized master adds to its variant and rendition URIs, so the
@@ -211,21 +225,36 @@ impl Routes {
                 (t, rest, &path[..first.len() + 1])
             }
         };
+        // a session segment (`/~<token>`) right after the tenant: the viewer's session
+        let (session, rest) = match rest.strip_prefix("/~") {
+            Some(after) => {
+                let (token, rest) = after.split_at(after.find('/').unwrap_or(after.len()));
+                if token.is_empty() || token.len() > 128 {
+                    return Err(RouteError::BadPath);
+                }
+                (
+                    Some(token.to_string()),
+                    if rest.is_empty() { "/" } else { rest },
+                )
+            }
+            None => (None, rest),
+        };
         let mut origin_path = String::with_capacity(
             tenant.origin.base_path.len() + rest.len() + 1 + query.map_or(0, str::len),
         );
         origin_path.push_str(&tenant.origin.base_path);
         origin_path.push_str(rest);
         let mut hint = None;
+        let mut slot = (None, None);
         if let Some(q) = query {
             let mut sep = '?';
             for pair in q.split('&') {
-                match pair
-                    .strip_prefix(HINT_PARAM)
-                    .and_then(|v| v.strip_prefix('='))
-                {
-                    Some(v) => hint = VariantHint::parse(v),
-                    None => {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                match k {
+                    HINT_PARAM => hint = VariantHint::parse(v),
+                    "mf_b" => slot.0 = Some(v.to_string()),
+                    "mf_s" => slot.1 = v.parse::<u32>().ok(),
+                    _ => {
                         origin_path.push(sep);
                         origin_path.push_str(pair);
                         sep = '&';
@@ -239,6 +268,12 @@ impl Routes {
             class: Class::of(rest),
             prefix: prefix.to_string(),
             hint,
+            session,
+            content_path: rest.to_string(),
+            ad_slot: match slot {
+                (Some(b), Some(s)) => Some((b, s)),
+                _ => None,
+            },
         })
     }
 
@@ -380,6 +415,31 @@ origin = "http://127.0.0.1:9001"
         ] {
             assert_eq!(VariantHint::parse(&h.to_param()), Some(h));
         }
+    }
+
+    #[test]
+    fn session_segments_and_tracking_params() {
+        let r = routes();
+        let x = r
+            .route(
+                None,
+                "/beta/~tok123/live/v1/9.ts",
+                Some("mf_b=splice-1&mf_s=3&t=1"),
+            )
+            .unwrap();
+        assert_eq!(x.session.as_deref(), Some("tok123"));
+        assert_eq!(x.origin_path, "/live/v1/9.ts?t=1");
+        assert_eq!(x.content_path, "/live/v1/9.ts");
+        assert_eq!(x.ad_slot, Some(("splice-1".into(), 3)));
+        assert_eq!(x.class, Class::Segment);
+        assert_eq!(x.session_prefix("tok123"), "/beta/~tok123");
+        let h = r.route(Some("acme.tv"), "/~tok/x.m3u8", None).unwrap();
+        assert_eq!(h.session.as_deref(), Some("tok"));
+        assert_eq!(h.origin_path, "/origin/x.m3u8");
+        assert_eq!(
+            r.route(None, "/beta/~/x.ts", None).unwrap_err(),
+            RouteError::BadPath
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::admin::{self, AdminService, AdminState};
 use crate::ads::AdCatalog;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, SessionsConfig};
 use crate::manifest_cache::ManifestCache;
 use crate::origin::OriginClient;
 use crate::personalize::Personalizer;
@@ -11,7 +11,10 @@ use crate::plugin::registry::{PluginSettings, Registry};
 use crate::plugin::{EngineOptions, PluginEngine};
 use crate::proxy::EdgeProxy;
 use crate::route::Routes;
+use crate::session::{MemoryStore, RedisStore, SessionKeys, SessionStore};
+use crate::ssai::Policies;
 use crate::storage::SegmentStorage;
+use crate::tracking::Beacons;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
@@ -73,6 +76,29 @@ pub fn plugin_registry(
     Ok((registry, catalogs))
 }
 
+/// The session store the config names. Redis is connected lazily by its connection manager
+/// on a runtime of its own (the proxy's runtimes do not exist yet at this point).
+fn session_store(c: &SessionsConfig) -> Result<Arc<dyn SessionStore>, String> {
+    if c.store == "memory" {
+        return Ok(Arc::new(MemoryStore::new(c.ttl, c.max_sessions)));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store = rt
+        .block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                RedisStore::connect(&c.store, c.ttl),
+            )
+            .await
+        })
+        .map_err(|_| format!("{}: no answer within 5 s", c.store))?
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(store))
+}
+
 /// Builds everything the config describes; any failure names the config field.
 pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
     let err = |field: &str, message: String| ConfigError {
@@ -86,11 +112,45 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
     let manifests = Arc::new(ManifestCache::new(config.cache.manifest_entries, origin));
     let (registry, catalogs) = plugin_registry(config, &routes, file)?;
     let registry = Arc::new(registry);
+    let keys = match config
+        .sessions
+        .resolved_key()
+        .map_err(|m| err("sessions.key", m))?
+    {
+        Some(k) => SessionKeys::new(&k),
+        None => {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k)
+                .map_err(|e| err("sessions.key", format!("no randomness for a key: {e}")))?;
+            tracing::warn!(
+                "sessions.key not set: sessions will not survive a restart or span nodes"
+            );
+            SessionKeys::new(&k)
+        }
+    };
+    let store = session_store(&config.sessions).map_err(|m| err("sessions.store", m))?;
+    let policies = config
+        .tenants
+        .iter()
+        .map(|t| {
+            let p = Policies {
+                markers: t.ssai.markers,
+                join: t.ssai.join_mid_break,
+                overlong: t.ssai.overlong_ads,
+                tracking: true,
+            };
+            (t.id.clone(), p)
+        })
+        .collect();
     let personalizer = Arc::new(Personalizer {
         registry: registry.clone(),
         catalogs,
         manifests: manifests.clone(),
+        keys: keys.clone(),
+        store: store.clone(),
+        policies,
     });
+    let beacons = Arc::new(Beacons::new(store, keys));
     let max_object = config.cache.max_object_size.as_u64().min(usize::MAX as u64) as usize;
     // pingora-cache takes 'static storage and lock: they live as long as the process
     let storage: &'static SegmentStorage = Box::leak(Box::new(SegmentStorage::new(
@@ -134,6 +194,7 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
         routes,
         manifests,
         personalizer,
+        beacons,
         storage,
         cache_lock,
         lock_timeout: config.cache.lock_timeout,

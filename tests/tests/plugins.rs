@@ -126,11 +126,17 @@ async fn scte35_breaks_are_filled_and_the_stream_decodes() {
     ) + catalog();
     let proxy = Proxy::start(&toml).unwrap();
     let (_, _, master) = get(&proxy.url("/t/live/hls/master.m3u8")).await;
+    // a new session: variant URIs lead into it
     let v1 = master
         .lines()
-        .find(|l| l.starts_with("v1.m3u8"))
+        .find(|l| l.contains("v1.m3u8"))
         .expect("v1 in master");
-    let (s, h, media) = get(&proxy.url(&format!("/t/live/hls/{v1}"))).await;
+    assert!(
+        v1.starts_with("/t/~") && v1.contains("/live/hls/v1.m3u8?mf_v=v"),
+        "{master}"
+    );
+    let session = &v1[..v1.find("/live/").unwrap()];
+    let (s, h, media) = get(&proxy.url(v1)).await;
     assert_eq!(s, 200, "{media}");
     assert!(
         hdr(&h, "manifold-plugin").starts_with("ok"),
@@ -141,7 +147,8 @@ async fn scte35_breaks_are_filled_and_the_stream_decodes() {
     let ads: Vec<&str> = media.lines().filter(|l| l.contains("/ads/")).collect();
     assert_eq!(ads.len(), 5, "{media}");
     assert!(
-        ads.iter().all(|l| l.starts_with("/t/ads/ad10/hls/v1/")),
+        ads.iter()
+            .all(|l| l.starts_with(&format!("{session}/ads/ad10/hls/v1/"))),
         "{media}"
     );
     assert!(
@@ -161,12 +168,9 @@ async fn scte35_breaks_are_filled_and_the_stream_decodes() {
         .and_then(|r| r.split('"').next())
         .expect("audio rendition URI");
     assert!(a0.contains("mf_v=a"), "{cmaf_master}");
-    let (_, _, audio) = get(&proxy.url(&format!("/t/live/cmaf/{a0}"))).await;
-    assert!(audio.contains("/t/ads/ad10/cmaf/a0/"), "{audio}");
-    assert!(
-        audio.contains("#EXT-X-MAP:URI=\"/t/ads/ad10/cmaf/a0/init.mp4\""),
-        "{audio}"
-    );
+    let (_, _, audio) = get(&proxy.url(a0)).await;
+    assert!(audio.contains("/ads/ad10/cmaf/a0/"), "{audio}");
+    assert!(audio.contains("/ads/ad10/cmaf/a0/init.mp4\""), "{audio}");
     assert!(
         audio.contains("#EXT-X-MAP:URI=\"a0/init.mp4\""),
         "content init re-emitted: {audio}"
@@ -219,7 +223,10 @@ async fn vod_preroll_comes_first() {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .collect();
-    assert!(uris[0].starts_with("/t/ads/ad15/hls/v0/"), "{media}");
+    assert!(
+        uris[0].starts_with("/t/~") && uris[0].contains("/ads/ad15/hls/v0/0.ts"),
+        "{media}"
+    );
     assert_eq!(uris.iter().filter(|u| u.contains("/ads/")).count(), 8); // 7 x 2 s + 1 s
     assert!(media.contains("#EXT-X-ENDLIST"));
     let (_, _, skip) = get(&proxy.url("/t/vod/hls/v0.m3u8?preroll=0")).await;

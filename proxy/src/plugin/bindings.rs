@@ -2,6 +2,8 @@
 //! each checked against the tenant's granted capabilities.
 
 use super::kv::KvStore;
+use crate::session::{DecidedAd, SessionStore};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -48,9 +50,38 @@ impl Capabilities {
     }
 }
 
-/// Decides which ads play in a break (the tenant's catalog now, ad servers later).
+/// Decides which ads play in a break: the tenant's catalog, or its VAST ad server.
+#[async_trait::async_trait]
 pub trait AdDecider: Send + Sync {
-    fn decide(&self, tenant: &str, brk: &AdBreak) -> Vec<Ad>;
+    /// `session` is the viewer's session id when there is one (ad servers key on it).
+    async fn decide(
+        &self,
+        tenant: &str,
+        session: Option<&str>,
+        brk: &AdBreak,
+        viewer: &Viewer,
+    ) -> Vec<DecidedAd>;
+}
+
+/// The session a call runs for: decisions are cached there per break, so every rendition and
+/// every reload (on any node) of a viewer gets the same ads.
+#[derive(Clone)]
+pub struct SessionCtx {
+    pub id: String,
+    pub store: Arc<dyn SessionStore>,
+    /// Decisions the session already has (from its state).
+    pub cached: BTreeMap<String, Vec<DecidedAd>>,
+    pub viewer: Viewer,
+}
+
+fn to_wit(ads: &[DecidedAd]) -> Vec<Ad> {
+    ads.iter()
+        .map(|a| Ad {
+            id: a.id.clone(),
+            creative: a.creative.clone(),
+            duration: a.duration,
+        })
+        .collect()
 }
 
 /// Memory, table and instance caps for one plugin instance. Records whether the memory cap
@@ -101,6 +132,7 @@ pub struct HostState {
     pub caps: Capabilities,
     pub kv: Option<Arc<KvStore>>,
     pub ads: Option<Arc<dyn AdDecider>>,
+    pub session: Option<SessionCtx>,
     /// Log lines the plugin emitted (bounded), for `manifold plugin check`.
     pub log_lines: usize,
 }
@@ -147,10 +179,40 @@ impl self::manifold::plugin::host::Host for HostState {
     }
 
     async fn decide_ads(&mut self, brk: AdBreak) -> wasmtime::Result<Vec<Ad>> {
-        match (&self.ads, self.caps.ads) {
-            (Some(ads), true) => Ok(ads.decide(&self.tenant, &brk)),
-            _ => Err(denied("ads")),
+        let Some(ads) = self.ads.clone().filter(|_| self.caps.ads) else {
+            return Err(denied("ads"));
+        };
+        let Some(s) = self.session.clone() else {
+            let anon = Viewer {
+                tenant: self.tenant.to_string(),
+                session_id: None,
+                query: vec![],
+                headers: vec![],
+                user_agent: None,
+                device: DeviceClass::Unknown,
+                client_ip: None,
+                country: None,
+                cmcd: vec![],
+            };
+            return Ok(to_wit(&ads.decide(&self.tenant, None, &brk, &anon).await));
+        };
+        if let Some(cached) = s.cached.get(&brk.id) {
+            return Ok(to_wit(cached));
         }
+        let decided = ads.decide(&self.tenant, Some(&s.id), &brk, &s.viewer).await;
+        // first writer wins: a concurrent request (another rendition, another node) may have
+        // decided this break already, and then everyone plays that decision
+        let standing = match s.store.record_decision(&s.id, &brk.id, &decided).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant, error = %e, "session store: decision not cached");
+                decided
+            }
+        };
+        if let Some(sess) = self.session.as_mut() {
+            sess.cached.insert(brk.id.clone(), standing.clone());
+        }
+        Ok(to_wit(&standing))
     }
 
     fn now_ms(&mut self) -> wasmtime::Result<u64> {

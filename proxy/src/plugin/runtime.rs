@@ -4,7 +4,7 @@
 
 use super::bindings::{
     AdDecider, Capabilities, DashMpd, Edit, HlsMaster, HlsMedia, HostState, Limiter, PluginPre,
-    Viewer,
+    SessionCtx, Viewer,
 };
 use super::kv::KvStore;
 use sha2::{Digest, Sha256};
@@ -51,6 +51,8 @@ pub enum FailureKind {
     PluginError,
     /// No instance slot was free within the deadline.
     Busy,
+    /// The session store did not answer (not the plugin's fault; same policy).
+    SessionStore,
 }
 
 impl FailureKind {
@@ -62,6 +64,7 @@ impl FailureKind {
             FailureKind::InvalidPlan => "invalid-plan",
             FailureKind::PluginError => "plugin-error",
             FailureKind::Busy => "busy",
+            FailureKind::SessionStore => "session-store",
         }
     }
 }
@@ -86,7 +89,7 @@ impl PluginFailure {
 pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("component does not fit the manifold:plugin@0.1.0 world: {0}")]
+    #[error("component does not fit the manifold:plugin@0.2.0 world: {0}")]
     World(String),
     #[error("plugin artifact store: {0}")]
     Io(String),
@@ -313,6 +316,7 @@ impl PluginEngine {
         viewer: &Viewer,
         config: &str,
         env: &CallEnv,
+        session: Option<SessionCtx>,
     ) -> Result<Vec<Edit>, PluginFailure> {
         let deadline = Instant::now() + env.deadline;
         let _permit = match self.permits.try_acquire() {
@@ -335,6 +339,7 @@ impl PluginEngine {
                 caps: env.caps,
                 kv: env.kv.clone(),
                 ads: env.ads.clone(),
+                session,
                 log_lines: 0,
             },
         );
@@ -485,6 +490,7 @@ pub(crate) mod tests {
             &viewer(),
             &format!("mode={mode}"),
             env,
+            None,
         )
         .await
     }

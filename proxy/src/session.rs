@@ -1,0 +1,529 @@
+//! Viewer sessions: an unforgeable id carried in the viewer's URLs (`/~<token>/...`), and the
+//! state that keeps one viewer's manifests consistent from reload to reload and from node to
+//! node: which ads each break got and how they were laid out, what was seen of each break,
+//! which beacons fired.
+//!
+//! The store is embedded (moka, with a TTL) by default, or Redis so several proxy nodes serve
+//! one viewer identically. Writes that could race (two renditions, or two nodes, recording the
+//! same break) are "first writer wins": everyone reads back the winner.
+
+use async_trait::async_trait;
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+const ID_LEN: usize = 12;
+const TAG_LEN: usize = 12;
+
+/// Signs and verifies session tokens (HMAC-SHA256 over tenant and id).
+#[derive(Clone)]
+pub struct SessionKeys {
+    key: Arc<[u8]>,
+}
+
+impl SessionKeys {
+    pub fn new(key: &[u8]) -> Self {
+        SessionKeys { key: key.into() }
+    }
+
+    fn tag(&self, tenant: &str, id: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(tenant.as_bytes());
+        mac.update(&[0]);
+        mac.update(id);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
+        tag
+    }
+
+    /// A new session: its id (hex) and the token to put in the viewer's URLs.
+    pub fn create(&self, tenant: &str) -> (String, String) {
+        let mut id = [0u8; ID_LEN];
+        if getrandom::fill(&mut id).is_err() {
+            // no OS randomness: still unique enough, and still unforgeable (it is signed)
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+                .to_le_bytes();
+            id.copy_from_slice(&now[..ID_LEN]);
+        }
+        (hex::encode(id), self.token(tenant, &id))
+    }
+
+    fn token(&self, tenant: &str, id: &[u8; ID_LEN]) -> String {
+        let mut raw = [0u8; ID_LEN + TAG_LEN];
+        raw[..ID_LEN].copy_from_slice(id);
+        raw[ID_LEN..].copy_from_slice(&self.tag(tenant, id));
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The session id of a token this key signed for this tenant.
+    pub fn verify(&self, tenant: &str, token: &str) -> Option<String> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        if raw.len() != ID_LEN + TAG_LEN {
+            return None;
+        }
+        let (id, tag) = raw.split_at(ID_LEN);
+        let mut mac = HmacSha256::new_from_slice(&self.key).ok()?;
+        mac.update(tenant.as_bytes());
+        mac.update(&[0]);
+        mac.update(id);
+        mac.verify_truncated_left(tag).ok()?;
+        Some(hex::encode(id))
+    }
+}
+
+/// One laid-out segment of an ad break, the same for every rendition of the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    /// Catalog creative and which of its segments.
+    pub creative: String,
+    pub index: u32,
+    pub duration: f64,
+    /// Seconds from the break's start.
+    pub offset: f64,
+    /// A discontinuity opens this slot (first of a creative).
+    pub disc: bool,
+    /// The ad (pod position) this slot plays, for tracking; `None` for slate.
+    pub ad: Option<u32>,
+    /// Beacon events due when this slot is fetched (`impression`, `start`, `firstQuartile`...).
+    pub events: Vec<String>,
+}
+
+/// What a session decided for a break.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakRecord {
+    /// Media sequence of the break's first content segment.
+    pub start_seq: u64,
+    pub duration: f64,
+    /// The session first saw it after it had started (the viewer joined mid-break).
+    pub joined_mid: bool,
+    /// Not filled: the content plays (no decision, or the join policy said so).
+    pub content: bool,
+    pub slots: Vec<Slot>,
+    /// The decided ads: id, creative, duration, and tracking URLs by event.
+    pub ads: Vec<DecidedAd>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecidedAd {
+    pub id: String,
+    pub creative: String,
+    pub duration: f64,
+    #[serde(default)]
+    pub tracking: BTreeMap<String, Vec<String>>,
+}
+
+/// Facts learned about a break as the live window slides over it (they only ever grow).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BreakFacts {
+    /// Media sequence of the first content segment after the break, once seen.
+    pub end_seq: Option<u64>,
+    /// Whether that segment carries its own discontinuity at the origin.
+    pub end_tagged: bool,
+    /// Content segments inside the break that carry a discontinuity at the origin.
+    pub content_discs: BTreeSet<u64>,
+}
+
+/// A session's state as one read returns it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionState {
+    pub exists: bool,
+    pub breaks: BTreeMap<String, BreakRecord>,
+    pub facts: BTreeMap<String, BreakFacts>,
+    /// Ad decisions cached per break (from `decide-ads`), before the break is recorded.
+    pub decisions: BTreeMap<String, Vec<DecidedAd>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where session state lives.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Registers a new session.
+    async fn create(&self, sid: &str) -> Result<(), StoreError>;
+    async fn get(&self, sid: &str) -> Result<SessionState, StoreError>;
+    /// Records a break unless one is recorded already; returns the record that stands.
+    async fn record_break(
+        &self,
+        sid: &str,
+        break_id: &str,
+        rec: &BreakRecord,
+    ) -> Result<BreakRecord, StoreError>;
+    /// Merges newly seen facts about a break.
+    async fn add_facts(
+        &self,
+        sid: &str,
+        break_id: &str,
+        facts: &BreakFacts,
+    ) -> Result<(), StoreError>;
+    /// Caches an ad decision unless one is cached; returns the one that stands.
+    async fn record_decision(
+        &self,
+        sid: &str,
+        break_id: &str,
+        ads: &[DecidedAd],
+    ) -> Result<Vec<DecidedAd>, StoreError>;
+    /// Marks a beacon fired; `true` if it was not fired before (fire it), `false` otherwise.
+    async fn mark_beacon(&self, sid: &str, key: &str) -> Result<bool, StoreError>;
+}
+
+fn merge(into: &mut BreakFacts, f: &BreakFacts) {
+    if into.end_seq.is_none() {
+        into.end_seq = f.end_seq;
+        into.end_tagged = f.end_tagged;
+    }
+    into.content_discs.extend(f.content_discs.iter().copied());
+}
+
+#[derive(Default)]
+struct MemSession {
+    breaks: BTreeMap<String, BreakRecord>,
+    facts: BTreeMap<String, BreakFacts>,
+    decisions: BTreeMap<String, Vec<DecidedAd>>,
+    beacons: BTreeSet<String>,
+}
+
+/// The embedded store: sessions expire `ttl` after their last use.
+pub struct MemoryStore {
+    sessions: moka::sync::Cache<String, Arc<Mutex<MemSession>>>,
+}
+
+impl MemoryStore {
+    pub fn new(ttl: Duration, max_sessions: u64) -> Self {
+        MemoryStore {
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(max_sessions)
+                .time_to_idle(ttl)
+                .build(),
+        }
+    }
+
+    fn session(&self, sid: &str) -> Arc<Mutex<MemSession>> {
+        self.sessions.get_with(sid.to_string(), || {
+            Arc::new(Mutex::new(MemSession::default()))
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, sid: &str) -> Result<(), StoreError> {
+        self.session(sid);
+        Ok(())
+    }
+
+    async fn get(&self, sid: &str) -> Result<SessionState, StoreError> {
+        let Some(s) = self.sessions.get(sid) else {
+            return Ok(SessionState::default());
+        };
+        let s = s.lock();
+        Ok(SessionState {
+            exists: true,
+            breaks: s.breaks.clone(),
+            facts: s.facts.clone(),
+            decisions: s.decisions.clone(),
+        })
+    }
+
+    async fn record_break(
+        &self,
+        sid: &str,
+        id: &str,
+        rec: &BreakRecord,
+    ) -> Result<BreakRecord, StoreError> {
+        let s = self.session(sid);
+        let mut s = s.lock();
+        Ok(s.breaks
+            .entry(id.to_string())
+            .or_insert_with(|| rec.clone())
+            .clone())
+    }
+
+    async fn add_facts(&self, sid: &str, id: &str, facts: &BreakFacts) -> Result<(), StoreError> {
+        let s = self.session(sid);
+        merge(s.lock().facts.entry(id.to_string()).or_default(), facts);
+        Ok(())
+    }
+
+    async fn record_decision(
+        &self,
+        sid: &str,
+        id: &str,
+        ads: &[DecidedAd],
+    ) -> Result<Vec<DecidedAd>, StoreError> {
+        let s = self.session(sid);
+        let mut s = s.lock();
+        Ok(s.decisions
+            .entry(id.to_string())
+            .or_insert_with(|| ads.to_vec())
+            .clone())
+    }
+
+    async fn mark_beacon(&self, sid: &str, key: &str) -> Result<bool, StoreError> {
+        let s = self.session(sid);
+        let inserted = s.lock().beacons.insert(key.to_string());
+        Ok(inserted)
+    }
+}
+
+/// Redis: one hash per session (`mf:s:<sid>`), fields `b:<break>` (record, HSETNX),
+/// `d:<break>` (decision, HSETNX), `e:<break>` (end, HSETNX); a set per break for content
+/// discontinuities; a set for fired beacons. Every key carries the session TTL.
+pub struct RedisStore {
+    client: redis::Client,
+    /// Made on first use, on the runtime serving requests (its driver task lives there).
+    manager: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    ttl_secs: i64,
+}
+
+impl RedisStore {
+    /// Checks the server answers (a PING on a throwaway connection), then keeps the client.
+    pub async fn connect(url: &str, ttl: Duration) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError(format!("{url}: {e}")))?;
+        let mut probe = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| StoreError(format!("{url}: {e}")))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut probe)
+            .await
+            .map_err(|e| StoreError(format!("{url}: {e}")))?;
+        Ok(RedisStore {
+            client,
+            manager: tokio::sync::OnceCell::new(),
+            ttl_secs: ttl.as_secs().max(1) as i64,
+        })
+    }
+
+    async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
+        self.manager
+            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
+            .await
+            .cloned()
+            .map_err(redis_err)
+    }
+
+    fn key(sid: &str) -> String {
+        format!("mf:s:{sid}")
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, sid: &str) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let key = Self::key(sid);
+        redis::pipe()
+            .hset_nx(&key, "created", 1)
+            .expire(&key, self.ttl_secs)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn get(&self, sid: &str) -> Result<SessionState, StoreError> {
+        let mut c = self.conn().await?;
+        let key = Self::key(sid);
+        let (fields, _): (BTreeMap<String, String>, ()) = redis::pipe()
+            .hgetall(&key)
+            .expire(&key, self.ttl_secs)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        let mut st = SessionState {
+            exists: !fields.is_empty(),
+            ..Default::default()
+        };
+        for (f, v) in &fields {
+            if let Some(id) = f.strip_prefix("b:") {
+                if let Ok(r) = serde_json::from_str(v) {
+                    st.breaks.insert(id.to_string(), r);
+                }
+            } else if let Some(id) = f.strip_prefix("d:") {
+                if let Ok(d) = serde_json::from_str(v) {
+                    st.decisions.insert(id.to_string(), d);
+                }
+            } else if let Some(id) = f.strip_prefix("e:") {
+                if let Ok((end, tagged)) = serde_json::from_str::<(u64, bool)>(v) {
+                    let facts = st.facts.entry(id.to_string()).or_default();
+                    facts.end_seq = Some(end);
+                    facts.end_tagged = tagged;
+                }
+            }
+        }
+        for id in st.breaks.keys().cloned().collect::<Vec<_>>() {
+            let discs: BTreeSet<u64> = redis::cmd("SMEMBERS")
+                .arg(format!("{key}:disc:{id}"))
+                .query_async(&mut c)
+                .await
+                .map_err(redis_err)?;
+            if !discs.is_empty() {
+                st.facts.entry(id).or_default().content_discs = discs;
+            }
+        }
+        Ok(st)
+    }
+
+    async fn record_break(
+        &self,
+        sid: &str,
+        id: &str,
+        rec: &BreakRecord,
+    ) -> Result<BreakRecord, StoreError> {
+        let mut c = self.conn().await?;
+        let key = Self::key(sid);
+        let field = format!("b:{id}");
+        let (_, stored, _): ((), Option<String>, ()) = redis::pipe()
+            .hset_nx(&key, &field, json(rec))
+            .hget(&key, &field)
+            .expire(&key, self.ttl_secs)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(stored
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| rec.clone()))
+    }
+
+    async fn add_facts(&self, sid: &str, id: &str, facts: &BreakFacts) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let key = Self::key(sid);
+        let mut pipe = redis::pipe();
+        if let Some(end) = facts.end_seq {
+            pipe.hset_nx(&key, format!("e:{id}"), json(&(end, facts.end_tagged)));
+        }
+        if !facts.content_discs.is_empty() {
+            let set = format!("{key}:disc:{id}");
+            pipe.sadd(
+                &set,
+                facts.content_discs.iter().copied().collect::<Vec<u64>>(),
+            )
+            .expire(&set, self.ttl_secs);
+        }
+        pipe.query_async::<()>(&mut c).await.map_err(redis_err)
+    }
+
+    async fn record_decision(
+        &self,
+        sid: &str,
+        id: &str,
+        ads: &[DecidedAd],
+    ) -> Result<Vec<DecidedAd>, StoreError> {
+        let mut c = self.conn().await?;
+        let key = Self::key(sid);
+        let field = format!("d:{id}");
+        let (_, stored, _): ((), Option<String>, ()) = redis::pipe()
+            .hset_nx(&key, &field, json(&ads))
+            .hget(&key, &field)
+            .expire(&key, self.ttl_secs)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(stored
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| ads.to_vec()))
+    }
+
+    async fn mark_beacon(&self, sid: &str, key: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let set = format!("{}:beacons", Self::key(sid));
+        let (added, _): (i64, ()) = redis::pipe()
+            .sadd(&set, key)
+            .expire(&set, self.ttl_secs)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(added == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_bound_to_key_and_tenant() {
+        let k = SessionKeys::new(b"secret");
+        let (id, token) = k.create("acme");
+        assert_eq!(k.verify("acme", &token), Some(id.clone()));
+        assert_eq!(k.verify("other", &token), None, "another tenant's token");
+        assert_eq!(SessionKeys::new(b"other").verify("acme", &token), None);
+        let mut forged = token.clone().into_bytes();
+        forged[3] = if forged[3] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            k.verify("acme", std::str::from_utf8(&forged).unwrap()),
+            None
+        );
+        assert_eq!(k.verify("acme", "short"), None);
+        assert_eq!(k.verify("acme", "!!!"), None);
+        let (id2, _) = k.create("acme");
+        assert_ne!(id, id2);
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    fn rec(start: u64) -> BreakRecord {
+        BreakRecord {
+            start_seq: start,
+            duration: 10.0,
+            joined_mid: false,
+            content: false,
+            slots: vec![],
+            ads: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_store_first_writer_wins_and_facts_merge() {
+        let s = MemoryStore::new(Duration::from_secs(60), 100);
+        assert!(!s.get("x").await.unwrap().exists);
+        s.create("x").await.unwrap();
+        assert_eq!(
+            s.record_break("x", "b1", &rec(5)).await.unwrap().start_seq,
+            5
+        );
+        assert_eq!(
+            s.record_break("x", "b1", &rec(9)).await.unwrap().start_seq,
+            5
+        );
+        let f1 = BreakFacts {
+            end_seq: None,
+            end_tagged: false,
+            content_discs: [6].into(),
+        };
+        let f2 = BreakFacts {
+            end_seq: Some(10),
+            end_tagged: true,
+            content_discs: [7].into(),
+        };
+        s.add_facts("x", "b1", &f1).await.unwrap();
+        s.add_facts("x", "b1", &f2).await.unwrap();
+        let st = s.get("x").await.unwrap();
+        assert_eq!(st.facts["b1"].end_seq, Some(10));
+        assert_eq!(st.facts["b1"].content_discs, [6, 7].into());
+        assert!(s.mark_beacon("x", "ad1:start").await.unwrap());
+        assert!(!s.mark_beacon("x", "ad1:start").await.unwrap());
+    }
+}

@@ -1,0 +1,123 @@
+//! Ad tracking: impression and quartile beacons fired server-side when the viewer actually
+//! fetches the ad segment at that position (once per session, across nodes: the session store
+//! marks each beacon), in the background with retries; never on the request's path.
+
+use crate::session::{SessionKeys, SessionStore};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Beacons {
+    client: reqwest::Client,
+    store: Arc<dyn SessionStore>,
+    keys: SessionKeys,
+}
+
+const ATTEMPTS: u32 = 3;
+
+impl Beacons {
+    pub fn new(store: Arc<dyn SessionStore>, keys: SessionKeys) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Beacons {
+            client,
+            store,
+            keys,
+        }
+    }
+
+    /// A viewer fetched slot `slot` of break `break_id`: fire what is due there.
+    pub fn on_ad_segment(&self, tenant: &str, token: &str, break_id: &str, slot: u32) {
+        let Some(sid) = self.keys.verify(tenant, token) else {
+            return;
+        };
+        let (store, client) = (self.store.clone(), self.client.clone());
+        let (tenant, break_id) = (tenant.to_string(), break_id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = fire_due(&store, &client, &tenant, &sid, &break_id, slot).await {
+                tracing::warn!(tenant = %tenant, error = %e, "beacons not fired");
+            }
+        });
+    }
+}
+
+async fn fire_due(
+    store: &Arc<dyn SessionStore>,
+    client: &reqwest::Client,
+    tenant: &str,
+    sid: &str,
+    break_id: &str,
+    slot: u32,
+) -> Result<(), String> {
+    let state = store.get(sid).await.map_err(|e| e.to_string())?;
+    let Some(rec) = state.breaks.get(break_id) else {
+        return Ok(());
+    };
+    let Some(s) = rec.slots.get(slot as usize) else {
+        return Ok(());
+    };
+    let Some(ad_index) = s.ad else {
+        return Ok(());
+    };
+    let Some(ad) = rec.ads.get(ad_index as usize) else {
+        return Ok(());
+    };
+    for event in &s.events {
+        let key = format!("{break_id}:{ad_index}:{event}");
+        // once per session and event, whichever node sees the request
+        if !store
+            .mark_beacon(sid, &key)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            continue;
+        }
+        for url in ad.tracking.get(event).into_iter().flatten() {
+            let url = expand(url);
+            fire(client, tenant, &url).await;
+        }
+    }
+    Ok(())
+}
+
+/// VAST tracking macros the host fills in.
+fn expand(url: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    url.replace(
+        "[CACHEBUSTER]",
+        &format!("{:08}", now.subsec_nanos() % 100_000_000),
+    )
+    .replace("[TIMESTAMP]", &now.as_millis().to_string())
+}
+
+async fn fire(client: &reqwest::Client, tenant: &str, url: &str) {
+    for attempt in 0..ATTEMPTS {
+        match client.get(url).send().await {
+            Ok(r) if r.status().is_success() || r.status().is_redirection() => return,
+            Ok(r) if r.status().is_client_error() => {
+                tracing::warn!(tenant, url, status = %r.status(), "beacon refused");
+                return;
+            }
+            Ok(r) => tracing::debug!(tenant, url, status = %r.status(), attempt, "beacon failed"),
+            Err(e) => tracing::debug!(tenant, url, error = %e, attempt, "beacon failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+    tracing::warn!(tenant, url, "beacon given up after {ATTEMPTS} attempts");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macros_are_filled() {
+        let u = expand("http://x/b?cb=[CACHEBUSTER]&t=[TIMESTAMP]");
+        assert!(!u.contains('['), "{u}");
+    }
+}

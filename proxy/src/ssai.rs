@@ -8,7 +8,7 @@ use crate::apply::{
 use crate::plugin::bindings::Ad;
 use crate::session::{BreakFacts, BreakRecord, DecidedAd, SessionState};
 use crate::stitch::{ContentEdits, Markers, Placed, SlotUri, Stitch};
-use crate::view::HlsMediaView;
+use crate::view::{BreakSpan, HlsMediaView};
 use m3u8_rs::MediaPlaylist;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -58,6 +58,31 @@ impl Media<'_> {
         self.playlist.media_sequence + i as u64
     }
 
+    /// The content segment a break span starts at (before the window, if joined mid-break).
+    fn start_of(&self, span: &BreakSpan) -> u64 {
+        let d = self.playlist.segments[span.first].duration.max(0.001) as f64;
+        self.seq(span.first)
+            .saturating_sub((span.elapsed / d).round() as u64)
+    }
+
+    /// The id the session recorded a span's break under: its own, or that of the recorded
+    /// break starting at the same segment (signalled differently, e.g. a `DATERANGE` that
+    /// has since left the window and a `CUE-OUT-CONT`).
+    fn recorded_id<'r>(
+        &self,
+        span: &'r BreakSpan,
+        records: &'r BTreeMap<String, BreakRecord>,
+    ) -> Option<&'r str> {
+        if let Some((id, _)) = records.get_key_value(&span.id) {
+            return Some(id);
+        }
+        let start = self.start_of(span);
+        records
+            .iter()
+            .find(|(id, r)| is_break_id(id) && r.start_seq == start)
+            .map(|(id, _)| id.as_str())
+    }
+
     fn target(&self) -> f64 {
         self.playlist.target_duration as f64
     }
@@ -73,6 +98,11 @@ impl Media<'_> {
         }
         self.seq(self.playlist.segments.len())
     }
+}
+
+/// Whether a record id names a signalled break (not a host-made insert or marker).
+fn is_break_id(id: &str) -> bool {
+    !id.starts_with('~')
 }
 
 fn decided(pod: &[Ad], decisions: Option<&Vec<DecidedAd>>) -> Vec<DecidedAd> {
@@ -152,13 +182,12 @@ pub async fn propose(
         }
     }
     for span in &media.view.spans {
-        if state.breaks.contains_key(&span.id) {
+        if media.recorded_id(span, &state.breaks).is_some()
+            || out.iter().any(|(id, _)| id == &span.id)
+        {
             continue;
         }
-        let d = media.playlist.segments[span.first].duration.max(0.001) as f64;
-        let start_seq = media
-            .seq(span.first)
-            .saturating_sub((span.elapsed / d).round() as u64);
+        let start_seq = media.start_of(span);
         let joined_mid = start_seq < anchor;
         let fill = plan
             .fills
@@ -205,10 +234,10 @@ pub fn observe(
     let segs = &media.playlist.segments;
     let mut out = Vec::new();
     for span in &media.view.spans {
-        if !records.contains_key(&span.id) {
+        let Some(id) = media.recorded_id(span, records) else {
             continue;
-        }
-        let old = known.get(&span.id);
+        };
+        let old = known.get(id);
         let mut f = BreakFacts::default();
         for (i, seg) in segs.iter().enumerate().take(span.end).skip(span.first) {
             if seg.discontinuity && !old.is_some_and(|o| o.content_discs.contains(&media.seq(i))) {
@@ -220,7 +249,7 @@ pub fn observe(
             f.end_tagged = segs[span.end].discontinuity;
         }
         if f.end_seq.is_some() || !f.content_discs.is_empty() {
-            out.push((span.id.clone(), f));
+            out.push((id.to_string(), f));
         }
     }
     out
@@ -244,7 +273,14 @@ pub async fn render(
         if rec.content || rec.slots.is_empty() || id == START {
             continue;
         }
-        let insert = id == PREROLL || id.starts_with(VOD_INSERT);
+        let insert = !is_break_id(id);
+        // two renditions racing to record one break under different signals: the first id wins
+        let duplicate = records
+            .range::<String, _>(..id.clone())
+            .any(|(other, r)| is_break_id(other) && r.start_seq == rec.start_seq);
+        if !insert && duplicate {
+            continue;
+        }
         let f = facts.get(id).unwrap_or(&empty);
         let mut uris = Vec::with_capacity(rec.slots.len());
         for slot in &rec.slots {

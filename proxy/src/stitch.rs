@@ -68,12 +68,16 @@ pub struct Numbering {
     pub discontinuity_sequence: u64,
 }
 
-/// Offset of content `n` into break `p`, seconds, given the offsets of the visible content.
+/// How far a rendition's segment boundary may sit from another's (demuxed audio segments
+/// end on audio frames, a few ms off the video's): slot ownership must not depend on it.
+const BOUNDARY_SLACK: f64 = 0.1;
+
+/// The slots owned by the content segment spanning `from..to` seconds into break `p`.
 fn owned_slots<'s>(p: &'s Placed, from: f64, to: f64) -> impl Iterator<Item = (usize, &'s Slot)> {
     p.slots
         .iter()
         .enumerate()
-        .filter(move |(_, s)| s.offset >= from - 0.001 && s.offset < to - 0.001)
+        .filter(move |(_, s)| s.offset >= from - BOUNDARY_SLACK && s.offset < to - BOUNDARY_SLACK)
 }
 
 /// Content sequence numbers that get a discontinuity for returning from ads (unless the
@@ -114,7 +118,11 @@ pub fn numbering(
             (p.slots.len(), p.slots.iter().filter(|s| s.disc).count())
         } else {
             let t = first_offset(p);
-            let before: Vec<&Slot> = p.slots.iter().filter(|s| s.offset < t - 0.001).collect();
+            let before: Vec<&Slot> = p
+                .slots
+                .iter()
+                .filter(|s| s.offset < t - BOUNDARY_SLACK)
+                .collect();
             (before.len(), before.iter().filter(|s| s.disc).count())
         };
         let replaced_to = if ended { p.end.unwrap_or(first) } else { first };

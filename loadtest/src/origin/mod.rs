@@ -6,6 +6,7 @@
 //! | `/{live,vod}/cmaf/master.m3u8`, `/{live,vod}/cmaf/{v0,v1,v2,a0}.m3u8` | fMP4, demuxed audio |
 //! | `/live/dash/manifest.mpd` (`$Number$`), `/live/dash/timeline.mpd` (SegmentTimeline), `/vod/dash/manifest.mpd` | DASH |
 //! | `/ads/{ad10,ad15,ad30,slate}/{hls,cmaf}/master.m3u8`, `/ads/{name}/dash/manifest.mpd` | ad creatives |
+//! | `/vast?dur=<secs>&mode=...`, `/beacon/<ad>/<event>` | a test VAST ad server and its beacons ([`vast`]) |
 //! | `GET /_origin/counters[?prefix=/p]`, `DELETE /_origin/counters` | request counters |
 //! | `GET/PUT/DELETE /_origin/faults` | fault injection ([`control::Faults`] as JSON) |
 
@@ -16,11 +17,12 @@ pub mod media;
 pub mod mp4;
 pub mod schedule;
 pub mod scte35;
+pub mod vast;
 
 use anyhow::{bail, Result};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use control::{Class, Counters, FaultSwitch, Faults};
@@ -323,7 +325,13 @@ pub async fn serve(listener: tokio::net::TcpListener, origin: Arc<Origin>) -> st
     axum::serve(listener, router(origin)).await
 }
 
-async fn handle(State(o): State<Arc<Origin>>, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn handle(
+    State(o): State<Arc<Origin>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
     if let Some(what) = path.strip_prefix("/_origin/") {
         return control_endpoint(&o, &method, what, uri.query(), &body);
@@ -340,6 +348,9 @@ async fn handle(State(o): State<Arc<Origin>>, method: Method, uri: Uri, body: By
     if let Some(code) = faults.status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return (status, format!("injected fault: status {code}\n")).into_response();
+    }
+    if let Some(r) = vast::serve(&o, &uri, &headers).await {
+        return r;
     }
     let resource = match o.resource(path, SystemTime::now()) {
         Ok(Some(r)) => r,

@@ -8,6 +8,7 @@ use crate::parse::Parsed;
 use crate::plugin::bindings::{AdBreak, AdDecider, Viewer};
 use crate::route::{Class, Route, Tenant};
 use crate::session::DecidedAd;
+use crate::stitch_dash::DashCreative;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,8 @@ pub struct AdCatalog {
     resolved: moka::sync::Cache<(String, Packaging, RenditionWant, String), Arc<AdMedia>>,
     /// Checked reference timing per creative and packaging.
     references: moka::sync::Cache<(String, Packaging), Arc<AdMedia>>,
+    /// DASH packaging per creative and URL prefix.
+    dash: moka::sync::Cache<(String, String), Arc<DashCreative>>,
 }
 
 impl AdCatalog {
@@ -33,6 +36,10 @@ impl AdCatalog {
                 .build(),
             references: moka::sync::Cache::builder()
                 .max_capacity(1_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            dash: moka::sync::Cache::builder()
+                .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
         }
@@ -148,6 +155,7 @@ impl Resolver<'_> {
         match packaging {
             Packaging::Ts => c.hls.as_deref(),
             Packaging::Fmp4 => c.hls_fmp4.as_deref(),
+            Packaging::Dash => c.dash.as_deref(),
         }
         .ok_or_else(|| format!("creative {:?} has no {packaging:?} packaging", c.name))
     }
@@ -160,6 +168,15 @@ impl Resolver<'_> {
         packaging: Packaging,
     ) -> Result<AdMedia, String> {
         let master_path = Self::master_path(c, packaging)?;
+        if packaging == Packaging::Dash {
+            let (mpd, _) = self.mpd(master_path).await?;
+            let timing = crate::stitch_dash::creative_timing(&mpd)
+                .map_err(|e| format!("creative {:?}: {e}", c.name))?;
+            return Ok(AdMedia {
+                segments: timing.into_iter().map(|d| (String::new(), d)).collect(),
+                map: None,
+            });
+        }
         let master = self.playlist(master_path).await?;
         let Parsed::HlsMaster { playlist, .. } = &master.parsed else {
             return Err(format!("{master_path} is not an HLS master playlist"));
@@ -209,11 +226,29 @@ impl Resolver<'_> {
         reference.ok_or_else(|| format!("creative {:?} has no renditions", c.name))
     }
 
+    /// A creative's MPD (through the manifest cache) and the directory its URLs resolve in.
+    async fn mpd(&self, path: &str) -> Result<(dash_mpd_core::MPD, String), String> {
+        let m = self.fetch(path, Class::DashManifest).await?;
+        let Parsed::Dash { mpd, .. } = &m.parsed else {
+            return Err(format!("{path} is not a DASH MPD"));
+        };
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        Ok((mpd.as_ref().clone(), dir.to_string()))
+    }
+
     async fn playlist(&self, path: &str) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
+        self.fetch(path, Class::HlsPlaylist).await
+    }
+
+    async fn fetch(
+        &self,
+        path: &str,
+        class: Class,
+    ) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
         let route = Route {
             tenant: self.catalog.tenant.clone(),
             origin_path: format!("{}{path}", self.catalog.tenant.origin.base_path),
-            class: Class::HlsPlaylist,
+            class,
             prefix: String::new(),
             hint: None,
             session: None,
@@ -349,6 +384,38 @@ impl Creatives for Resolver<'_> {
     fn slate(&self) -> Option<&str> {
         self.catalog.slate().map(|c| c.name.as_str())
     }
+
+    async fn dash(&self, creative: &str) -> Result<Arc<DashCreative>, String> {
+        let key = (creative.to_string(), self.prefix.to_string());
+        if let Some(d) = self.catalog.dash.get(&key) {
+            return Ok(d);
+        }
+        let c = self
+            .catalog
+            .creative(creative)
+            .ok_or_else(|| format!("no creative {creative:?} in the tenant's catalog"))?;
+        let path = Self::master_path(c, Packaging::Dash)?;
+        let (mpd, dir) = self.mpd(path).await?;
+        let mut period = mpd
+            .periods
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{path}: no period"))?;
+        if period.BaseURL.iter().any(|b| b.base.contains("://"))
+            || mpd.base_url.iter().any(|b| b.base.contains("://"))
+        {
+            return Err(format!(
+                "{path}: creatives must be served by the tenant's origin"
+            ));
+        }
+        period.BaseURL.clear();
+        let d = Arc::new(DashCreative {
+            base: format!("{}{dir}", self.prefix),
+            period,
+        });
+        self.catalog.dash.insert(key, d.clone());
+        Ok(d)
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +449,7 @@ mod tests {
             duration,
             hls: Some(format!("/ads/{name}/hls/master.m3u8")),
             hls_fmp4: None,
+            dash: None,
             slate,
         };
         let cat = AdCatalog::new(

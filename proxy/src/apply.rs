@@ -4,6 +4,7 @@
 
 use crate::plugin::bindings::{Ad, Edit};
 use crate::session::Slot;
+use crate::stitch_dash::DashCreative;
 use crate::view::HlsMediaView;
 use async_trait::async_trait;
 use m3u8_rs::{ExtTag, MasterPlaylist};
@@ -192,6 +193,8 @@ fn edit_name(e: &Edit) -> &'static str {
 pub enum Packaging {
     Ts,
     Fmp4,
+    /// DASH periods (CMAF segments addressed by the creative's MPD).
+    Dash,
 }
 
 /// Which rendition of a creative fits the content rendition being personalized.
@@ -233,6 +236,11 @@ pub trait Creatives: Send + Sync {
 
     /// The slate creative that pads breaks, if the tenant has one.
     fn slate(&self) -> Option<&str>;
+
+    /// A creative's DASH packaging (its period and where its URLs resolve for the viewer).
+    async fn dash(&self, creative: &str) -> Result<Arc<DashCreative>, String> {
+        Err(format!("creative {creative:?} has no DASH packaging"))
+    }
 }
 
 /// What a plugin asked for a media playlist, checked.
@@ -467,8 +475,14 @@ pub async fn lay_out(
     Ok(out)
 }
 
-pub fn dash(mpd: &dash_mpd_core::MPD, edits: &[Edit]) -> Result<dash_mpd_core::MPD, InvalidPlan> {
+/// What a plugin asked for an MPD: representations dropped from `mpd`, and its ad plan.
+pub fn dash(
+    mpd: &dash_mpd_core::MPD,
+    view: &crate::plugin::bindings::DashMpd,
+    edits: &[Edit],
+) -> Result<(dash_mpd_core::MPD, MediaPlan), InvalidPlan> {
     let mut out = mpd.clone();
+    let mut plan = MediaPlan::default();
     for e in edits {
         match e {
             Edit::DropRepresentation(id) => {
@@ -492,13 +506,39 @@ pub fn dash(mpd: &dash_mpd_core::MPD, edits: &[Edit]) -> Result<dash_mpd_core::M
                     return invalid(format!("drop-representation: no representation {id:?}"));
                 }
             }
-            Edit::FillBreak(_) | Edit::Preroll(_) => {
-                return invalid("ad insertion into DASH is not supported yet (HLS only)")
+            Edit::FillBreak(f) => {
+                if !view.breaks.iter().any(|b| b.id == f.break_id) {
+                    return invalid(format!("fill-break: no break {:?} in this MPD", f.break_id));
+                }
+                if plan.fills.iter().any(|(id, _)| id == &f.break_id) {
+                    return invalid(format!("fill-break: break {:?} filled twice", f.break_id));
+                }
+                check_pod(&f.pod)?;
+                plan.fills.push((f.break_id.clone(), f.pod.clone()));
+            }
+            Edit::Preroll(pod) => {
+                check_pod(pod)?;
+                if plan.preroll.replace(pod.clone()).is_some() {
+                    return invalid("more than one preroll");
+                }
+            }
+            Edit::InsertPod(ins) => {
+                if view.dynamic {
+                    return invalid("insert-pod applies to VOD MPDs (live breaks use fill-break)");
+                }
+                if !(ins.at >= 0.0 && ins.at.is_finite()) {
+                    return invalid(format!("insert-pod at {}", ins.at));
+                }
+                check_pod(&ins.pod)?;
+                if plan.inserts.len() >= 64 {
+                    return invalid("more than 64 inserted pods");
+                }
+                plan.inserts.push((ins.at, ins.pod.clone()));
             }
             other => return invalid(format!("{} does not apply to an MPD", edit_name(other))),
         }
     }
-    Ok(out)
+    Ok((out, plan))
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use crate::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine};
 use crate::route::Class;
 use crate::session::{DecidedAd, SessionState};
 use crate::ssai::{self, Media, Policies};
+use crate::ssai_dash;
+use crate::stitch_dash::DashCreative;
 use async_trait::async_trait;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,7 +30,10 @@ pub struct CheckOptions {
 }
 
 /// Stand-in creatives: `adN` lasts N seconds (10 s otherwise), in 2 s segments.
-struct SyntheticCreatives;
+struct SyntheticCreatives {
+    /// DASH: the content's period, whose shape synthetic ad periods copy.
+    shape: Option<dash_mpd_core::Period>,
+}
 
 #[async_trait]
 impl Creatives for SyntheticCreatives {
@@ -56,6 +61,29 @@ impl Creatives for SyntheticCreatives {
     }
     fn slate(&self) -> Option<&str> {
         Some("slate1")
+    }
+
+    async fn dash(&self, creative: &str) -> Result<Arc<DashCreative>, String> {
+        let mut period = self.shape.clone().ok_or("not a DASH check")?;
+        period.SegmentTemplate = None;
+        period.event_streams.clear();
+        for a in &mut period.adaptations {
+            a.SegmentTemplate = Some(dash_mpd_core::SegmentTemplate {
+                timescale: Some(1000),
+                duration: Some(2000.0),
+                startNumber: Some(0),
+                media: Some("$RepresentationID$/$Number$.m4s".into()),
+                initialization: Some("$RepresentationID$/init.mp4".into()),
+                ..Default::default()
+            });
+            for r in &mut a.representations {
+                r.SegmentTemplate = None;
+            }
+        }
+        Ok(Arc::new(DashCreative {
+            base: format!("/ads/{creative}/dash/"),
+            period,
+        }))
     }
 }
 
@@ -107,6 +135,22 @@ async fn stateless(
         &policies,
     )
     .await
+}
+
+async fn stateless_dash(
+    mpd: &dash_mpd_core::MPD,
+    view: &crate::plugin::bindings::DashMpd,
+    edits: &[Edit],
+    creatives: &dyn Creatives,
+) -> Result<dash_mpd_core::MPD, apply::InvalidPlan> {
+    let (dropped, plan) = apply::dash(mpd, view, edits)?;
+    let media = ssai_dash::DashMedia { mpd, view };
+    let policies = Policies::default();
+    let mut state = SessionState::default();
+    for (id, rec) in ssai_dash::propose(&media, &plan, &state, creatives, &policies).await? {
+        state.breaks.insert(id, rec);
+    }
+    ssai_dash::render(&media, &dropped, &state.breaks, creatives, &policies).await
 }
 
 fn edit_summary(edits: &[Edit]) -> String {
@@ -287,12 +331,17 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
                             view,
                             body: &body,
                         };
-                        stateless(&media, &edits, &SyntheticCreatives)
+                        stateless(&media, &edits, &SyntheticCreatives { shape: None })
                             .await
                             .map(|b| b.len())
                     }
-                    Parsed::Dash { mpd, .. } => {
-                        apply::dash(mpd, &edits).map(|m| m.to_string().len())
+                    Parsed::Dash { mpd, view } => {
+                        let creatives = SyntheticCreatives {
+                            shape: mpd.periods.first().cloned(),
+                        };
+                        stateless_dash(mpd, view, &edits, &creatives)
+                            .await
+                            .map(|m| m.to_string().len())
                     }
                     Parsed::None => Ok(0),
                 };

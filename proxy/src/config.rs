@@ -271,6 +271,9 @@ pub struct CreativeConfig {
     /// HLS master of the fMP4/CMAF packaging.
     #[serde(default)]
     pub hls_fmp4: Option<String>,
+    /// DASH MPD of the creative (CMAF), for DASH ad periods.
+    #[serde(default)]
+    pub dash: Option<String>,
     /// Pads breaks; never chosen as an ad.
     #[serde(default)]
     pub slate: bool,
@@ -655,6 +658,13 @@ impl Config {
         }
         for (i, t) in self.tenants.iter().enumerate() {
             if let Some(a) = &t.ad_server {
+                if t.creatives.is_empty() {
+                    return Err((
+                        format!("tenants[{i}].creatives"),
+                        "ad_server needs the tenant's creatives: VAST media files are mapped to them"
+                            .into(),
+                    ));
+                }
                 let url = a.url.replace(['[', ']'], "");
                 if !(url.starts_with("http://") || url.starts_with("https://"))
                     || Url::parse(&url).is_err()
@@ -848,6 +858,28 @@ origin = "http://127.0.0.1:9000/base/"
         assert!(parse(&format!("[admin]\nlisten = \"127.0.0.1:9090\"\n{MIN}")).is_ok());
         let e = with("[[tenants.creatives]]\nname = \"ad\"\nduration = 10.0\n").unwrap_err();
         assert_eq!(e.field, "tenants[0].creatives[0].hls");
+    }
+
+    #[test]
+    fn ad_server_is_checked() {
+        let creative =
+            "[[tenants.creatives]]\nname = \"ad\"\nduration = 10.0\nhls = \"/ad.m3u8\"\n";
+        let server =
+            "[tenants.ad_server]\nurl = \"http://ads.example/vast?d=[DURATION]&s=[SESSION_ID]\"\n";
+        let ok = parse(&format!("{MIN}{server}{creative}")).unwrap();
+        let a = ok.tenants[0].ad_server.as_ref().unwrap();
+        assert_eq!(a.timeout, Duration::from_millis(500));
+        assert_eq!(a.budget, Duration::from_millis(1500));
+        let e = parse(&format!("{MIN}{server}")).unwrap_err();
+        assert_eq!(e.field, "tenants[0].creatives");
+        assert!(e.message.contains("ad_server"), "{e}");
+        let e = parse(&format!("{MIN}{server}timeout = \"2s\"\n{creative}")).unwrap_err();
+        assert_eq!(e.field, "tenants[0].ad_server.budget");
+        let e = parse(&format!(
+            "{MIN}[tenants.ad_server]\nurl = \"ftp://x/[DURATION]\"\n{creative}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tenants[0].ad_server.url");
     }
 
     #[test]

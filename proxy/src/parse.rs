@@ -58,6 +58,25 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
             }
         }
         _ => match m3u8_rs::parse_playlist_res(body) {
+            Ok(m3u8_rs::Playlist::MasterPlaylist(m))
+                if !counts_match(
+                    body,
+                    b"#EXT-X-STREAM-INF",
+                    m.variants.iter().filter(|v| !v.is_i_frame).count(),
+                ) =>
+            {
+                (
+                    ManifestKind::Unparsed("HLS: variants that do not parse".into()),
+                    Parsed::None,
+                )
+            }
+            Ok(m3u8_rs::Playlist::MediaPlaylist(m)) if media_problem(body, &m).is_some() => (
+                ManifestKind::Unparsed(format!(
+                    "HLS: {}",
+                    media_problem(body, &m).unwrap_or_default()
+                )),
+                Parsed::None,
+            ),
             Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
                 let view = view::hls_master(&m);
                 (
@@ -79,6 +98,35 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
             ),
         },
     }
+}
+
+/// m3u8-rs skips what it does not understand; a manifest where it skipped a tag that
+/// defines the structure is malformed, not something to edit.
+fn counts_match(body: &[u8], tag: &[u8], parsed: usize) -> bool {
+    body.split(|b| *b == b'\n')
+        .filter(|l| l.trim_ascii_start().starts_with(tag))
+        .count()
+        == parsed
+}
+
+/// Why a media playlist m3u8-rs accepted is still malformed, if it is.
+fn media_problem(body: &[u8], m: &m3u8_rs::MediaPlaylist) -> Option<String> {
+    let n = m.segments.len();
+    let uris = body
+        .split(|b| *b == b'\n')
+        .map(|l| l.trim_ascii())
+        .filter(|l| !l.is_empty() && l[0] != b'#')
+        .count();
+    if !counts_match(body, b"#EXTINF", n) || uris != n {
+        return Some(format!("{n} segments parse out of {uris} listed"));
+    }
+    if n > 0 && m.target_duration == 0 {
+        return Some("no EXT-X-TARGETDURATION".into());
+    }
+    m.segments
+        .iter()
+        .find(|s| !(s.duration.is_finite() && s.duration >= 0.0))
+        .map(|s| format!("segment {} has duration {}", s.uri, s.duration))
 }
 
 fn dash_kind(mpd: &dash_mpd_core::MPD) -> ManifestKind {
@@ -172,6 +220,17 @@ mod tests {
             inspect(Class::HlsPlaylist, b"<html>"),
             ManifestKind::Unparsed(_)
         ));
+        // what m3u8-rs quietly skips still makes the manifest malformed
+        for bad in [
+            &b"#EXTM3U\n#EXT-X-TARGETDURATION:two\n#EXTINF:oops,\n\0 garbage"[..],
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\n1.ts\n2.ts\n",
+            b"#EXTM3U\n#EXTINF:6,\n1.ts\n",
+            b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=x\nv0.m3u8\n",
+        ] {
+            let (k, p) = parse(Class::HlsPlaylist, bad);
+            assert!(matches!(k, ManifestKind::Unparsed(_)), "{k:?}");
+            assert!(matches!(p, Parsed::None));
+        }
     }
 
     #[test]

@@ -12,11 +12,13 @@ use crate::plugin::bindings::{DeviceClass, SessionCtx, Viewer};
 use crate::plugin::registry::Registry;
 use crate::plugin::{FailureKind, Input, PluginFailure};
 use crate::route::{Route, VariantHint, HINT_PARAM};
+use crate::session::BreakRecord;
 use crate::session::{SessionKeys, SessionState, SessionStore};
 use crate::ssai::{self, Media, Policies};
+use crate::ssai_dash::{self, DashMedia};
 use bytes::Bytes;
 use pingora_http::RequestHeader;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +33,8 @@ pub enum Outcome {
         version: u64,
         micros: u64,
     },
+    /// The origin manifest does not parse: passed on unchanged, with the reason.
+    Unparsable,
     /// A media playlist or MPD requested without a session: go to the session's URL.
     Redirect(String),
     /// A session token this proxy did not sign.
@@ -180,9 +184,14 @@ impl Personalizer {
         let Some(deployed) = slot.active() else {
             return Outcome::PassThrough;
         };
-        if manifest.status != http::StatusCode::OK || matches!(manifest.parsed, Parsed::None) {
+        if manifest.status != http::StatusCode::OK {
             // nothing a plugin could edit: the origin's answer goes out as it is
             return Outcome::PassThrough;
+        }
+        if matches!(manifest.parsed, Parsed::None) {
+            // malformed at the origin (logged when fetched): passed on as it is, whatever
+            // the tenant's failure policy, since no plugin failed
+            return Outcome::Unparsable;
         }
         let started = Instant::now();
         let s = &slot.settings;
@@ -214,7 +223,7 @@ impl Personalizer {
                 return Outcome::Redirect(format!("{session_prefix}{}{query}", route.content_path));
             }
         }
-        let state = if created {
+        let mut state = if created {
             SessionState::default()
         } else {
             match self.store.get(&sid).await {
@@ -238,10 +247,13 @@ impl Personalizer {
             &s.pass_headers,
             s.country_header.as_deref(),
         );
+        let decisions = Arc::new(parking_lot::Mutex::new(std::mem::take(
+            &mut state.decisions,
+        )));
         let session_ctx = SessionCtx {
             id: sid.clone(),
             store: self.store.clone(),
-            cached: state.decisions.clone(),
+            cached: decisions.clone(),
             viewer: viewer.clone(),
         };
         let engine = &self.registry.engine;
@@ -285,6 +297,8 @@ impl Personalizer {
                     .await
                 {
                     Ok(edits) => {
+                        // with the decisions the plugin just made (and their trackers)
+                        state.decisions = decisions.lock().clone();
                         let media = Media {
                             playlist,
                             view,
@@ -308,22 +322,12 @@ impl Personalizer {
                     )
                     .await
                 {
-                    Ok(edits) => apply::dash(mpd, &edits)
-                        .and_then(|mut out| {
-                            // MPD refreshes come back to this session
-                            out.locations = vec![dash_mpd_core::Location {
-                                url: format!("{session_prefix}{}", route.content_path),
-                            }];
-                            let xml = out.to_string();
-                            if xml.is_empty() {
-                                return Err(apply::InvalidPlan("MPD did not serialize".into()));
-                            }
-                            Ok(
-                                format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{xml}\n")
-                                    .into_bytes(),
-                            )
-                        })
-                        .map_err(invalid),
+                    Ok(edits) => {
+                        state.decisions = decisions.lock().clone();
+                        let media = DashMedia { mpd, view };
+                        self.dash(route, &media, &edits, &sid, &session_prefix, state)
+                            .await
+                    }
                     Err(f) => Err(f),
                 }
             }
@@ -398,16 +402,7 @@ impl Personalizer {
         let proposals = ssai::propose(media, &plan, &state, creatives, &policies)
             .await
             .map_err(invalid)?;
-        let mut records = state.breaks;
-        for (id, rec) in proposals {
-            // first writer wins: another rendition or node may have recorded it meanwhile
-            let standing = self
-                .store
-                .record_break(sid, &id, &rec)
-                .await
-                .map_err(store_failure)?;
-            records.insert(id, standing);
-        }
+        let records = self.record(sid, state.breaks, proposals).await?;
         let mut facts = state.facts;
         for (id, f) in ssai::observe(media, &records, &facts) {
             self.store
@@ -424,6 +419,98 @@ impl Personalizer {
         ssai::render(media, &plan, &records, &facts, creatives, want, &policies)
             .await
             .map_err(invalid)
+    }
+
+    /// Stores proposed records; first writer wins: another rendition or node may have
+    /// recorded a break meanwhile, and then everyone plays that one.
+    async fn record(
+        &self,
+        sid: &str,
+        mut records: BTreeMap<String, BreakRecord>,
+        proposals: Vec<(String, BreakRecord)>,
+    ) -> Result<BTreeMap<String, BreakRecord>, PluginFailure> {
+        for (id, rec) in proposals {
+            let standing = self
+                .store
+                .record_break(sid, &id, &rec)
+                .await
+                .map_err(store_failure)?;
+            records.insert(id, standing);
+        }
+        Ok(records)
+    }
+
+    /// The session's pods stitched into the MPD as periods; refreshes and every URL come
+    /// back through the proxy in this session.
+    async fn dash(
+        &self,
+        route: &Route,
+        media: &DashMedia<'_>,
+        edits: &[crate::plugin::bindings::Edit],
+        sid: &str,
+        session_prefix: &str,
+        state: SessionState,
+    ) -> Result<Vec<u8>, PluginFailure> {
+        let tenant = &route.tenant.id;
+        let (mpd, plan) = apply::dash(media.mpd, media.view, edits).map_err(invalid)?;
+        let policies = self.policies.get(tenant).copied().unwrap_or_default();
+        let none = NoCreatives;
+        let resolver;
+        let creatives: &dyn Creatives = match self.catalogs.get(tenant) {
+            Some(c) => {
+                resolver = c.resolver(&self.manifests, session_prefix);
+                &resolver
+            }
+            None => &none,
+        };
+        let proposals = ssai_dash::propose(media, &plan, &state, creatives, &policies)
+            .await
+            .map_err(invalid)?;
+        let records = self.record(sid, state.breaks, proposals).await?;
+        let mut out = ssai_dash::render(media, &mpd, &records, creatives, &policies)
+            .await
+            .map_err(invalid)?;
+        out.locations = vec![dash_mpd_core::Location {
+            url: format!("{session_prefix}{}", route.content_path),
+        }];
+        route_base_urls(&mut out, route, session_prefix);
+        let xml = out.to_string();
+        if xml.is_empty() {
+            return Err(invalid(apply::InvalidPlan("MPD did not serialize".into())));
+        }
+        Ok(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{xml}\n").into_bytes())
+    }
+}
+
+/// Absolute BaseURLs at the tenant's origin become session paths through the proxy
+/// (relative ones already resolve against the MPD's session URL).
+fn route_base_urls(mpd: &mut dash_mpd_core::MPD, route: &Route, session_prefix: &str) {
+    let o = &route.tenant.origin;
+    let scheme = if o.tls { "https" } else { "http" };
+    let default_port = if o.tls { 443 } else { 80 };
+    let mut roots = vec![format!("{scheme}://{}:{}{}", o.host, o.port, o.base_path)];
+    if o.port == default_port {
+        roots.push(format!("{scheme}://{}{}", o.host, o.base_path));
+    }
+    let fix = |b: &mut dash_mpd_core::BaseURL| {
+        if let Some(rest) = roots.iter().find_map(|r| b.base.strip_prefix(r.as_str())) {
+            if rest.is_empty() || rest.starts_with('/') {
+                b.base = format!(
+                    "{session_prefix}{}",
+                    if rest.is_empty() { "/" } else { rest }
+                );
+            }
+        }
+    };
+    mpd.base_url.iter_mut().for_each(fix);
+    for p in &mut mpd.periods {
+        p.BaseURL.iter_mut().for_each(fix);
+        for a in &mut p.adaptations {
+            a.BaseURL.iter_mut().for_each(fix);
+            for r in &mut a.representations {
+                r.BaseURL.iter_mut().for_each(fix);
+            }
+        }
     }
 }
 
@@ -607,6 +694,7 @@ mod tests {
             "splice-1".into(),
             BreakRecord {
                 start_seq: 40,
+                start_time: None,
                 duration: 10.0,
                 joined_mid: false,
                 content: false,

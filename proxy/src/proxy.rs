@@ -141,6 +141,11 @@ impl EdgeProxy {
                         return respond_text(session, ctx, 403, "bad-session", text).await;
                     }
                     Outcome::PassThrough => (m.body.clone(), None, false),
+                    Outcome::Unparsable => (
+                        m.body.clone(),
+                        Some("skipped; reason=unparsable-manifest; served=origin".into()),
+                        false,
+                    ),
                     Outcome::Personalized {
                         body,
                         version,

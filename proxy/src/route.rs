@@ -246,6 +246,7 @@ impl Routes {
         origin_path.push_str(rest);
         let mut hint = None;
         let mut slot = (None, None);
+        let mut first_number = None;
         if let Some(q) = query {
             let mut sep = '?';
             for pair in q.split('&') {
@@ -254,6 +255,8 @@ impl Routes {
                     HINT_PARAM => hint = VariantHint::parse(v),
                     "mf_b" => slot.0 = Some(v.to_string()),
                     "mf_s" => slot.1 = v.parse::<u32>().ok(),
+                    // DASH: the URL's segment number counts from `mf_n` at slot `mf_s`
+                    "mf_n" => first_number = v.parse::<u64>().ok(),
                     _ => {
                         origin_path.push(sep);
                         origin_path.push_str(pair);
@@ -270,8 +273,13 @@ impl Routes {
             hint,
             session,
             content_path: rest.to_string(),
-            ad_slot: match slot {
-                (Some(b), Some(s)) => Some((b, s)),
+            ad_slot: match (slot, first_number) {
+                ((Some(b), Some(s)), None) => Some((b, s)),
+                ((Some(b), Some(s)), Some(n0)) => segment_number(rest)
+                    .and_then(|n| n.checked_sub(n0))
+                    .and_then(|k| u32::try_from(k).ok())
+                    .and_then(|k| s.checked_add(k))
+                    .map(|k| (b, k)),
                 _ => None,
             },
         })
@@ -284,6 +292,13 @@ impl Routes {
     pub fn tenant(&self, id: &str) -> Option<&Arc<Tenant>> {
         self.by_id.get(id)
     }
+}
+
+/// The number a segment file is named by (`.../v1/17.m4s` → 17).
+fn segment_number(path: &str) -> Option<u64> {
+    let file = path.rsplit('/').next()?;
+    let stem = file.split('.').next()?;
+    stem.parse().ok()
 }
 
 /// `.` or `..`, also percent-encoded (`%2e%2E`): an origin that normalizes paths would
@@ -431,6 +446,23 @@ origin = "http://127.0.0.1:9001"
         assert_eq!(x.origin_path, "/live/v1/9.ts?t=1");
         assert_eq!(x.content_path, "/live/v1/9.ts");
         assert_eq!(x.ad_slot, Some(("splice-1".into(), 3)));
+        let d = r
+            .route(
+                None,
+                "/beta/~tok/ads/ad10/dash/v1/7.m4s",
+                Some("mf_b=b&mf_s=5&mf_n=2"),
+            )
+            .unwrap();
+        assert_eq!(
+            d.ad_slot,
+            Some(("b".into(), 10)),
+            "slot 5 is number 2, number 7 is slot 10"
+        );
+        assert!(
+            d.origin_path.ends_with("/ads/ad10/dash/v1/7.m4s"),
+            "{}",
+            d.origin_path
+        );
         assert_eq!(x.class, Class::Segment);
         assert_eq!(x.session_prefix("tok123"), "/beta/~tok123");
         let h = r.route(Some("acme.tv"), "/~tok/x.m3u8", None).unwrap();

@@ -15,6 +15,7 @@ use crate::session::{MemoryStore, RedisStore, SessionKeys, SessionStore};
 use crate::ssai::Policies;
 use crate::storage::SegmentStorage;
 use crate::tracking::Beacons;
+use crate::vast::VastDecider;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
@@ -54,7 +55,22 @@ pub fn plugin_registry(
         if let Some(c) = &catalog {
             catalogs.insert(t.id.clone(), c.clone());
         }
-        let decider = catalog.map(|c| c as Arc<dyn AdDecider>);
+        // a VAST ad server decides when there is one; the catalog maps its media files
+        let decider: Option<Arc<dyn AdDecider>> = match (&t.ad_server, catalog) {
+            (Some(a), Some(c)) => Some(Arc::new(VastDecider::new(a.clone(), c).map_err(|e| {
+                err(
+                    format!("tenants[{i}].ad_server"),
+                    format!("cannot create the ad server's HTTP client: {e}"),
+                )
+            })?)),
+            (Some(_), None) => {
+                return Err(err(
+                    format!("tenants[{i}].creatives"),
+                    "ad_server needs the tenant's creatives".into(),
+                ))
+            }
+            (None, c) => c.map(|c| c as Arc<dyn AdDecider>),
+        };
         let settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider)
             .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
         registry.add_tenant(&t.id, settings);

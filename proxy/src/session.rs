@@ -105,6 +105,9 @@ pub struct Slot {
 pub struct BreakRecord {
     /// Media sequence of the break's first content segment.
     pub start_seq: u64,
+    /// DASH: where the pod starts on the MPD timeline, seconds (on the content's grid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<f64>,
     pub duration: f64,
     /// The session first saw it after it had started (the viewer joined mid-break).
     pub joined_mid: bool,
@@ -487,6 +490,7 @@ mod tests {
     fn rec(start: u64) -> BreakRecord {
         BreakRecord {
             start_seq: start,
+            start_time: None,
             duration: 10.0,
             joined_mid: false,
             content: false,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// Record ids the host uses besides break ids.
 pub const START: &str = "~start";
 pub const PREROLL: &str = "~preroll";
-const VOD_INSERT: &str = "~vod-";
+pub const VOD_INSERT: &str = "~vod-";
 
 /// A viewer who joins while a break runs gets the rest of the pod, or the content.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -101,11 +101,11 @@ impl Media<'_> {
 }
 
 /// Whether a record id names a signalled break (not a host-made insert or marker).
-fn is_break_id(id: &str) -> bool {
+pub fn is_break_id(id: &str) -> bool {
     !id.starts_with('~')
 }
 
-fn decided(pod: &[Ad], decisions: Option<&Vec<DecidedAd>>) -> Vec<DecidedAd> {
+pub(crate) fn decided(pod: &[Ad], decisions: Option<&Vec<DecidedAd>>) -> Vec<DecidedAd> {
     pod.iter()
         .map(|a| DecidedAd {
             id: a.id.clone(),
@@ -122,6 +122,7 @@ fn decided(pod: &[Ad], decisions: Option<&Vec<DecidedAd>>) -> Vec<DecidedAd> {
 fn insert_record(start: u64, slots: Vec<crate::session::Slot>, ads: Vec<DecidedAd>) -> BreakRecord {
     BreakRecord {
         start_seq: start,
+        start_time: None,
         duration: slots.iter().map(|s| s.duration).sum(),
         joined_mid: false,
         content: slots.is_empty(),
@@ -214,6 +215,7 @@ pub async fn propose(
             span.id.clone(),
             BreakRecord {
                 start_seq,
+                start_time: None,
                 duration: span.duration,
                 joined_mid,
                 content: content || slots.is_empty(),

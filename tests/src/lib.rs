@@ -2,6 +2,8 @@
 //! with ephemeral ports, killed when dropped. Build the binaries first (`cargo build
 //! --workspace`); the test command does.
 
+pub mod dash_player;
+
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};

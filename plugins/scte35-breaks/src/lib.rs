@@ -41,6 +41,10 @@ impl Plugin for Scte35Breaks {
     fn hls_media(m: HlsMedia, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
         Ok(fill(&m.breaks, &config))
     }
+
+    fn dash_mpd(m: DashMpd, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        Ok(fill(&m.breaks, &config))
+    }
 }
 
 plugin!(Scte35Breaks);

@@ -69,8 +69,9 @@ pub trait AdDecider: Send + Sync {
 pub struct SessionCtx {
     pub id: String,
     pub store: Arc<dyn SessionStore>,
-    /// Decisions the session already has (from its state).
-    pub cached: BTreeMap<String, Vec<DecidedAd>>,
+    /// Decisions the session has: from its state, and those made during the call (shared,
+    /// so the caller stitches with the trackers of decisions made just now).
+    pub cached: Arc<parking_lot::Mutex<BTreeMap<String, Vec<DecidedAd>>>>,
     pub viewer: Viewer,
 }
 
@@ -135,6 +136,8 @@ pub struct HostState {
     pub session: Option<SessionCtx>,
     /// Log lines the plugin emitted (bounded), for `manifold plugin check`.
     pub log_lines: usize,
+    /// Time spent in host calls that wait on the network (not counted against the deadline).
+    pub host_wait: std::time::Duration,
 }
 
 fn denied(what: &str) -> wasmtime::Error {
@@ -196,9 +199,10 @@ impl self::manifold::plugin::host::Host for HostState {
             };
             return Ok(to_wit(&ads.decide(&self.tenant, None, &brk, &anon).await));
         };
-        if let Some(cached) = s.cached.get(&brk.id) {
+        if let Some(cached) = s.cached.lock().get(&brk.id) {
             return Ok(to_wit(cached));
         }
+        let started = std::time::Instant::now();
         let decided = ads.decide(&self.tenant, Some(&s.id), &brk, &s.viewer).await;
         // first writer wins: a concurrent request (another rendition, another node) may have
         // decided this break already, and then everyone plays that decision
@@ -209,9 +213,8 @@ impl self::manifold::plugin::host::Host for HostState {
                 decided
             }
         };
-        if let Some(sess) = self.session.as_mut() {
-            sess.cached.insert(brk.id.clone(), standing.clone());
-        }
+        s.cached.lock().insert(brk.id.clone(), standing.clone());
+        self.host_wait += started.elapsed();
         Ok(to_wit(&standing))
     }
 

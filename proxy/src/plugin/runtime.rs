@@ -341,12 +341,15 @@ impl PluginEngine {
                 ads: env.ads.clone(),
                 session,
                 log_lines: 0,
+                host_wait: Duration::ZERO,
             },
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
+        store.epoch_deadline_callback(move |ctx| {
+            // time waiting on the host (the ad decision, bounded by its own budget) is not
+            // the plugin's
+            Ok(if Instant::now() >= deadline + ctx.data().host_wait {
                 UpdateDeadline::Interrupt
             } else {
                 // let other requests run on this thread between ticks

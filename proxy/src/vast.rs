@@ -1,0 +1,1232 @@
+//! Ad decisions from a tenant's VAST ad server (VAST 2, 3 and 4).
+//!
+//! One decision per break: the tenant's URL template is expanded for the viewer and the break,
+//! the response is parsed, Wrappers are followed (at most [`MAX_WRAPPER_DEPTH`] of them, the
+//! wrapped ads of a pod concurrently) with their impressions and trackers merged into the ads
+//! they lead to, and every ad is mapped by its media files to a creative of the tenant's
+//! catalog (ads with no such creative are skipped). Each request has the tenant's per-request
+//! timeout and the whole decision its budget. Any failure (timeout, HTTP error, malformed or
+//! empty document, chain too deep) is logged with the tenant and the break and gives an empty
+//! pod: the stitcher fills the break with slate.
+
+use crate::ads::AdCatalog;
+use crate::config::AdServerConfig;
+use crate::plugin::bindings::{AdBreak, AdDecider, DeviceClass, Viewer};
+use crate::session::DecidedAd;
+use async_trait::async_trait;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use quick_xml::events::{BytesStart, Event};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Wrappers followed before the inline ad (the VAST spec asks players for at least 5).
+pub const MAX_WRAPPER_DEPTH: u32 = 7;
+/// Largest VAST document read.
+const MAX_BODY: usize = 1 << 20;
+/// Ads kept from one decision, and pod or backup ads considered per document.
+const MAX_ADS: usize = 32;
+/// Requests one decision may make (wrappers of a pod fan out).
+const MAX_FETCHES: u32 = 64;
+/// Beacon URLs kept per event of an ad (wrappers add theirs).
+const MAX_URLS_PER_EVENT: usize = 16;
+/// XML nesting and element count accepted, so hostile documents stay cheap.
+const MAX_XML_DEPTH: usize = 64;
+const MAX_XML_ELEMENTS: usize = 50_000;
+/// Tracking events the beacon firer knows (`crate::tracking`); others are not kept.
+const EVENTS: [&str; 5] = [
+    "start",
+    "firstQuartile",
+    "midpoint",
+    "thirdQuartile",
+    "complete",
+];
+
+/// Why a decision (or one wrapped ad of it) produced no ads.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VastError {
+    #[error("{url}: no answer within {after:?}")]
+    Timeout { url: String, after: Duration },
+    #[error("{url}: HTTP status {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
+    #[error("{url}: response larger than {MAX_BODY} bytes")]
+    TooLarge { url: String },
+    #[error("{url}: not an http(s) URL")]
+    BadUrl { url: String },
+    #[error("malformed VAST: {0}")]
+    Malformed(String),
+    #[error("no ads in the VAST response")]
+    Empty,
+    #[error("no ad of the VAST response has a creative in the tenant's catalog")]
+    NoPlayable,
+    #[error("wrapper chain longer than {MAX_WRAPPER_DEPTH}")]
+    TooDeep,
+    #[error("wrapper forbids further wrappers (followAdditionalWrappers=false)")]
+    WrapperForbidden,
+    #[error("more than {MAX_FETCHES} ad server requests for one break")]
+    TooManyFetches,
+    #[error("decision budget of {0:?} exhausted")]
+    Budget(Duration),
+}
+
+/// One `<Ad>` of a VAST document, as written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VastAd {
+    pub id: String,
+    /// Position in the pod; `None` for a standalone ad.
+    pub sequence: Option<u32>,
+    pub impressions: Vec<String>,
+    /// Linear tracking URLs by event (the events the beacon firer knows).
+    pub tracking: BTreeMap<String, Vec<String>>,
+    pub kind: AdKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdKind {
+    InLine {
+        /// `(url, MIME type)` of each `<MediaFile>`.
+        media: Vec<(String, String)>,
+        /// `<Duration>` of the linear creative, seconds.
+        duration: Option<f64>,
+    },
+    Wrapper {
+        tag_uri: String,
+        /// `followAdditionalWrappers` (default true).
+        follow_wrappers: bool,
+        /// `allowMultipleAds`, when given.
+        allow_multiple: Option<bool>,
+    },
+}
+
+impl Default for AdKind {
+    fn default() -> Self {
+        AdKind::InLine {
+            media: Vec::new(),
+            duration: None,
+        }
+    }
+}
+
+/// A minimal element tree: local names (namespaces ignored), attributes, text with CDATA and
+/// entities resolved.
+#[derive(Debug, Default)]
+struct Node {
+    name: String,
+    attrs: Vec<(String, String)>,
+    text: String,
+    children: Vec<Node>,
+}
+
+impl Node {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+    }
+
+    fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    fn text(&self) -> &str {
+        self.text.trim()
+    }
+}
+
+fn element(e: &BytesStart<'_>) -> Result<Node, String> {
+    let mut attrs = Vec::new();
+    for a in e.attributes() {
+        let a = a.map_err(|e| e.to_string())?;
+        let value = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map(|v| v.into_owned())
+            .unwrap_or_else(|_| a.value.to_string());
+        attrs.push((a.key.local_name().as_ref().to_string(), value));
+    }
+    Ok(Node {
+        name: e.local_name().as_ref().to_string(),
+        attrs,
+        ..Node::default()
+    })
+}
+
+/// The document's root element (what follows it is ignored).
+fn tree(xml: &str) -> Result<Node, String> {
+    let mut reader = quick_xml::Reader::from_str(xml.trim_start_matches('\u{feff}'));
+    let mut stack: Vec<Node> = Vec::new();
+    let mut elements = 0usize;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("at byte {}: {e}", reader.error_position()))?;
+        let (node, closes) = match event {
+            Event::Start(e) => (Some(element(&e)?), false),
+            Event::Empty(e) => (Some(element(&e)?), true),
+            Event::End(_) => (None, true),
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&t.xml10_content());
+                }
+                continue;
+            }
+            Event::CData(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&t.into_inner());
+                }
+                continue;
+            }
+            Event::GeneralRef(r) => {
+                if let Some(top) = stack.last_mut() {
+                    match r.resolve_char_ref() {
+                        Ok(Some(c)) => top.text.push(c),
+                        _ => match quick_xml::escape::resolve_predefined_entity(&r) {
+                            Some(s) => top.text.push_str(s),
+                            // an entity we do not know: keep it as written
+                            None => top.text.push_str(&format!("&{};", &*r)),
+                        },
+                    }
+                }
+                continue;
+            }
+            Event::Eof => {
+                return Err(match stack.last() {
+                    Some(open) => format!("document ends inside <{}>", open.name),
+                    None => "no root element".into(),
+                })
+            }
+            _ => continue,
+        };
+        if let Some(n) = node {
+            elements += 1;
+            if elements > MAX_XML_ELEMENTS || stack.len() >= MAX_XML_DEPTH {
+                return Err("document too large or too deeply nested".into());
+            }
+            stack.push(n);
+        }
+        if closes {
+            let Some(done) = stack.pop() else {
+                return Err("unbalanced end tag".into());
+            };
+            match stack.last_mut() {
+                Some(parent) => parent.children.push(done),
+                None => return Ok(done),
+            }
+        }
+    }
+}
+
+/// `HH:MM:SS[.mmm]` in seconds.
+fn clock(s: &str) -> Option<f64> {
+    let mut parts = s.trim().split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let h: f64 = h.parse::<u32>().ok()?.into();
+    let m: f64 = m.parse::<u32>().ok()?.into();
+    let sec: f64 = sec.parse().ok()?;
+    let total = h * 3600.0 + m * 60.0 + sec;
+    (total.is_finite() && total >= 0.0).then_some(total)
+}
+
+fn push_capped(list: &mut Vec<String>, url: &str) {
+    let url = url.trim();
+    if !url.is_empty() && list.len() < MAX_URLS_PER_EVENT {
+        list.push(url.to_string());
+    }
+}
+
+/// The ads of a VAST document in document order.
+pub fn parse(xml: &str) -> Result<Vec<VastAd>, VastError> {
+    let root = tree(xml).map_err(VastError::Malformed)?;
+    if root.name != "VAST" {
+        return Err(VastError::Malformed(format!(
+            "root element is <{}>, not <VAST>",
+            root.name
+        )));
+    }
+    let mut ads = Vec::new();
+    for ad in root.children("Ad") {
+        let (body, inline) = match (ad.child("InLine"), ad.child("Wrapper")) {
+            (Some(b), _) => (b, true),
+            (None, Some(b)) => (b, false),
+            _ => continue,
+        };
+        let mut parsed = VastAd {
+            id: ad.attr("id").unwrap_or_default().to_string(),
+            sequence: ad.attr("sequence").and_then(|s| s.parse().ok()),
+            ..VastAd::default()
+        };
+        for i in body.children("Impression") {
+            push_capped(&mut parsed.impressions, i.text());
+        }
+        let linear = body
+            .children("Creatives")
+            .flat_map(|c| c.children("Creative"))
+            .find_map(|c| c.child("Linear"));
+        for t in linear
+            .into_iter()
+            .flat_map(|l| l.children("TrackingEvents"))
+            .flat_map(|t| t.children("Tracking"))
+        {
+            if let Some(event) = t.attr("event").filter(|e| EVENTS.contains(e)) {
+                push_capped(parsed.tracking.entry(event.into()).or_default(), t.text());
+            }
+        }
+        parsed.kind = if inline {
+            AdKind::InLine {
+                media: linear
+                    .into_iter()
+                    .flat_map(|l| l.children("MediaFiles"))
+                    .flat_map(|m| m.children("MediaFile"))
+                    .filter(|m| !m.text().is_empty())
+                    .map(|m| {
+                        let mime = m.attr("type").unwrap_or_default().to_string();
+                        (m.text().to_string(), mime)
+                    })
+                    .collect(),
+                duration: linear
+                    .and_then(|l| l.child("Duration"))
+                    .and_then(|d| clock(d.text())),
+            }
+        } else {
+            let Some(tag_uri) = body
+                .child("VASTAdTagURI")
+                .map(|t| t.text())
+                .filter(|t| !t.is_empty())
+            else {
+                continue; // a wrapper leading nowhere
+            };
+            let flag = |name: &str| body.attr(name).map(|v| v == "true" || v == "1");
+            AdKind::Wrapper {
+                tag_uri: tag_uri.to_string(),
+                follow_wrappers: flag("followAdditionalWrappers").unwrap_or(true),
+                allow_multiple: flag("allowMultipleAds"),
+            }
+        };
+        ads.push(parsed);
+    }
+    Ok(ads)
+}
+
+/// Ads in play order, and the standalone ads that stand in for pod ads that cannot play:
+/// a pod (ads with `sequence`) plays in sequence order; without a pod, every ad plays in
+/// document order (VAST 2 has no pods).
+fn play_order(ads: Vec<VastAd>) -> (Vec<VastAd>, Vec<VastAd>) {
+    let (mut pod, standalone): (Vec<VastAd>, Vec<VastAd>) =
+        ads.into_iter().partition(|a| a.sequence.is_some());
+    if pod.is_empty() {
+        let mut plays = standalone;
+        plays.truncate(MAX_ADS);
+        return (plays, Vec::new());
+    }
+    pod.sort_by_key(|a| a.sequence);
+    pod.truncate(MAX_ADS);
+    let mut backups = standalone;
+    backups.truncate(MAX_ADS);
+    (pod, backups)
+}
+
+/// An ad ready to play: its catalog creative and every beacon of its wrapper chain.
+#[derive(Debug, Clone, PartialEq)]
+struct Resolved {
+    id: String,
+    creative: String,
+    duration: f64,
+    impressions: Vec<String>,
+    tracking: BTreeMap<String, Vec<String>>,
+}
+
+impl Resolved {
+    /// Adds a wrapper's beacons: they fire along with the wrapped ad's own.
+    fn merge(&mut self, wrapper: &VastAd) {
+        for u in &wrapper.impressions {
+            push_capped(&mut self.impressions, u);
+        }
+        for (event, urls) in &wrapper.tracking {
+            let list = self.tracking.entry(event.clone()).or_default();
+            for u in urls {
+                push_capped(list, u);
+            }
+        }
+    }
+}
+
+/// What one decision needs, shared by its concurrent wrapper fetches.
+struct Ctx {
+    client: reqwest::Client,
+    catalog: Arc<AdCatalog>,
+    timeout: Duration,
+    headers: reqwest::header::HeaderMap,
+    tenant: String,
+    break_id: String,
+    fetches: AtomicU32,
+}
+
+type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Ctx {
+    async fn fetch(&self, url: &str) -> Result<String, VastError> {
+        if self.fetches.fetch_add(1, Ordering::Relaxed) >= MAX_FETCHES {
+            return Err(VastError::TooManyFetches);
+        }
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| VastError::BadUrl { url: url.into() })?;
+        let http = |e: reqwest::Error| VastError::Http {
+            url: url.into(),
+            message: e.to_string(),
+        };
+        let get = async {
+            let mut resp = self
+                .client
+                .get(parsed)
+                .headers(self.headers.clone())
+                .send()
+                .await
+                .map_err(http)?;
+            if !resp.status().is_success() {
+                return Err(VastError::Status {
+                    url: url.into(),
+                    status: resp.status().as_u16(),
+                });
+            }
+            let too_large = || VastError::TooLarge { url: url.into() };
+            if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(http)? {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        };
+        tokio::time::timeout(self.timeout, get)
+            .await
+            .map_err(|_| VastError::Timeout {
+                url: url.into(),
+                after: self.timeout,
+            })?
+    }
+
+    /// The playable ads of the document at `url`, `depth` wrappers down.
+    fn document(
+        self: Arc<Self>,
+        url: String,
+        depth: u32,
+        may_wrap: bool,
+    ) -> Pending<Result<Vec<Resolved>, VastError>> {
+        Box::pin(async move {
+            let body = self.fetch(&url).await?;
+            let ads = parse(&body)?;
+            if ads.is_empty() {
+                return Err(VastError::Empty);
+            }
+            let (plays, backups) = play_order(ads);
+            let n = plays.len();
+            let mut results = self
+                .resolve_all(plays.into_iter().chain(backups).collect(), depth, may_wrap)
+                .await
+                .into_iter();
+            let mut played: Vec<Result<Vec<Resolved>, VastError>> =
+                results.by_ref().take(n).collect();
+            let mut spares = results.filter_map(Result::ok);
+            for slot in played.iter_mut().filter(|s| s.is_err()) {
+                match spares.next() {
+                    Some(backup) => *slot = Ok(backup),
+                    None => break,
+                }
+            }
+            let mut out = Vec::new();
+            let mut first_error = None;
+            for (i, r) in played.into_iter().enumerate() {
+                match r {
+                    Ok(ads) => out.extend(ads),
+                    Err(e) => {
+                        tracing::debug!(
+                            tenant = %self.tenant, break_id = %self.break_id, position = i,
+                            reason = %e, "VAST ad skipped"
+                        );
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if out.is_empty() {
+                // nothing plays: the first reason is the decision's (logged once, by the caller)
+                return Err(first_error.unwrap_or(VastError::NoPlayable));
+            }
+            if let Some(e) = first_error {
+                tracing::warn!(
+                    tenant = %self.tenant, break_id = %self.break_id, url = %url, reason = %e,
+                    "VAST: some ads of the pod skipped"
+                );
+            }
+            out.truncate(MAX_ADS);
+            Ok(out)
+        })
+    }
+
+    /// Resolves every ad, wrappers concurrently.
+    async fn resolve_all(
+        self: &Arc<Self>,
+        ads: Vec<VastAd>,
+        depth: u32,
+        may_wrap: bool,
+    ) -> Vec<Result<Vec<Resolved>, VastError>> {
+        let mut out: Vec<Result<Vec<Resolved>, VastError>> =
+            vec![Err(VastError::NoPlayable); ads.len()];
+        // dropped with this future when the budget runs out: pending fetches are aborted
+        let mut wrapped = tokio::task::JoinSet::new();
+        for (i, ad) in ads.into_iter().enumerate() {
+            match &ad.kind {
+                AdKind::InLine { media, duration } => {
+                    out[i] = self
+                        .playable(&ad, media, *duration)
+                        .map(|a| vec![a])
+                        .ok_or(VastError::NoPlayable);
+                }
+                AdKind::Wrapper { .. } => {
+                    let ctx = self.clone();
+                    wrapped.spawn(async move { (i, ctx.follow(ad, depth, may_wrap).await) });
+                }
+            }
+        }
+        while let Some(done) = wrapped.join_next().await {
+            if let Ok((i, ads)) = done {
+                out[i] = ads;
+            }
+        }
+        out
+    }
+
+    fn playable(
+        &self,
+        ad: &VastAd,
+        media: &[(String, String)],
+        duration: Option<f64>,
+    ) -> Option<Resolved> {
+        let Some(creative) = media
+            .iter()
+            .find_map(|(url, _)| self.catalog.creative_for_url(url))
+            .and_then(|name| self.catalog.creative(name))
+        else {
+            tracing::debug!(
+                tenant = %self.tenant, break_id = %self.break_id, ad = %ad.id,
+                media = ?media.iter().map(|m| &m.0).collect::<Vec<_>>(),
+                "VAST ad skipped: no catalog creative for its media files"
+            );
+            return None;
+        };
+        if duration.is_some_and(|d| (d - creative.duration).abs() > 1.0) {
+            tracing::debug!(
+                tenant = %self.tenant, ad = %ad.id, creative = %creative.name,
+                vast_duration = ?duration, "VAST duration differs from the creative's"
+            );
+        }
+        Some(Resolved {
+            id: ad.id.clone(),
+            creative: creative.name.clone(),
+            // what plays is the creative's media, so its duration is what counts
+            duration: creative.duration,
+            impressions: ad.impressions.clone(),
+            tracking: ad.tracking.clone(),
+        })
+    }
+
+    /// The ads a wrapper leads to, with its beacons merged in.
+    async fn follow(
+        self: Arc<Self>,
+        wrapper: VastAd,
+        depth: u32,
+        may_wrap: bool,
+    ) -> Result<Vec<Resolved>, VastError> {
+        let AdKind::Wrapper {
+            tag_uri,
+            follow_wrappers,
+            allow_multiple,
+        } = &wrapper.kind
+        else {
+            return Err(VastError::NoPlayable);
+        };
+        let result = if !may_wrap {
+            Err(VastError::WrapperForbidden)
+        } else if depth >= MAX_WRAPPER_DEPTH {
+            Err(VastError::TooDeep)
+        } else {
+            let url = expand(tag_uri, |_| None);
+            self.clone()
+                .document(url, depth + 1, *follow_wrappers)
+                .await
+        };
+        let mut ads = result?;
+        if *allow_multiple == Some(false) {
+            ads.truncate(1);
+        }
+        for a in &mut ads {
+            a.merge(&wrapper);
+        }
+        Ok(ads)
+    }
+}
+
+/// Characters kept as they are in macro values (RFC 3986 unreserved).
+const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Fills `[NAME]` macros: `value(NAME)` gives the (unencoded) value, or `None` to leave the
+/// macro as written. `[CACHEBUSTER]` and `[TIMESTAMP]` are always filled.
+pub fn expand(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        let Some(close) = tail.find(']') else {
+            out.push_str(tail);
+            return out;
+        };
+        let name = &tail[1..close];
+        let v = match name {
+            "CACHEBUSTER" => Some(format!("{:08}", now.subsec_nanos() % 100_000_000)),
+            "TIMESTAMP" => Some(now.as_millis().to_string()),
+            _ => value(name),
+        };
+        match v {
+            Some(v) => {
+                out.extend(utf8_percent_encode(&v, VALUE));
+                rest = &tail[close + 1..];
+            }
+            None => {
+                out.push('[');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn device_name(d: DeviceClass) -> &'static str {
+    match d {
+        DeviceClass::Unknown => "unknown",
+        DeviceClass::Mobile => "mobile",
+        DeviceClass::Tablet => "tablet",
+        DeviceClass::Desktop => "desktop",
+        DeviceClass::Tv => "tv",
+    }
+}
+
+/// Decides breaks with the tenant's VAST ad server; the catalog maps media files to creatives.
+pub struct VastDecider {
+    cfg: AdServerConfig,
+    catalog: Arc<AdCatalog>,
+    client: reqwest::Client,
+}
+
+impl VastDecider {
+    pub fn new(cfg: AdServerConfig, catalog: Arc<AdCatalog>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .tcp_nodelay(true)
+            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(VastDecider {
+            cfg,
+            catalog,
+            client,
+        })
+    }
+
+    /// The ad server URL for a break: the template with the viewer's and break's values,
+    /// percent-encoded (absent values are empty).
+    pub fn request_url(&self, session: Option<&str>, brk: &AdBreak, viewer: &Viewer) -> String {
+        expand(&self.cfg.url, |name| {
+            Some(match name {
+                "SESSION_ID" => session.unwrap_or_default().to_string(),
+                "BREAK_ID" => brk.id.clone(),
+                "DURATION" => {
+                    let d = if brk.duration.is_finite() {
+                        brk.duration.max(0.0)
+                    } else {
+                        0.0
+                    };
+                    ((d * 1000.0).round() / 1000.0).to_string()
+                }
+                "COUNTRY" => viewer.country.clone().unwrap_or_default(),
+                "DEVICE" => device_name(viewer.device).to_string(),
+                _ => {
+                    let param = name.strip_prefix("PARAM:")?;
+                    viewer
+                        .query
+                        .iter()
+                        .find(|(k, _)| k == param)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                }
+            })
+        })
+    }
+
+    /// The pod for a break, or why there is none.
+    pub async fn decide_pod(
+        &self,
+        tenant: &str,
+        session: Option<&str>,
+        brk: &AdBreak,
+        viewer: &Viewer,
+    ) -> Result<Vec<DecidedAd>, VastError> {
+        // the ad server targets the device, not the proxy (IAB server-side headers)
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in [
+            ("x-device-user-agent", viewer.user_agent.as_deref()),
+            ("x-device-ip", viewer.client_ip.as_deref()),
+        ] {
+            if let Some(v) = value.and_then(|v| reqwest::header::HeaderValue::from_str(v).ok()) {
+                headers.insert(name, v);
+            }
+        }
+        let ctx = Arc::new(Ctx {
+            client: self.client.clone(),
+            catalog: self.catalog.clone(),
+            timeout: self.cfg.timeout,
+            headers,
+            tenant: tenant.to_string(),
+            break_id: brk.id.clone(),
+            fetches: AtomicU32::new(0),
+        });
+        let url = self.request_url(session, brk, viewer);
+        let ads = tokio::time::timeout(self.cfg.budget, ctx.document(url, 0, true))
+            .await
+            .map_err(|_| VastError::Budget(self.cfg.budget))??;
+        Ok(ads
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut tracking = a.tracking;
+                if !a.impressions.is_empty() {
+                    tracking.insert("impression".into(), a.impressions);
+                }
+                DecidedAd {
+                    // unique within the decision: the stitcher finds trackers by id
+                    id: format!("{}-{i}-{}", brk.id, ad_id(&a.id, &a.creative)),
+                    creative: a.creative,
+                    duration: a.duration,
+                    tracking,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The VAST ad id, reduced to characters that are safe anywhere, or the creative's name.
+fn ad_id(vast_id: &str, creative: &str) -> String {
+    let id: String = vast_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect();
+    if id.is_empty() {
+        creative.to_string()
+    } else {
+        id
+    }
+}
+
+#[async_trait]
+impl AdDecider for VastDecider {
+    async fn decide(
+        &self,
+        tenant: &str,
+        session: Option<&str>,
+        brk: &AdBreak,
+        viewer: &Viewer,
+    ) -> Vec<DecidedAd> {
+        match self.decide_pod(tenant, session, brk, viewer).await {
+            Ok(ads) => {
+                tracing::debug!(tenant, break_id = %brk.id, ads = ads.len(), "VAST decision");
+                ads
+            }
+            Err(e @ (VastError::Empty | VastError::NoPlayable)) => {
+                tracing::info!(tenant, break_id = %brk.id, reason = %e, "VAST: no ads, slate");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(tenant, break_id = %brk.id, reason = %e, "VAST decision failed, slate");
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CreativeConfig;
+    use crate::route::Tenant;
+    use manifold_loadtest::origin::{Origin, OriginOptions};
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    fn catalog() -> Arc<AdCatalog> {
+        // from TOML, as in a tenant's config
+        let c = |name: &str, duration: f64, slate: bool| -> CreativeConfig {
+            toml::from_str(&format!(
+                "name = \"{name}\"\nduration = {duration:?}\nslate = {slate}\n\
+                 hls = \"/ads/{name}/hls/master.m3u8\"\nhls_fmp4 = \"/ads/{name}/cmaf/master.m3u8\"\n"
+            ))
+            .unwrap()
+        };
+        Arc::new(AdCatalog::new(
+            Arc::new(Tenant::for_tests("t")),
+            vec![
+                c("ad10", 10.0, false),
+                c("ad15", 15.0, false),
+                c("ad30", 30.0, false),
+                c("slate", 10.0, true),
+            ],
+        ))
+    }
+
+    fn brk(id: &str, duration: f64) -> AdBreak {
+        AdBreak {
+            id: id.into(),
+            start: 0.0,
+            duration,
+            first_segment: None,
+            scte35: None,
+        }
+    }
+
+    fn viewer() -> Viewer {
+        Viewer {
+            tenant: "t".into(),
+            session_id: Some("s1".into()),
+            query: vec![("app".into(), "my app/1".into())],
+            headers: vec![],
+            user_agent: Some("TestPlayer/1".into()),
+            device: DeviceClass::Tv,
+            client_ip: Some("192.0.2.7".into()),
+            country: Some("NL".into()),
+            cmcd: vec![],
+        }
+    }
+
+    fn cfg(url: String, timeout_ms: u64, budget_ms: u64) -> AdServerConfig {
+        AdServerConfig {
+            url,
+            timeout: Duration::from_millis(timeout_ms),
+            budget: Duration::from_millis(budget_ms),
+            prefetch_window: Duration::from_secs(10),
+        }
+    }
+
+    /// The origin simulator (and its VAST server) on a loopback port.
+    async fn simulator() -> (Arc<Origin>, SocketAddr) {
+        let media =
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
+        let origin = Arc::new(Origin::new(&OriginOptions::new(media)).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(manifold_loadtest::origin::serve(listener, origin.clone()));
+        (origin, addr)
+    }
+
+    async fn decide(addr: SocketAddr, query: &str, dur: f64) -> Result<Vec<DecidedAd>, VastError> {
+        decide_with(addr, query, dur, 500, 1500).await
+    }
+
+    async fn decide_with(
+        addr: SocketAddr,
+        query: &str,
+        dur: f64,
+        timeout_ms: u64,
+        budget_ms: u64,
+    ) -> Result<Vec<DecidedAd>, VastError> {
+        let url = format!("http://{addr}/vast?dur=[DURATION]&sid=[SESSION_ID]&{query}");
+        let d = VastDecider::new(cfg(url, timeout_ms, budget_ms), catalog()).unwrap();
+        d.decide_pod("t", Some("s1"), &brk("b7", dur), &viewer())
+            .await
+    }
+
+    fn creatives(ads: &[DecidedAd]) -> Vec<&str> {
+        ads.iter().map(|a| a.creative.as_str()).collect()
+    }
+
+    #[test]
+    fn url_macros_are_filled_and_encoded() {
+        let d = VastDecider::new(
+            cfg(
+                "https://ads.example/v?s=[SESSION_ID]&b=[BREAK_ID]&d=[DURATION]&c=[COUNTRY]\
+                 &dev=[DEVICE]&app=[PARAM:app]&none=[PARAM:nope]&cb=[CACHEBUSTER]&x=[OTHER]"
+                    .into(),
+                500,
+                1500,
+            ),
+            catalog(),
+        )
+        .unwrap();
+        let u = d.request_url(Some("s 1"), &brk("b/7&x", 29.97), &viewer());
+        let (head, cb) = u.split_once("&cb=").unwrap();
+        assert_eq!(
+            head,
+            "https://ads.example/v?s=s%201&b=b%2F7%26x&d=29.97&c=NL&dev=tv&app=my%20app%2F1&none="
+        );
+        let (digits, rest) = cb.split_at(8);
+        assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{u}");
+        assert_eq!(rest, "&x=[OTHER]", "unknown macros are left alone");
+        let u = d.request_url(None, &brk("b", 30.0), &viewer());
+        assert!(u.contains("?s=&b=b&d=30&"), "{u}");
+        // unbalanced brackets survive
+        assert_eq!(expand("a[b[c", |_| None), "a[b[c");
+        assert_eq!(expand("[X]]", |_| Some("1".into())), "1]");
+    }
+
+    #[test]
+    fn parses_namespaces_cdata_entities_and_whitespace() {
+        let xml = "\u{feff}<?xml version=\"1.0\"?>\n<!-- ad server -->\n\
+            <v:VAST xmlns:v=\"http://www.iab.com/VAST\" version=\"4.1\">\n\
+              <v:Ad id=\" a&amp;1 \" sequence=\" 2 \"><v:InLine>\n\
+                <v:Impression><![CDATA[ http://t/imp?a=1&b=2 ]]></v:Impression>\n\
+                <v:Impression>\n  http://t/imp2?a=1&amp;b=&#50;\n</v:Impression>\n\
+                <v:Impression>   </v:Impression>\n\
+                <v:Creatives><v:Creative><v:CompanionAds/></v:Creative><v:Creative><v:Linear>\n\
+                  <v:Duration> 00:01:02.500 </v:Duration>\n\
+                  <v:TrackingEvents>\n\
+                    <v:Tracking event=\"start\">http://t/start</v:Tracking>\n\
+                    <v:Tracking event=\"pause\">http://t/pause</v:Tracking>\n\
+                    <v:Tracking event=\"complete\"><![CDATA[http://t/c]]></v:Tracking>\n\
+                  </v:TrackingEvents>\n\
+                  <v:MediaFiles><v:MediaFile type=\"video/mp4\">\n<![CDATA[http://cdn/x.mp4]]>\n</v:MediaFile>\n\
+                  <v:MediaFile type='application/x-mpegURL'>http://cdn/ads/ad15/hls/master.m3u8</v:MediaFile></v:MediaFiles>\n\
+                </v:Linear></v:Creative></v:Creatives>\n\
+              </v:InLine></v:Ad>\n\
+              <v:Ad><v:Wrapper followAdditionalWrappers=\"false\" allowMultipleAds=\"false\">\
+                <v:VASTAdTagURI>\n http://next/vast \n</v:VASTAdTagURI></v:Wrapper></v:Ad>\n\
+              <v:Ad id=\"empty-wrapper\"><v:Wrapper><v:VASTAdTagURI/></v:Wrapper></v:Ad>\n\
+              <v:Ad id=\"nothing\"/>\n\
+            </v:VAST>\n<trailing>junk";
+        let ads = parse(xml).unwrap();
+        assert_eq!(ads.len(), 2);
+        let a = &ads[0];
+        assert_eq!((a.id.as_str(), a.sequence), ("a&1", Some(2)));
+        assert_eq!(
+            a.impressions,
+            ["http://t/imp?a=1&b=2", "http://t/imp2?a=1&b=2"]
+        );
+        assert_eq!(a.tracking["start"], ["http://t/start"]);
+        assert_eq!(a.tracking["complete"], ["http://t/c"]);
+        assert!(!a.tracking.contains_key("pause"));
+        assert_eq!(
+            a.kind,
+            AdKind::InLine {
+                media: vec![
+                    ("http://cdn/x.mp4".into(), "video/mp4".into()),
+                    (
+                        "http://cdn/ads/ad15/hls/master.m3u8".into(),
+                        "application/x-mpegURL".into()
+                    )
+                ],
+                duration: Some(62.5),
+            }
+        );
+        assert_eq!(
+            ads[1].kind,
+            AdKind::Wrapper {
+                tag_uri: "http://next/vast".into(),
+                follow_wrappers: false,
+                allow_multiple: Some(false),
+            }
+        );
+        assert_eq!(ads[1].sequence, None);
+    }
+
+    #[test]
+    fn bad_documents_are_errors_not_panics() {
+        for bad in [
+            "",
+            "   ",
+            "not xml at all",
+            "<VAST version=\"4.0\"><Ad><InLine>",
+            "<VAST></Ad></VAST>",
+            "<html><body>502</body></html>",
+            "<VAST><Ad id=\"x></VAST>",
+            "\u{0}\u{1}<<<>>>",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(VastError::Malformed(_))),
+                "{bad:?}: {:?}",
+                parse(bad)
+            );
+        }
+        assert_eq!(parse("<VAST version=\"4.0\"/>"), Ok(vec![]));
+        // deep nesting is refused, not recursed into
+        let deep = "<VAST>".to_string() + &"<a>".repeat(10_000);
+        assert!(parse(&deep).is_err());
+        assert_eq!(clock("00:00:15"), Some(15.0));
+        assert_eq!(clock("1:2"), None);
+        assert_eq!(clock("00:00:-1"), None);
+        assert_eq!(clock("00:00:NaN"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_input(s in "\\PC{0,400}") {
+            let _ = parse(&s);
+            let _ = parse(&format!("<VAST><Ad><InLine>{s}</InLine></Ad></VAST>"));
+            let _ = expand(&s, |n| Some(n.to_string()));
+        }
+    }
+
+    #[test]
+    fn pods_play_in_sequence_with_standalone_ads_as_backups() {
+        let ad = |id: &str, seq: Option<u32>| VastAd {
+            id: id.into(),
+            sequence: seq,
+            ..VastAd::default()
+        };
+        let (plays, backups) = play_order(vec![
+            ad("s1", None),
+            ad("p3", Some(3)),
+            ad("p1", Some(1)),
+            ad("p2", Some(2)),
+        ]);
+        let ids = |v: &[VastAd]| v.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&plays), ["p1", "p2", "p3"]);
+        assert_eq!(ids(&backups), ["s1"]);
+        let (plays, backups) = play_order(vec![ad("a", None), ad("b", None)]);
+        assert_eq!(ids(&plays), ["a", "b"]);
+        assert!(backups.is_empty());
+    }
+
+    #[tokio::test]
+    async fn inline_pod_maps_creatives_in_order_with_beacons() {
+        let (_, addr) = simulator().await;
+        let ads = decide(addr, "", 55.0).await.unwrap();
+        assert_eq!(creatives(&ads), ["ad30", "ad15", "ad10"]);
+        assert_eq!(ads[1].id, "b7-1-ad15.2");
+        assert_eq!(ads[1].duration, 15.0);
+        let t = &ads[1].tracking;
+        assert_eq!(
+            t["impression"],
+            [format!(
+                "http://{addr}/beacon/ad15.2/impression?sid=s1&cb=[CACHEBUSTER]"
+            )]
+        );
+        for e in EVENTS {
+            assert_eq!(
+                t[e],
+                [format!(
+                    "http://{addr}/beacon/ad15.2/{e}?sid=s1&cb=[CACHEBUSTER]"
+                )]
+            );
+        }
+        // VAST 2 (no pod) and 3 give the same ads
+        for v in ["version=2", "version=3"] {
+            let ads = decide(addr, v, 25.0).await.unwrap();
+            assert_eq!(creatives(&ads), ["ad15", "ad10"], "{v}");
+        }
+    }
+
+    #[tokio::test]
+    async fn wrappers_merge_their_beacons_into_the_ads() {
+        let (origin, addr) = simulator().await;
+        let ads = decide(addr, "mode=wrapper&depth=2", 30.0).await.unwrap();
+        assert_eq!(creatives(&ads), ["ad30"]);
+        let imp = &ads[0].tracking["impression"];
+        assert_eq!(imp.len(), 3, "{imp:?}");
+        for who in ["ad30.1", "wrapper1", "wrapper2"] {
+            assert!(
+                imp.iter()
+                    .any(|u| u.contains(&format!("/beacon/{who}/impression"))),
+                "{who}: {imp:?}"
+            );
+            let q = &ads[0].tracking["firstQuartile"];
+            assert!(
+                q.iter()
+                    .any(|u| u.contains(&format!("/beacon/{who}/firstQuartile"))),
+                "{q:?}"
+            );
+        }
+        assert_eq!(origin.counters.view("/vast").by_path["/vast"], 3);
+        // seven wrappers are followed, an eighth is refused (after 8 fetches, none more)
+        let ads = decide_with(addr, "mode=wrapper&depth=7", 10.0, 500, 5000)
+            .await
+            .unwrap();
+        assert_eq!(ads[0].tracking["impression"].len(), 8);
+        let before = origin.counters.view("/vast").by_path["/vast"];
+        let e = decide_with(addr, "mode=wrapper&depth=8", 10.0, 500, 5000)
+            .await
+            .unwrap_err();
+        assert_eq!(e, VastError::TooDeep);
+        assert_eq!(origin.counters.view("/vast").by_path["/vast"] - before, 8);
+    }
+
+    #[tokio::test]
+    async fn failures_give_no_ads_within_the_budget() {
+        let (origin, addr) = simulator().await;
+        assert_eq!(
+            decide(addr, "mode=empty", 30.0).await,
+            Err(VastError::Empty)
+        );
+        assert!(matches!(
+            decide(addr, "mode=malformed", 30.0).await,
+            Err(VastError::Malformed(_))
+        ));
+        // one slow hop: the per-request timeout
+        let t = Instant::now();
+        let e = decide_with(addr, "mode=slow&delay_ms=3000", 30.0, 200, 1000).await;
+        assert!(matches!(e, Err(VastError::Timeout { .. })), "{e:?}");
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+        // each hop in time, the chain not: the budget
+        let t = Instant::now();
+        let e = decide_with(addr, "mode=wrapper&depth=4&delay_ms=150", 30.0, 200, 400).await;
+        assert_eq!(e, Err(VastError::Budget(Duration::from_millis(400))));
+        assert!(
+            t.elapsed() < Duration::from_millis(700),
+            "{:?}",
+            t.elapsed()
+        );
+        // HTTP errors
+        origin
+            .faults
+            .set(manifold_loadtest::origin::control::Faults {
+                status: Some(503),
+                path_prefix: Some("/vast".into()),
+                remaining: Some(1),
+                ..Default::default()
+            });
+        assert!(matches!(
+            decide(addr, "", 30.0).await,
+            Err(VastError::Status { status: 503, .. })
+        ));
+        // nobody listening
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        assert!(matches!(
+            decide(dead_addr, "", 30.0).await,
+            Err(VastError::Http { .. })
+        ));
+        // the AdDecider answers an empty pod for all of these
+        let d = VastDecider::new(
+            cfg(format!("http://{addr}/vast?mode=malformed"), 500, 1500),
+            catalog(),
+        )
+        .unwrap();
+        assert!(d
+            .decide("t", Some("s"), &brk("b", 30.0), &viewer())
+            .await
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_creatives_are_skipped() {
+        let (_, addr) = simulator().await;
+        // `mystery` is first in the pod; the rest plays
+        let ads = decide(addr, "mode=unknown", 25.0).await.unwrap();
+        assert_eq!(creatives(&ads), ["ad15", "ad10"]);
+        assert_eq!(ads[0].id, "b7-0-ad15.2");
+    }
+
+    #[tokio::test]
+    async fn wrapper_fan_out_is_capped() {
+        use std::sync::atomic::AtomicUsize;
+        // every answer is a pod of 32 wrappers leading back to it
+        let hits = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ads: String = (1..=32)
+            .map(|i| {
+                format!(
+                    "<Ad sequence=\"{i}\"><Wrapper><VASTAdTagURI>http://{addr}/</VASTAdTagURI>\
+                     </Wrapper></Ad>"
+                )
+            })
+            .collect();
+        let doc = format!("<VAST version=\"4.0\">{ads}</VAST>");
+        let counted = hits.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+                let doc = doc.clone();
+                async move { doc }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let d = VastDecider::new(cfg(format!("http://{addr}/"), 500, 1500), catalog()).unwrap();
+        let e = d.decide_pod("t", None, &brk("b", 30.0), &viewer()).await;
+        assert_eq!(e, Err(VastError::TooManyFetches));
+        let n = hits.load(Ordering::Relaxed);
+        assert!(n <= MAX_FETCHES as usize, "{n} requests");
+    }
+
+    #[tokio::test]
+    async fn backups_stand_in_and_wrapper_failures_cost_only_their_ad() {
+        use axum::routing::get;
+        let (_, sim) = simulator().await;
+        let inline = |name: &str, seq: &str| {
+            format!(
+                "<Ad id=\"{name}\"{seq}><InLine><Impression>http://b/{name}</Impression><Creatives>\
+                 <Creative><Linear><Duration>00:00:10</Duration><MediaFiles><MediaFile \
+                 type=\"application/x-mpegURL\">http://cdn/ads/{name}/hls/master.m3u8</MediaFile>\
+                 </MediaFiles></Linear></Creative></Creatives></InLine></Ad>"
+            )
+        };
+        let doc = format!(
+            "<VAST version=\"3.0\">{}{}{}<Ad id=\"w\" sequence=\"2\"><Wrapper><VASTAdTagURI>\
+             http://{sim}/vast?mode=slow&amp;delay_ms=2000</VASTAdTagURI></Wrapper></Ad>{}\
+             <Ad id=\"w2\" sequence=\"4\"><Wrapper><VASTAdTagURI>http://{sim}/vast?dur=30\
+             </VASTAdTagURI><Impression>http://b/w2</Impression></Wrapper></Ad></VAST>",
+            inline("ad30", " sequence=\"1\""),
+            inline("nope", " sequence=\"3\""),
+            inline("ad10", ""),
+            inline("ad15", ""),
+        );
+        let app = axum::Router::new().route("/", get(move || async move { doc }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let d = VastDecider::new(cfg(format!("http://{addr}/"), 300, 1500), catalog()).unwrap();
+        let t = Instant::now();
+        let ads = d
+            .decide_pod("t", None, &brk("b", 60.0), &viewer())
+            .await
+            .unwrap();
+        // pod order; the timed-out wrapper (2) and the unknown creative (3) are replaced by the
+        // standalone ads; the good wrapper (4) brings its pod with its impression merged
+        assert_eq!(creatives(&ads), ["ad30", "ad10", "ad15", "ad30"]);
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(ads[3].tracking["impression"].len(), 2);
+        assert!(ads[3].tracking["impression"].contains(&"http://b/w2".to_string()));
+    }
+}

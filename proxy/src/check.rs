@@ -335,7 +335,7 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
                             .await
                             .map(|b| b.len())
                     }
-                    Parsed::Dash { mpd, view } => {
+                    Parsed::Dash { mpd, view, .. } => {
                         let creatives = SyntheticCreatives {
                             shape: mpd.periods.first().cloned(),
                         };

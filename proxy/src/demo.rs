@@ -24,7 +24,11 @@ pub fn start_origin(config: &Config, media: PathBuf) -> Result<SocketAddr> {
     if !addr.ip().is_loopback() {
         bail!("the demo origin must be on loopback, config says {addr}");
     }
-    let origin = Arc::new(Origin::new(&OriginOptions::new(media))?);
+    let origin = Arc::new(Origin::new(&OriginOptions {
+        // breaks announced ahead, so ad decisions can be prefetched
+        ad_announce_secs: 12,
+        ..OriginOptions::new(media)
+    })?);
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("binding the demo origin to {addr} (is it in use?)"))?;
     listener.set_nonblocking(true)?;
@@ -61,9 +65,33 @@ pub fn banner(config: &Config, origin: SocketAddr) -> String {
     let proxy = config.server.listen.first().cloned().unwrap_or_default();
     let tenant = config.tenants.first().map_or("demo", |t| t.id.as_str());
     let base = format!("http://{proxy}/{tenant}");
+    let personalized: String = config
+        .tenants
+        .iter()
+        .filter(|t| t.plugin.is_some())
+        .map(|t| {
+            let file = t
+                .plugin
+                .as_ref()
+                .and_then(|p| p.file.as_ref())
+                .and_then(|f| std::path::Path::new(f).file_stem())
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+            format!(
+                "\x20 {:<9} http://{proxy}/{}/live/hls/master.m3u8  .../live/dash/manifest.mpd  ({file})\n",
+                t.id, t.id
+            )
+        })
+        .collect();
+    let personalized = if personalized.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Personalized by the tenants' plugins (each viewer gets a session):\n{personalized}"
+        )
+    };
     format!(
         "Manifold demo\n\
-         \x20 origin simulator  http://{origin}  (live channel, 2 s segments, 30 s SCTE-35 break every 90 s)\n\
+         \x20 origin simulator  http://{origin}  (live channel, 2 s segments, 30 s SCTE-35 break every 90 s, announced 12 s ahead)\n\
          \x20 proxy             http://{proxy}\n\
          \n\
          Open through the proxy:\n\
@@ -73,6 +101,7 @@ pub fn banner(config: &Config, origin: SocketAddr) -> String {
          \x20 DASH (SegmentTimeline)  {base}/live/dash/timeline.mpd\n\
          \x20 VOD         {base}/vod/hls/master.m3u8   {base}/vod/dash/manifest.mpd\n\
          \n\
+         {personalized}\n\
          Play:   ffplay {base}/live/hls/master.m3u8\n\
          Decode: ffmpeg -i {base}/live/dash/manifest.mpd -t 20 -f null -\n\
          Origin request counters: curl http://{origin}/_origin/counters\n\

@@ -17,6 +17,7 @@ pub mod origin;
 pub mod parse;
 pub mod personalize;
 pub mod plugin;
+pub mod prefetch;
 pub mod proxy;
 pub mod route;
 pub mod scte35;

@@ -20,6 +20,8 @@ pub enum Parsed {
     Dash {
         mpd: Box<dash_mpd_core::MPD>,
         view: DashMpd,
+        /// Breaks signalled beyond the live edge.
+        announced: Vec<view::Announcement>,
     },
     /// Did not parse (or was not asked to).
     #[default]
@@ -42,12 +44,13 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
             match dash_mpd_core::parse(text) {
                 Ok(mpd) => {
                     let kind = dash_kind(&mpd);
-                    let view = view::dash(&mpd);
+                    let (view, announced) = view::dash_with_announcements(&mpd);
                     (
                         kind,
                         Parsed::Dash {
                             mpd: Box::new(mpd),
                             view,
+                            announced,
                         },
                     )
                 }

@@ -11,6 +11,7 @@ use crate::parse::Parsed;
 use crate::plugin::bindings::{DeviceClass, SessionCtx, Viewer};
 use crate::plugin::registry::Registry;
 use crate::plugin::{FailureKind, Input, PluginFailure};
+use crate::prefetch::{Job, Prefetcher};
 use crate::route::{Route, VariantHint, HINT_PARAM};
 use crate::session::BreakRecord;
 use crate::session::{SessionKeys, SessionState, SessionStore};
@@ -52,6 +53,7 @@ pub struct Personalizer {
     pub keys: SessionKeys,
     pub store: Arc<dyn SessionStore>,
     pub policies: HashMap<String, Policies>,
+    pub prefetcher: Prefetcher,
 }
 
 /// Limits on what the viewer context carries from the request.
@@ -310,7 +312,7 @@ impl Personalizer {
                     Err(f) => Err(f),
                 }
             }
-            Parsed::Dash { mpd, view } => {
+            Parsed::Dash { mpd, view, .. } => {
                 match engine
                     .call(
                         plugin,
@@ -333,6 +335,7 @@ impl Personalizer {
             }
             Parsed::None => return Outcome::PassThrough,
         };
+        self.prefetch(s, &manifest.parsed, &sid, &viewer, &decisions.lock());
         match result {
             Ok(body) => Outcome::Personalized {
                 body: Bytes::from(body),
@@ -341,6 +344,39 @@ impl Personalizer {
             },
             Err(failure) => self.fail(s.fail, tenant, deployed.version, &plugin.digest, failure),
         }
+    }
+
+    /// Schedules the session's ad decisions for breaks the manifest announces ahead.
+    fn prefetch(
+        &self,
+        s: &crate::plugin::registry::PluginSettings,
+        parsed: &Parsed,
+        sid: &str,
+        viewer: &Viewer,
+        decided: &BTreeMap<String, Vec<crate::session::DecidedAd>>,
+    ) {
+        let (Some(window), Some(decider), true) = (s.prefetch, s.env.ads.clone(), s.env.caps.ads)
+        else {
+            return;
+        };
+        let announced = match parsed {
+            Parsed::HlsMedia { view, .. } => &view.announced[..],
+            Parsed::Dash { announced, .. } => &announced[..],
+            _ => return,
+        };
+        if announced.is_empty() {
+            return;
+        }
+        let job = Job {
+            tenant: s.env.tenant.to_string(),
+            session: sid.to_string(),
+            viewer: viewer.clone(),
+            window,
+            decider,
+            store: self.store.clone(),
+        };
+        self.prefetcher
+            .schedule(&job, announced, |id| decided.contains_key(id));
     }
 
     fn fail(

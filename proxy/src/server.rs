@@ -71,8 +71,13 @@ pub fn plugin_registry(
             }
             (None, c) => c.map(|c| c as Arc<dyn AdDecider>),
         };
-        let settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider)
+        let mut settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider)
             .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
+        settings.prefetch = t
+            .ad_server
+            .as_ref()
+            .map(|a| a.prefetch_window)
+            .filter(|w| !w.is_zero());
         registry.add_tenant(&t.id, settings);
     }
     for (i, t) in config.tenants.iter().enumerate() {
@@ -165,6 +170,7 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
         keys: keys.clone(),
         store: store.clone(),
         policies,
+        prefetcher: Default::default(),
     });
     let beacons = Arc::new(Beacons::new(store, keys));
     let max_object = config.cache.max_object_size.as_u64().min(usize::MAX as u64) as usize;

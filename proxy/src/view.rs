@@ -57,11 +57,22 @@ pub struct BreakSpan {
     pub scte35: Option<Scte35>,
 }
 
+/// A break signalled ahead of time (a future `EXT-X-DATERANGE`, a DASH event beyond the live
+/// edge): not in the manifest's timeline yet, but its ad decision can be prefetched.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// The break as plugins will see it when it starts.
+    pub brk: AdBreak,
+    /// When it starts, Unix milliseconds.
+    pub at_ms: i64,
+}
+
 /// A media playlist's view and its break spans.
 #[derive(Debug, Clone)]
 pub struct HlsMediaView {
     pub view: HlsMedia,
     pub spans: Vec<BreakSpan>,
+    pub announced: Vec<Announcement>,
     /// Where each segment's lines are in the origin text, when they could be found.
     pub layout: Option<TextLayout>,
 }
@@ -182,6 +193,15 @@ fn cue_of(seg: &MediaSegment) -> Option<Cue> {
 }
 
 /// SCTE-35 from a segment's `EXT-X-DATERANGE` (`SCTE35-OUT`/`-IN`), with its id.
+/// The SCTE-35 signal of a `DATERANGE` on `seg` and whether it announces a break that starts
+/// later than the segment (by more than half of it).
+fn announces(seg: &MediaSegment) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let dr = seg.daterange.as_ref()?;
+    let pdt = seg.program_date_time?;
+    let half = chrono::Duration::milliseconds((seg.duration as f64 * 500.0) as i64);
+    (dr.start_date > pdt + half).then_some(dr.start_date)
+}
+
 fn daterange_signal(seg: &MediaSegment) -> Option<(String, Option<Scte35>, bool, Option<f64>)> {
     let dr = seg.daterange.as_ref()?;
     let other = dr.other_attributes.as_ref();
@@ -220,11 +240,31 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
     let mut open: Option<(BreakSpan, f64)> = None;
     let mut offset = 0f64;
     let mut starts = Vec::with_capacity(m.segments.len());
+    let mut announced = Vec::new();
     for (i, seg) in m.segments.iter().enumerate() {
         let seq = m.media_sequence + i as u64;
         let d = seg.duration as f64;
-        let signal = daterange_signal(seg);
+        let mut signal = daterange_signal(seg);
         let cue = cue_of(seg);
+        if let (Some(at), Some((id, sig, true, dur))) = (announces(seg), &signal) {
+            let pdt = seg.program_date_time.unwrap_or(at);
+            let duration = dur
+                .or_else(|| sig.as_ref().and_then(|s| s.duration))
+                .unwrap_or(0.0);
+            if duration > 0.0 && announced.len() < 16 {
+                announced.push(Announcement {
+                    brk: AdBreak {
+                        id: id.clone(),
+                        start: offset + (at - pdt).num_milliseconds() as f64 / 1000.0,
+                        duration,
+                        first_segment: None,
+                        scte35: *sig,
+                    },
+                    at_ms: at.timestamp_millis(),
+                });
+            }
+            signal = None;
+        }
         // close: CUE-IN, a DATERANGE SCTE35-IN, or the break's duration used up
         let closes = matches!(cue, Some(Cue::In)) || matches!(signal, Some((_, _, false, _)));
         if let Some((span, covered)) = open.take() {
@@ -328,8 +368,37 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
             breaks,
         },
         spans,
+        announced,
         layout: None,
     }
+}
+
+/// The view of an MPD; breaks that start beyond the live edge (further than players look
+/// ahead) are announcements, not breaks yet.
+pub fn dash_with_announcements(mpd: &dash_mpd_core::MPD) -> (DashMpd, Vec<Announcement>) {
+    let mut view = dash(mpd);
+    let (Some(ast), true) = (mpd.availabilityStartTime, view.dynamic) else {
+        return (view, Vec::new());
+    };
+    let now = mpd.publishTime.unwrap_or_else(chrono::Utc::now) - ast;
+    let now = now.num_milliseconds() as f64 / 1000.0;
+    let lead = [mpd.minimumUpdatePeriod, mpd.maxSegmentDuration]
+        .into_iter()
+        .flatten()
+        .map(|d| d.as_secs_f64())
+        .fold(2.0, f64::max)
+        * 2.0;
+    let (ahead, breaks): (Vec<AdBreak>, Vec<AdBreak>) =
+        view.breaks.into_iter().partition(|b| b.start > now + lead);
+    view.breaks = breaks;
+    let announced = ahead
+        .into_iter()
+        .map(|brk| Announcement {
+            at_ms: ast.timestamp_millis() + (brk.start * 1000.0) as i64,
+            brk,
+        })
+        .collect();
+    (view, announced)
 }
 
 pub fn dash(mpd: &dash_mpd_core::MPD) -> DashMpd {
@@ -508,6 +577,24 @@ mod tests {
         assert_eq!(v.spans[0].elapsed, 6.0);
         assert_eq!(v.view.breaks[0].start, -6.0);
         assert_eq!((v.spans[0].first, v.spans[0].end), (0, 2));
+    }
+
+    #[test]
+    fn future_daterange_announces_a_break() {
+        // a DATERANGE whose START-DATE is 10 s after its segment: announced, not started
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n#EXTINF:2.0,\na.ts\n\
+#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:02.000Z\n\
+#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"2026-01-01T00:00:12.000Z\",PLANNED-DURATION=30.0\n\
+#EXTINF:2.0,\nb.ts\n";
+        let v = hls_media(&media(text));
+        assert!(v.view.breaks.is_empty() && v.spans.is_empty());
+        let a = &v.announced[0];
+        assert_eq!(
+            (a.brk.id.as_str(), a.brk.start, a.brk.duration),
+            ("splice-7", 12.0, 30.0)
+        );
+        assert_eq!(a.at_ms, 1_767_225_612_000);
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn plan_for(view: &manifold::plugin::bindings::DashMpd) -> MediaPlan {
 async fn reload(origin: &Origin, path: &str, at: SystemTime, state: &mut SessionState) -> MPD {
     let body = origin.resource(path, at).unwrap().unwrap().body;
     let (_, parsed) = parse(Class::DashManifest, &body);
-    let Parsed::Dash { mpd, view } = parsed else {
+    let Parsed::Dash { mpd, view, .. } = parsed else {
         panic!("not an MPD")
     };
     let plan = plan_for(&view);

@@ -241,3 +241,84 @@ async fn empty_slow_or_broken_ad_server_gives_slate_in_time() {
     }
     assert!(beacons(&origin).await.is_empty());
 }
+
+/// A break announced ahead: each session's ad request comes at its own point of the prefetch
+/// window, all before the break, and none at the break itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_breaks_are_decided_ahead_spread_over_the_window() {
+    // live at 30 s; a 10 s break at 40 s, announced 8 s ahead (visible from ~34 s)
+    let origin = Origin::start(&[
+        "--elapsed",
+        "30",
+        "--ad-first",
+        "40",
+        "--ad-every",
+        "120",
+        "--ad-duration",
+        "10",
+        "--ad-announce",
+        "8",
+    ])
+    .unwrap();
+    let toml = tenant("t", &origin, "").replace(
+        "budget = \"600ms\"\n",
+        "budget = \"600ms\"\nprefetch_window = \"4s\"\n",
+    );
+    assert!(toml.contains("prefetch_window"), "{toml}");
+    let proxy = Proxy::start(&toml).unwrap();
+    let mut viewers = Vec::new();
+    for _ in 0..12 {
+        viewers.push(session(&proxy, "t").await["v0"].clone());
+    }
+    // wait for the announcement, then every viewer loads its playlist once
+    let started = Instant::now();
+    loop {
+        let (_, _, m) = get(&proxy.url(&viewers[0])).await;
+        if m.contains("PLANNED-DURATION") && !m.contains("/ads/") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no announcement: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for v in &viewers[1..] {
+        get(&proxy.url(v)).await;
+    }
+    // the ad server sees them one by one, not all at once
+    let mut seen = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(6) {
+        seen.push((t0.elapsed(), origin.count("/vast").await.unwrap()));
+        if seen.last().unwrap().1 >= 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, total) = *seen.last().unwrap();
+    assert_eq!(total, 12, "every session decided ahead: {seen:?}");
+    let first_all = seen.iter().find(|(_, n)| *n >= 12).unwrap().0;
+    let first_any = seen.iter().find(|(_, n)| *n >= 1).unwrap().0;
+    assert!(
+        first_all - first_any >= Duration::from_millis(1500),
+        "requests spread over the window: {seen:?}"
+    );
+    // when the break starts, the decisions are there: no request at the break
+    loop {
+        let (_, _, m) = get(&proxy.url(&viewers[0])).await;
+        if m.contains("/ads/") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "the break never came: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for v in &viewers {
+        let (_, _, m) = get(&proxy.url(v)).await;
+        assert!(ads(&m).1.first().is_some_and(|c| c == "ad10"), "{m}");
+    }
+    assert_eq!(origin.count("/vast").await.unwrap(), 12);
+}

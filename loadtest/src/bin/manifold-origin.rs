@@ -35,6 +35,9 @@ struct Args {
     /// Length of each ad break, seconds.
     #[arg(long, default_value_t = 30)]
     ad_duration: u64,
+    /// Announce each break this many seconds before it starts (0: as it starts).
+    #[arg(long, default_value_t = 0)]
+    ad_announce: u64,
     /// Length of the VOD asset, seconds.
     #[arg(long, default_value_t = 120)]
     vod_duration: u64,
@@ -63,6 +66,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ad_first_secs: args.ad_first,
         ad_every_secs: args.ad_every,
         ad_len_secs: args.ad_duration,
+        ad_announce_secs: args.ad_announce,
         vod_secs: args.vod_duration,
         ..OriginOptions::new(args.media)
     };

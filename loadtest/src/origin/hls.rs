@@ -155,6 +155,18 @@ pub fn media(
 
 /// SCTE-35 signalling on segment `n`: `EXT-X-CUE-OUT`/`-CONT`/`-IN` and `EXT-X-DATERANGE`.
 fn write_cue(out: &mut String, s: &Schedule, n: u64) -> Result<()> {
+    if let Some(b) = s.announced_at(n) {
+        // the same DATERANGE as at the splice point, ahead of it: START-DATE is in the future
+        let bytes = scte35::splice_insert(s, &b, true)?;
+        let _ = writeln!(
+            out,
+            "#EXT-X-DATERANGE:ID=\"splice-{}\",START-DATE=\"{}\",PLANNED-DURATION={}.0,SCTE35-OUT={}",
+            scte35::event_id(&b),
+            humantime::format_rfc3339_millis(s.segment_start(b.start)),
+            b.duration_secs(s),
+            scte35::hex(&bytes)
+        );
+    }
     let Some(cue) = s.cue_at(n) else {
         return Ok(());
     };

@@ -49,6 +49,9 @@ pub struct OriginOptions {
     pub ad_every_secs: u64,
     /// Break length, seconds.
     pub ad_len_secs: u64,
+    /// Breaks are announced this many seconds before they start (a future `EXT-X-DATERANGE`,
+    /// an early DASH `Event`), so ad decisions can be prefetched; 0: signalled as they start.
+    pub ad_announce_secs: u64,
     /// Length of the VOD asset, seconds.
     pub vod_secs: u64,
 }
@@ -65,6 +68,7 @@ impl OriginOptions {
             ad_first_secs: 30,
             ad_every_secs: 90,
             ad_len_secs: 30,
+            ad_announce_secs: 0,
             vod_secs: 120,
         }
     }
@@ -89,6 +93,7 @@ impl Origin {
             ("ad-first", opts.ad_first_secs),
             ("ad-every", opts.ad_every_secs),
             ("ad-duration", opts.ad_len_secs),
+            ("ad-announce", opts.ad_announce_secs),
             ("vod-duration", opts.vod_secs),
         ] {
             if v % d != 0 {
@@ -113,6 +118,7 @@ impl Origin {
             ad_first: opts.ad_first_secs / d,
             ad_every: opts.ad_every_secs / d,
             ad_len: opts.ad_len_secs / d,
+            announce: opts.ad_announce_secs / d,
         };
         Ok(Origin {
             lib,

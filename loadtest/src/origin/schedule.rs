@@ -18,8 +18,9 @@ pub struct Schedule {
     pub ad_first: u64,
     /// ...then one every `ad_every` segments (0: no breaks)...
     pub ad_every: u64,
-    /// ...each lasting `ad_len` segments.
+    /// ...each lasting `ad_len` segments, announced `announce` segments before it starts.
     pub ad_len: u64,
+    pub announce: u64,
 }
 
 /// One scheduled ad break (an SCTE-35 avail), `len` segments from segment `start`.
@@ -98,8 +99,22 @@ impl Schedule {
         }
     }
 
-    /// Breaks that overlap segments `from..to` or start at `to` (announced one segment ahead).
+    /// The break segment `n` announces (`announce` segments before its start), if any.
+    pub fn announced_at(&self, n: u64) -> Option<Break> {
+        if self.announce == 0 {
+            return None;
+        }
+        let start = n + self.announce;
+        match self.cue_at(start) {
+            Some(Cue::Out(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Breaks that overlap segments `from..to` or start by `to` (one segment ahead, or as far
+    /// ahead as breaks are announced).
     pub fn breaks_overlapping(&self, from: u64, to: u64) -> Vec<Break> {
+        let to = to + self.announce;
         if self.ad_every == 0 {
             return Vec::new();
         }
@@ -140,6 +155,7 @@ mod tests {
             ad_first: 15,
             ad_every: 45,
             ad_len: 15,
+            announce: 0,
         }
     }
 

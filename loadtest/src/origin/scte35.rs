@@ -70,6 +70,7 @@ mod tests {
             ad_first: 15,
             ad_every: 45,
             ad_len: 15,
+            announce: 0,
         };
         let b = s.break_by_id(3).unwrap();
         let bytes = splice_insert(&s, &b, true).unwrap();

@@ -22,6 +22,8 @@ pub struct PluginSettings {
     pub fail: FailPolicy,
     pub pass_headers: Vec<String>,
     pub country_header: Option<String>,
+    /// Decisions of announced breaks are prefetched over this window (with an ad server).
+    pub prefetch: Option<Duration>,
 }
 
 impl PluginSettings {
@@ -68,6 +70,7 @@ impl PluginSettings {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             country_header: cfg.country_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            prefetch: None,
         })
     }
 }

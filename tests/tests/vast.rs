@@ -3,7 +3,7 @@
 //! creatives the VAST named; beacons fire once when the viewer fetches the ad segments; a
 //! slow, empty or broken ad server costs a slate, never an error or a late response.
 
-use manifold_e2e::{plugin, Origin, Proxy};
+use manifold_e2e::{dash_player, plugin, Origin, Proxy};
 use reqwest::header::HeaderMap;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ fn tenant(id: &str, origin: &Origin, query: &str) -> String {
         t += &format!(
             "[[tenants.creatives]]\nname = \"{name}\"\nduration = {secs}.0\n\
              hls = \"/ads/{name}/hls/master.m3u8\"\nhls_fmp4 = \"/ads/{name}/cmaf/master.m3u8\"\n\
+             dash = \"/ads/{name}/dash/manifest.mpd\"\n\
              slate = {}\n",
             name == "slate"
         );
@@ -321,4 +322,56 @@ async fn announced_breaks_are_decided_ahead_spread_over_the_window() {
         assert!(ads(&m).1.first().is_some_and(|c| c == "ad10"), "{m}");
     }
     assert_eq!(origin.count("/vast").await.unwrap(), 12);
+}
+
+/// DASH: the pod plays as ad periods; fetching their segments fires each beacon once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_ad_periods_fire_their_beacons_once() {
+    let origin = Origin::start(&[
+        "--elapsed",
+        "60",
+        "--window",
+        "20",
+        "--ad-first",
+        "26",
+        "--ad-every",
+        "120",
+        "--ad-duration",
+        "26",
+    ])
+    .unwrap();
+    let proxy = Proxy::start(&tenant("t", &origin, "")).unwrap();
+    let r = reqwest::get(proxy.url("/t/live/dash/manifest.mpd"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let url = r.url().clone();
+    let mpd = dash_mpd_core::parse(&r.text().await.unwrap()).unwrap();
+    let ids: Vec<_> = mpd.periods.iter().filter_map(|p| p.id.clone()).collect();
+    assert!(
+        ids.iter().any(|i| i == "1000~ad0") && ids.iter().any(|i| i == "1000~ad1"),
+        "ad15 and ad10 periods: {ids:?}"
+    );
+    let periods = dash_player::plan(&mpd, &url, |a| a.representations.first()).unwrap();
+    for p in periods.iter().filter(|p| p.id.contains("~ad")) {
+        for t in &p.tracks {
+            for (u, _, _) in &t.segments {
+                let r = reqwest::get(u).await.unwrap();
+                assert_eq!(r.status(), 200, "{u}");
+            }
+        }
+    }
+    let expected = 12; // two ads, six beacons each
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut fired = beacons(&origin).await;
+    while fired.len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fired = beacons(&origin).await;
+    }
+    assert_eq!(fired.len(), expected, "{fired:?}");
+    assert!(fired.values().all(|n| *n == 1), "once each: {fired:?}");
+    assert!(
+        fired.keys().any(|k| k == "/beacon/ad10.2/complete"),
+        "{fired:?}"
+    );
 }

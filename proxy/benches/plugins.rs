@@ -12,6 +12,8 @@ use manifold::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine
 use manifold::route::Class;
 use manifold::session::SessionState;
 use manifold::ssai::{self, Media, Policies};
+use manifold::ssai_dash::{self, DashMedia};
+use manifold::stitch_dash::DashCreative;
 use manifold_loadtest::origin::{Origin, OriginOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,17 +69,7 @@ fn env() -> CallEnv {
 /// A live media playlist of `window` 2 s segments with breaks, as the origin simulator
 /// serves it.
 fn live_playlist(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> Vec<u8> {
-    let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
-    let opts = OriginOptions {
-        window,
-        elapsed_secs: Some(window * 2),
-        ad_first_secs: ad_first,
-        ad_every_secs: ad_every,
-        ad_len_secs: ad_len,
-        ..OriginOptions::new(media)
-    };
-    let o = Origin::new(&opts).unwrap();
-    let now = o.schedule().epoch + Duration::from_secs(window * 2);
+    let (o, now) = origin(window, ad_first, ad_every, ad_len);
     o.resource("/live/hls/v1.m3u8", now)
         .unwrap()
         .unwrap()
@@ -85,8 +77,9 @@ fn live_playlist(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> Vec<
         .to_vec()
 }
 
-/// Creatives already resolved (what the catalog's cache holds after the first request).
-struct Resolved(Arc<AdMedia>, Arc<AdMedia>);
+/// Creatives already resolved (what the catalog's cache holds after the first request):
+/// HLS media of the ad and the slate, and the DASH creative.
+struct Resolved(Arc<AdMedia>, Arc<AdMedia>, Arc<DashCreative>);
 
 #[async_trait]
 impl Creatives for Resolved {
@@ -105,6 +98,24 @@ impl Creatives for Resolved {
     fn slate(&self) -> Option<&str> {
         Some("slate")
     }
+    async fn dash(&self, _c: &str) -> Result<Arc<DashCreative>, String> {
+        Ok(self.2.clone())
+    }
+}
+
+fn origin(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> (Origin, SystemTime) {
+    let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
+    let opts = OriginOptions {
+        window,
+        elapsed_secs: Some(window * 2),
+        ad_first_secs: ad_first,
+        ad_every_secs: ad_every,
+        ad_len_secs: ad_len,
+        ..OriginOptions::new(media)
+    };
+    let o = Origin::new(&opts).unwrap();
+    let now = o.schedule().epoch + Duration::from_secs(window * 2);
+    (o, now)
 }
 
 fn resolved() -> Resolved {
@@ -116,7 +127,56 @@ fn resolved() -> Resolved {
             map: None,
         })
     };
-    Resolved(seg("ad10", 5, 2.0), seg("slate", 10, 1.0))
+    let (o, now) = origin(10, 0, 0, 0);
+    let mpd = o
+        .resource("/ads/ad10/dash/manifest.mpd", now)
+        .unwrap()
+        .unwrap()
+        .body;
+    let mpd = dash_mpd_core::parse(std::str::from_utf8(&mpd).unwrap()).unwrap();
+    let dash = Arc::new(DashCreative {
+        base: "/t/~session/ads/ad10/dash/".into(),
+        period: mpd.periods[0].clone(),
+    });
+    Resolved(seg("ad10", 5, 2.0), seg("slate", 10, 1.0), dash)
+}
+
+/// The per-request part for a live MPD: plugin call, plan check, the session's pods (recorded
+/// on the first call) stitched as periods, serialized.
+async fn personalize_dash(
+    engine: &PluginEngine,
+    plugin: &manifold::plugin::LoadedPlugin,
+    mpd: &dash_mpd_core::MPD,
+    view: &manifold::plugin::bindings::DashMpd,
+    creatives: &Resolved,
+) -> usize {
+    let edits = engine
+        .call(
+            plugin,
+            Input::DashMpd(view),
+            &viewer(),
+            "pod=ad10",
+            &env(),
+            None,
+        )
+        .await
+        .unwrap();
+    let (dropped, plan) = apply::dash(mpd, view, &edits).unwrap();
+    let media = DashMedia { mpd, view };
+    let policies = Policies::default();
+    let mut state = SESSION.with(|s| s.borrow().clone());
+    let fresh = ssai_dash::propose(&media, &plan, &state, creatives, &policies)
+        .await
+        .unwrap();
+    let recorded = !fresh.is_empty();
+    state.breaks.extend(fresh);
+    let out = ssai_dash::render(&media, dropped, &state.breaks, creatives, &policies)
+        .await
+        .unwrap();
+    if recorded {
+        SESSION.with(|s| *s.borrow_mut() = state);
+    }
+    out.to_string().len()
 }
 
 /// parse → view → plugin (fresh instance) → apply → serialize.
@@ -298,6 +358,35 @@ fn benches(c: &mut Criterion) {
                 .iter(|| personalize(&e, &breaks, &pl60, &v60, &p60, "pod=ad10", &creatives))
         },
     );
+    // live DASH ($Number$), a 10 s break in the window: one ad period
+    SESSION.with(|s| *s.borrow_mut() = SessionState::default());
+    let (o, now) = origin(10, 10, 60, 10);
+    let mpd_text = o
+        .resource("/live/dash/manifest.mpd", now)
+        .unwrap()
+        .unwrap()
+        .body;
+    let (_, parsed) = parse(Class::DashManifest, &mpd_text);
+    let Parsed::Dash { mpd, view, .. } = parsed else {
+        panic!()
+    };
+    assert_eq!(view.breaks.len(), 1, "{:?}", view.breaks);
+    c.bench_function(
+        "pipeline/live MPD, 1 break: plugin+periods+serialize (parse cached)",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| personalize_dash(&e, &breaks, &mpd, &view, &creatives))
+        },
+    );
+    c.bench_function("pipeline/live MPD, 1 break: including parse", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (_, parsed) = parse(Class::DashManifest, &mpd_text);
+            let Parsed::Dash { mpd, view, .. } = parsed else {
+                panic!()
+            };
+            personalize_dash(&e, &breaks, &mpd, &view, &creatives).await
+        })
+    });
     c.bench_function("parse/300 segments (m3u8-rs + view)", |b| {
         b.iter(|| parse(Class::HlsPlaylist, &p300))
     });

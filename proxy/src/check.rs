@@ -150,7 +150,7 @@ async fn stateless_dash(
     for (id, rec) in ssai_dash::propose(&media, &plan, &state, creatives, &policies).await? {
         state.breaks.insert(id, rec);
     }
-    ssai_dash::render(&media, &dropped, &state.breaks, creatives, &policies).await
+    ssai_dash::render(&media, dropped, &state.breaks, creatives, &policies).await
 }
 
 fn edit_summary(edits: &[Edit]) -> String {

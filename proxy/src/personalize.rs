@@ -503,7 +503,7 @@ impl Personalizer {
             .await
             .map_err(invalid)?;
         let records = self.record(sid, state.breaks, proposals).await?;
-        let mut out = ssai_dash::render(media, &mpd, &records, creatives, &policies)
+        let mut out = ssai_dash::render(media, mpd, &records, creatives, &policies)
             .await
             .map_err(invalid)?;
         out.locations = vec![dash_mpd_core::Location {

@@ -97,26 +97,34 @@ pub fn plugin_registry(
     Ok((registry, catalogs))
 }
 
-/// The session store the config names. Redis is connected lazily by its connection manager
-/// on a runtime of its own (the proxy's runtimes do not exist yet at this point).
+/// The session store the config names. Redis is connected lazily, by its connection manager
+/// on the runtime serving requests (the proxy's runtimes do not exist yet at this point): a
+/// Redis that does not answer at start-up is reported, not fatal, since the proxy serves its
+/// other tenants meanwhile and plugin tenants get their fail policy until Redis answers.
 fn session_store(c: &SessionsConfig) -> Result<Arc<dyn SessionStore>, String> {
     if c.store == "memory" {
         return Ok(Arc::new(MemoryStore::new(c.ttl, c.max_sessions)));
     }
+    let store = RedisStore::new(&c.store, c.ttl).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let store = rt
-        .block_on(async {
-            tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                RedisStore::connect(&c.store, c.ttl),
-            )
-            .await
-        })
-        .map_err(|_| format!("{}: no answer within 5 s", c.store))?
-        .map_err(|e| e.to_string())?;
+    let probe = rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await
+    });
+    let problem = match probe {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 2 s".to_string()),
+    };
+    if let Some(problem) = problem {
+        tracing::warn!(
+            store = %c.store,
+            error = %problem,
+            "session store unreachable at start-up: plugin tenants get their fail policy until it answers"
+        );
+    }
     Ok(Arc::new(store))
 }
 

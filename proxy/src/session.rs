@@ -293,17 +293,11 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Checks the server answers (a PING on a throwaway connection), then keeps the client.
-    pub async fn connect(url: &str, ttl: Duration) -> Result<RedisStore, StoreError> {
+    /// A store for `url`, checked but not connected: the connection is made on first use
+    /// (on the runtime serving requests, where its driver task then lives), and again on a
+    /// later use if Redis did not answer.
+    pub fn new(url: &str, ttl: Duration) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url).map_err(|e| StoreError(format!("{url}: {e}")))?;
-        let mut probe = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| StoreError(format!("{url}: {e}")))?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut probe)
-            .await
-            .map_err(|e| StoreError(format!("{url}: {e}")))?;
         Ok(RedisStore {
             client,
             manager: tokio::sync::OnceCell::new(),
@@ -311,9 +305,31 @@ impl RedisStore {
         })
     }
 
+    /// Whether the server answers a PING, on a throwaway connection.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut probe = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(redis_err)?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut probe)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
     async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
+        // a viewer's request waits on this: one quick retry, not the default six with
+        // backoff (seconds per request while Redis is down); reconnects do the same
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)));
         self.manager
-            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
+            .get_or_try_init(|| {
+                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+            })
             .await
             .cloned()
             .map_err(redis_err)

@@ -2,6 +2,7 @@
 //! segment grid), and the MPD stitched from its records ([`crate::stitch_dash`]).
 
 use crate::apply::{lay_out, Creatives, InvalidPlan, MediaPlan, Packaging};
+use crate::plugin::bindings::Ad;
 use crate::plugin::bindings::DashMpd;
 use crate::session::{BreakRecord, DecidedAd, SessionState, Slot};
 use crate::ssai::{decided, is_break_id, JoinPolicy, Policies, PREROLL, START, VOD_INSERT};
@@ -102,6 +103,57 @@ async fn pad_with_slate(
     Ok(())
 }
 
+/// The ads of `pod` whose DASH packaging has every kind of media the content period at `at`
+/// has (an ad without audio would leave the player without an audio track); the rest are
+/// skipped, and their time goes to slate.
+async fn playable(pod: &[Ad], mpd: &MPD, at: f64, creatives: &dyn Creatives) -> Vec<Ad> {
+    let period = mpd
+        .periods
+        .iter()
+        .rev()
+        .find(|p| p.start.is_none_or(|s| s.as_secs_f64() <= at + 1e-3))
+        .or(mpd.periods.first());
+    let Some(period) = period else {
+        return pod.to_vec();
+    };
+    let need = stitch_dash::kinds(period);
+    let mut out = Vec::with_capacity(pod.len());
+    for ad in pod {
+        match creatives.dash(&ad.creative).await {
+            Ok(c) => {
+                let has = stitch_dash::kinds(&c.period);
+                if need.iter().all(|k| has.contains(k)) {
+                    out.push(ad.clone());
+                } else {
+                    tracing::warn!(ad = %ad.id, creative = %ad.creative, "ad skipped: its DASH packaging lacks a media type of the content");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(ad = %ad.id, creative = %ad.creative, error = %e, "ad skipped")
+            }
+        }
+    }
+    out
+}
+
+async fn lay(
+    pod: &[Ad],
+    length: Option<f64>,
+    creatives: &dyn Creatives,
+    policies: &Policies,
+) -> Result<Vec<Slot>, InvalidPlan> {
+    // DASH has no target duration to respect
+    lay_out(
+        pod,
+        length,
+        f64::INFINITY,
+        Packaging::Dash,
+        creatives,
+        policies.overlong,
+    )
+    .await
+}
+
 /// Records to propose for what this MPD shows and the session has not recorded yet.
 pub async fn propose(
     media: &DashMedia<'_>,
@@ -113,16 +165,6 @@ pub async fn propose(
     let grid = Grid::of(media.mpd);
     let live = media.view.dynamic;
     let mut out = Vec::new();
-    let lay = |pod, length| {
-        lay_out(
-            pod,
-            length,
-            f64::INFINITY,
-            Packaging::Dash,
-            creatives,
-            policies.overlong,
-        )
-    };
     let anchor = match state.breaks.get(START).and_then(|r| r.start_time) {
         Some(a) => a,
         None => {
@@ -136,7 +178,7 @@ pub async fn propose(
                 record(anchor, 0.0, Vec::new(), Vec::new()),
             ));
             if let Some(pod) = &plan.preroll {
-                let slots = lay(pod, None).await?;
+                let slots = lay(pod, None, creatives, policies).await?;
                 out.push((
                     PREROLL.to_string(),
                     record(anchor, 0.0, slots, decided(pod, None)),
@@ -149,7 +191,7 @@ pub async fn propose(
         for (k, (at, pod)) in plan.inserts.iter().enumerate() {
             let id = format!("{VOD_INSERT}{k}");
             if !state.breaks.contains_key(&id) {
-                let slots = lay(pod, None).await?;
+                let slots = lay(pod, None, creatives, policies).await?;
                 let start = grid.snap(media.first_start() + at);
                 out.push((id, record(start, 0.0, slots, decided(pod, None))));
             }
@@ -173,7 +215,9 @@ pub async fn propose(
         let content = joined_mid && policies.join == JoinPolicy::Content;
         let (slots, ads) = match fill.filter(|_| !content) {
             Some(pod) => {
-                let mut slots = lay(pod, Some(end - start)).await?;
+                let pod = playable(pod, media.mpd, b.start, creatives).await;
+                let pod = &pod;
+                let mut slots = lay(pod, Some(end - start), creatives, policies).await?;
                 let total: f64 = slots.iter().map(|s| s.duration).sum();
                 match creatives.slate() {
                     Some(slate) => {
@@ -201,7 +245,7 @@ pub async fn propose(
 /// The MPD stitched from the session's records.
 pub async fn render(
     media: &DashMedia<'_>,
-    mpd: &MPD,
+    mpd: MPD,
     records: &BTreeMap<String, BreakRecord>,
     creatives: &dyn Creatives,
     policies: &Policies,
@@ -240,4 +284,124 @@ pub async fn render(
         tracking: policies.tracking,
     };
     stitch_dash::render(mpd, &pods, &resolved, media.window_start(), opts).map_err(InvalidPlan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::AdMedia;
+    use async_trait::async_trait;
+
+    const LIVE: &str = r#"<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2026-01-01T00:00:00Z" publishTime="2026-01-01T00:00:40Z" timeShiftBufferDepth="PT20S" minBufferTime="PT2S" maxSegmentDuration="PT2S">
+  <Period id="0" start="PT0S">
+    <EventStream schemeIdUri="urn:scte:scte35:2014:xml+bin" timescale="90000">
+      <Event presentationTime="2700000" duration="900000" id="1000"/>
+    </EventStream>
+    <AdaptationSet id="1" contentType="video" mimeType="video/mp4">
+      <SegmentTemplate timescale="1000" duration="2000" startNumber="0" media="$RepresentationID$/$Number$.m4s"/>
+      <Representation id="v0" bandwidth="40000"/>
+    </AdaptationSet>
+    <AdaptationSet id="2" contentType="audio" mimeType="audio/mp4">
+      <SegmentTemplate timescale="1000" duration="2000" startNumber="0" media="$RepresentationID$/$Number$.m4s"/>
+      <Representation id="a0" bandwidth="30000"/>
+    </AdaptationSet>
+  </Period>
+</MPD>"#;
+
+    /// `silent` has video only; `ad4` and the slate have both, in 2 s and 1 s segments.
+    struct Catalog(MPD);
+
+    #[async_trait]
+    impl Creatives for Catalog {
+        async fn media(
+            &self,
+            creative: &str,
+            _p: Packaging,
+            _w: crate::apply::RenditionWant,
+        ) -> Result<Arc<AdMedia>, String> {
+            let (n, d) = if creative == "slate" {
+                (10, 1.0)
+            } else {
+                (2, 2.0)
+            };
+            Ok(Arc::new(AdMedia {
+                segments: (0..n).map(|_| (String::new(), d)).collect(),
+                map: None,
+            }))
+        }
+        fn slate(&self) -> Option<&str> {
+            Some("slate")
+        }
+        async fn dash(&self, creative: &str) -> Result<Arc<DashCreative>, String> {
+            let mut period = self.0.periods[0].clone();
+            period.event_streams.clear();
+            if creative == "silent" {
+                period.adaptations.truncate(1);
+            }
+            Ok(Arc::new(DashCreative {
+                base: format!("/ads/{creative}/"),
+                period,
+            }))
+        }
+    }
+
+    fn ad(c: &str) -> Ad {
+        Ad {
+            id: c.into(),
+            creative: c.into(),
+            duration: 4.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn ads_missing_a_media_type_are_skipped_and_the_break_is_covered() {
+        let mpd = dash_mpd_core::parse(LIVE).unwrap();
+        let view = crate::view::dash(&mpd);
+        let media = DashMedia {
+            mpd: &mpd,
+            view: &view,
+        };
+        let plan = MediaPlan {
+            fills: vec![("1000".into(), vec![ad("silent"), ad("ad4")])],
+            ..Default::default()
+        };
+        let catalog = Catalog(mpd.clone());
+        let state = SessionState::default();
+        let out = propose(&media, &plan, &state, &catalog, &Policies::default())
+            .await
+            .unwrap();
+        let (_, rec) = out.iter().find(|(id, _)| id == "1000").unwrap();
+        assert_eq!(rec.start_time, Some(30.0));
+        assert_eq!(rec.duration, 10.0);
+        let creatives: Vec<&str> = rec.slots.iter().map(|s| s.creative.as_str()).collect();
+        assert_eq!(
+            creatives,
+            ["ad4", "ad4", "slate", "slate", "slate", "slate", "slate", "slate"]
+        );
+        assert_eq!(rec.ads.len(), 1, "only the playable ad is recorded");
+        let covered: f64 = rec.slots.iter().map(|s| s.duration).sum();
+        assert!(
+            covered >= 10.0,
+            "no gap before the content returns: {covered}"
+        );
+        // and it renders: content, the ad, the slate, content
+        let mut records: BTreeMap<String, BreakRecord> = out.into_iter().collect();
+        records.retain(|id, _| id == "1000");
+        let mpd_out = render(
+            &media,
+            mpd.clone(),
+            &records,
+            &catalog,
+            &Policies::default(),
+        )
+        .await
+        .unwrap();
+        let ids: Vec<_> = mpd_out
+            .periods
+            .iter()
+            .filter_map(|p| p.id.as_deref())
+            .collect();
+        assert_eq!(ids, ["0", "1000~ad0", "1000~ad1", "0~1000"]);
+    }
 }

@@ -187,6 +187,14 @@ impl Grid {
     }
 }
 
+/// The content types of a period's adaptation sets (`video`, `audio`, `text`...).
+pub fn kinds(p: &Period) -> Vec<&str> {
+    let mut k: Vec<&str> = p.adaptations.iter().map(kind).collect();
+    k.sort_unstable();
+    k.dedup();
+    k
+}
+
 fn kind(a: &AdaptationSet) -> &str {
     a.contentType
         .as_deref()
@@ -542,10 +550,10 @@ fn ad_period(
     })
 }
 
-/// The origin MPD with the session's pods stitched in. `creatives` holds every creative the
+/// The origin MPD (owned: it is re-cut in place) with the session's pods stitched in. `creatives` holds every creative the
 /// pods' slots name; `window_start` (MPD time) drops periods that ended before it.
 pub fn render(
-    mpd: &MPD,
+    mut mpd: MPD,
     pods: &[DashPod],
     creatives: &BTreeMap<String, Arc<DashCreative>>,
     window_start: Option<f64>,
@@ -559,11 +567,12 @@ pub fn render(
             .then(b.is_insert().cmp(&a.is_insert()))
             .then(a.id.cmp(b.id))
     });
-    let spans = source_spans(mpd);
+    let spans = source_spans(&mpd);
+    let source = std::mem::take(&mut mpd.periods);
     let mut periods = Vec::new();
     let mut shift = 0.0;
     let mut pod_iter = pods.into_iter().peekable();
-    for (p, &(ps, pe)) in mpd.periods.iter().zip(&spans) {
+    for (p, &(ps, pe)) in source.iter().zip(&spans) {
         let pid = p.id.clone().unwrap_or_else(|| format!("{ps}"));
         let mut pos = ps;
         let mut cur_id = pid.clone();
@@ -651,7 +660,7 @@ pub fn render(
             .unwrap_or(periods.len().saturating_sub(1));
         periods.drain(..keep_from);
     }
-    let mut out = mpd.clone();
+    let mut out = mpd;
     if let Some(d) = out.mediaPresentationDuration {
         out.mediaPresentationDuration = Some(secs(d.as_secs_f64() + shift));
     }
@@ -748,7 +757,7 @@ mod tests {
             slots: &slots,
         }];
         let out = render(
-            &mpd,
+            mpd.clone(),
             &pods,
             &creatives(),
             None,
@@ -857,7 +866,7 @@ mod tests {
             slots: &slots,
         }];
         let early = render(
-            &mpd,
+            mpd.clone(),
             &pods,
             &creatives(),
             Some(20.0),
@@ -865,7 +874,7 @@ mod tests {
         )
         .unwrap();
         let late = render(
-            &mpd,
+            mpd.clone(),
             &pods,
             &creatives(),
             Some(45.0),
@@ -904,7 +913,14 @@ mod tests {
                 slots: &slots,
             },
         ];
-        let out = render(&mpd, &pods, &creatives(), None, DashOptions::default()).unwrap();
+        let out = render(
+            mpd.clone(),
+            &pods,
+            &creatives(),
+            None,
+            DashOptions::default(),
+        )
+        .unwrap();
         let got: Vec<(String, f64)> = out
             .periods
             .iter()
@@ -948,7 +964,7 @@ mod tests {
             end: 32.0,
             slots: &slots,
         }];
-        let e = render(&mpd, &pods, &c, None, DashOptions::default()).unwrap_err();
+        let e = render(mpd.clone(), &pods, &c, None, DashOptions::default()).unwrap_err();
         assert!(e.contains("no audio"), "{e}");
     }
 }

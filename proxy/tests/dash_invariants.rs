@@ -115,7 +115,7 @@ async fn reload(origin: &Origin, path: &str, at: SystemTime, state: &mut Session
     {
         state.breaks.entry(id).or_insert(rec);
     }
-    let out = ssai_dash::render(&media, &mpd, &state.breaks, &catalog, &policies)
+    let out = ssai_dash::render(&media, (*mpd).clone(), &state.breaks, &catalog, &policies)
         .await
         .unwrap();
     // what a player gets: the serialized MPD, parsed again

@@ -146,6 +146,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `manifold serve` with `tenants_toml` (cache and tenant sections) on a free port.
+    /// Other top-level tables (`[cache]`, `[sessions]`) go before its first `[[tenants]]`.
     pub fn start(tenants_toml: &str) -> Result<Proxy> {
         let mut last = None;
         // a freed port can be taken by someone else before the proxy binds it: retry
@@ -207,6 +208,65 @@ impl Proxy {
 }
 
 impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `redis-server` on a loopback port, without persistence, killed when dropped.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// On a free port.
+    pub fn start() -> Result<Redis> {
+        let mut last = None;
+        // a freed port can be taken by someone else before redis binds it: retry
+        for _ in 0..3 {
+            match Redis::start_on(free_port()) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap())
+    }
+
+    /// On this port (e.g. one a proxy was configured with while nothing listened there).
+    pub fn start_on(port: u16) -> Result<Redis> {
+        let dir = tempfile::tempdir()?;
+        let mut child = Command::new(tool("redis-server", "redis-server"))
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(log_file("redis"))
+            .stderr(log_file("redis"))
+            .spawn()
+            .context("spawning redis-server")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if let Err(e) = wait_for_port(addr, &mut child, "redis-server") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(Redis {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// The URL for `[sessions] store`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

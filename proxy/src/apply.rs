@@ -383,6 +383,9 @@ fn events_at(first: bool, last: bool, from: f64, to: f64, total: f64) -> Vec<Str
     ev
 }
 
+/// Slots of one pod, at most (a break of an hour in 0.36 s segments).
+const MAX_SLOTS: usize = 10_000;
+
 /// Lays `pod` out as slots: over a break of `duration` seconds (ads that fit, per `overlong`,
 /// then slate to the end), or, with no duration, end to end (inserted pods). Each ad's
 /// segments come from its reference rendition; ads whose renditions do not line up, or whose
@@ -395,6 +398,9 @@ pub async fn lay_out(
     creatives: &dyn Creatives,
     overlong: Overlong,
 ) -> Result<Vec<Slot>, InvalidPlan> {
+    if duration.is_some_and(|d| !(d.is_finite() && d <= crate::view::MAX_BREAK_SECS)) {
+        return invalid(format!("a break of {duration:?} s"));
+    }
     let mut out = Vec::new();
     let mut offset = 0.0;
     let limit = duration.unwrap_or(f64::INFINITY);
@@ -451,7 +457,7 @@ pub async fn lay_out(
             'fill: while offset < d - 0.25 {
                 let before = offset;
                 for (i, (_, sd)) in media.segments.iter().enumerate() {
-                    if offset + sd > d + 0.25 {
+                    if offset + sd > d + 0.25 || out.len() >= MAX_SLOTS {
                         break 'fill;
                     }
                     out.push(Slot {

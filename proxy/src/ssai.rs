@@ -102,7 +102,17 @@ impl Media<'_> {
 
 /// Whether a record id names a signalled break (not a host-made insert or marker).
 pub fn is_break_id(id: &str) -> bool {
-    !id.starts_with('~')
+    !id.starts_with('~') && !is_dash_record(id)
+}
+
+/// DASH records of a session live under their own names (`dash:<break>`, `~dash-...`): a
+/// session that plays both an MPD and HLS playlists keeps two separate ledgers, since their
+/// timelines (start times vs media sequence numbers) do not mix.
+pub const DASH_RECORD: &str = "dash:";
+pub const DASH_HOST_RECORD: &str = "~dash-";
+
+pub fn is_dash_record(id: &str) -> bool {
+    id.starts_with(DASH_RECORD) || id.starts_with(DASH_HOST_RECORD)
 }
 
 pub(crate) fn decided(pod: &[Ad], decisions: Option<&Vec<DecidedAd>>) -> Vec<DecidedAd> {
@@ -272,7 +282,7 @@ pub async fn render(
     let mut placed = Vec::new();
     let mut resolved: BTreeMap<String, Arc<AdMedia>> = BTreeMap::new();
     for (id, rec) in records {
-        if rec.content || rec.slots.is_empty() || id == START {
+        if rec.content || rec.slots.is_empty() || id == START || is_dash_record(id) {
             continue;
         }
         let insert = !is_break_id(id);
@@ -519,6 +529,63 @@ pub(crate) mod tests {
 
     fn uris(m: &MediaPlaylist) -> Vec<String> {
         m.segments.iter().map(|s| s.uri.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn dash_records_of_the_same_session_do_not_touch_hls() {
+        let p = Policies::default();
+        let text = window(10, 8, &[12], 1000);
+        let mut plain = Sess::default();
+        let (_, want) = plain
+            .reload(
+                &text,
+                fill_all(&["ad4", "ad6"]),
+                RenditionWant::default(),
+                &p,
+            )
+            .await;
+        // the same viewer played the MPD first: its DASH ledger is in the session
+        let mut both = Sess::default();
+        let dash = BreakRecord {
+            start_seq: 0,
+            start_time: Some(24.0),
+            duration: 10.0,
+            joined_mid: false,
+            content: false,
+            slots: want_slots(),
+            ads: Vec::new(),
+        };
+        both.state
+            .breaks
+            .insert("dash:splice-1000".into(), dash.clone());
+        both.state
+            .breaks
+            .insert(format!("{DASH_HOST_RECORD}start"), dash);
+        let (_, got) = both
+            .reload(
+                &text,
+                fill_all(&["ad4", "ad6"]),
+                RenditionWant::default(),
+                &p,
+            )
+            .await;
+        assert_eq!(uris(&got), uris(&want));
+        assert_eq!(got.media_sequence, want.media_sequence);
+        assert_eq!(got.discontinuity_sequence, want.discontinuity_sequence);
+    }
+
+    fn want_slots() -> Vec<crate::session::Slot> {
+        (0..5)
+            .map(|i| crate::session::Slot {
+                creative: "ad10".into(),
+                index: i,
+                duration: 2.0,
+                offset: i as f64 * 2.0,
+                disc: i == 0,
+                ad: Some(0),
+                events: Vec::new(),
+            })
+            .collect()
     }
 
     #[tokio::test]

@@ -5,7 +5,23 @@ use crate::apply::{lay_out, Creatives, InvalidPlan, MediaPlan, Packaging};
 use crate::plugin::bindings::Ad;
 use crate::plugin::bindings::DashMpd;
 use crate::session::{BreakRecord, DecidedAd, SessionState, Slot};
-use crate::ssai::{decided, is_break_id, JoinPolicy, Policies, PREROLL, START, VOD_INSERT};
+use crate::ssai::{decided, JoinPolicy, Policies, DASH_HOST_RECORD, DASH_RECORD};
+
+/// This session's DASH records (see [`crate::ssai::is_dash_record`]).
+const START: &str = "~dash-start";
+const PREROLL: &str = "~dash-preroll";
+const VOD_INSERT: &str = "~dash-vod-";
+
+fn key(break_id: &str) -> String {
+    format!("{DASH_RECORD}{break_id}")
+}
+
+/// How a record shows in period ids: `1000`, `~preroll`, `~vod-0`.
+fn shown(key: &str) -> Option<String> {
+    key.strip_prefix(DASH_RECORD)
+        .map(str::to_string)
+        .or_else(|| key.strip_prefix(DASH_HOST_RECORD).map(|r| format!("~{r}")))
+}
 use crate::stitch_dash::{self, DashCreative, DashOptions, DashPod, Grid};
 use dash_mpd_core::MPD;
 use std::collections::BTreeMap;
@@ -198,7 +214,8 @@ pub async fn propose(
         }
     }
     for b in &media.view.breaks {
-        if state.breaks.contains_key(&b.id) || out.iter().any(|(id, _)| id == &b.id) {
+        let k = key(&b.id);
+        if state.breaks.contains_key(&k) || out.iter().any(|(id, _)| id == &k) {
             continue;
         }
         let start = grid.snap(b.start);
@@ -237,7 +254,7 @@ pub async fn propose(
         };
         let mut rec = record(start, end - start, slots, ads);
         rec.joined_mid = joined_mid;
-        out.push((b.id.clone(), rec));
+        out.push((k, rec));
     }
     Ok(out)
 }
@@ -252,7 +269,10 @@ pub async fn render(
 ) -> Result<MPD, InvalidPlan> {
     let mut pods = Vec::new();
     let mut resolved: BTreeMap<String, Arc<DashCreative>> = BTreeMap::new();
+    let mut shown_ids = Vec::new();
+    let mut kept = Vec::new();
     for (id, rec) in records {
+        let Some(name) = shown(id) else { continue };
         if rec.content || rec.slots.is_empty() || id == START {
             continue;
         }
@@ -264,18 +284,20 @@ pub async fn render(
                 let c = creatives
                     .dash(&s.creative)
                     .await
-                    .map_err(|e| InvalidPlan(format!("break {id}: {e}")))?;
+                    .map_err(|e| InvalidPlan(format!("break {name}: {e}")))?;
                 resolved.insert(s.creative.clone(), c);
             }
         }
+        let insert = !id.starts_with(DASH_RECORD);
+        shown_ids.push(name);
+        kept.push((id, rec, start, insert));
+    }
+    for ((key, rec, start, insert), name) in kept.into_iter().zip(&shown_ids) {
         pods.push(DashPod {
-            id,
+            id: name,
+            key,
             start,
-            end: if is_break_id(id) {
-                start + rec.duration
-            } else {
-                start
-            },
+            end: if insert { start } else { start + rec.duration },
             slots: &rec.slots,
         });
     }
@@ -371,7 +393,7 @@ mod tests {
         let out = propose(&media, &plan, &state, &catalog, &Policies::default())
             .await
             .unwrap();
-        let (_, rec) = out.iter().find(|(id, _)| id == "1000").unwrap();
+        let (_, rec) = out.iter().find(|(id, _)| id == "dash:1000").unwrap();
         assert_eq!(rec.start_time, Some(30.0));
         assert_eq!(rec.duration, 10.0);
         let creatives: Vec<&str> = rec.slots.iter().map(|s| s.creative.as_str()).collect();
@@ -387,7 +409,7 @@ mod tests {
         );
         // and it renders: content, the ad, the slate, content
         let mut records: BTreeMap<String, BreakRecord> = out.into_iter().collect();
-        records.retain(|id, _| id == "1000");
+        records.retain(|id, _| id == "dash:1000");
         let mpd_out = render(
             &media,
             mpd.clone(),

@@ -314,9 +314,9 @@ impl Stitch<'_> {
             // inserted pods play before content `start`: they end at its date-time
             let total: f64 = p.slots.iter().map(|s| s.duration).sum();
             let ms_before = ((total - slot.offset) * 1000.0).round() as i64;
-            return Some(t - chrono::Duration::milliseconds(ms_before));
+            return t.checked_sub_signed(chrono::Duration::try_milliseconds(ms_before)?);
         }
-        Some(t + chrono::Duration::milliseconds(ms))
+        t.checked_add_signed(chrono::Duration::try_milliseconds(ms)?)
     }
 
     fn slot_uri(&self, p: &Placed, k: usize) -> String {

@@ -32,7 +32,10 @@ pub struct DashCreative {
 /// A pod placed on the content timeline (seconds of MPD time, on the content's grid).
 #[derive(Debug, Clone)]
 pub struct DashPod<'a> {
+    /// How its periods are named (`{id}~ad{k}`, and `{period}~{id}` after it).
     pub id: &'a str,
+    /// Its record in the session (ad segment URLs name it, for beacons).
+    pub key: &'a str,
     pub start: f64,
     /// The content it replaces ends here; an inserted pod has `end == start`.
     pub end: f64,
@@ -609,7 +612,7 @@ pub fn render(
                     p,
                     creative,
                     run,
-                    pod.id,
+                    pod.key,
                     format!("{}~ad{k}", pod.id),
                     out_start + run.offset,
                     run_len,
@@ -752,6 +755,7 @@ mod tests {
             .collect();
         let pods = [DashPod {
             id: "1000",
+            key: "1000",
             start: 30.0,
             end: 50.0,
             slots: &slots,
@@ -861,6 +865,7 @@ mod tests {
             .collect();
         let pods = [DashPod {
             id: "1000",
+            key: "1000",
             start: 30.0,
             end: 40.0,
             slots: &slots,
@@ -902,12 +907,14 @@ mod tests {
         let pods = [
             DashPod {
                 id: "~preroll",
+                key: "~preroll",
                 start: 0.0,
                 end: 0.0,
                 slots: &slots,
             },
             DashPod {
                 id: "~vod-0",
+                key: "~vod-0",
                 start: 20.0,
                 end: 20.0,
                 slots: &slots,
@@ -960,6 +967,7 @@ mod tests {
         let slots = [slot("ad10", 0, 0.0, 2.0, Some(0))];
         let pods = [DashPod {
             id: "b",
+            key: "b",
             start: 30.0,
             end: 32.0,
             slots: &slots,

@@ -57,6 +57,10 @@ pub struct BreakSpan {
     pub scte35: Option<Scte35>,
 }
 
+/// Longer signalled "breaks" are not ad breaks (a malformed or hostile duration): ignored, so
+/// no pod is ever laid out over them.
+pub const MAX_BREAK_SECS: f64 = 3600.0;
+
 /// A break signalled ahead of time (a future `EXT-X-DATERANGE`, a DASH event beyond the live
 /// edge): not in the manifest's timeline yet, but its ad decision can be prefetched.
 #[derive(Debug, Clone)]
@@ -198,8 +202,8 @@ fn cue_of(seg: &MediaSegment) -> Option<Cue> {
 fn announces(seg: &MediaSegment) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     let dr = seg.daterange.as_ref()?;
     let pdt = seg.program_date_time?;
-    let half = chrono::Duration::milliseconds((seg.duration as f64 * 500.0) as i64);
-    (dr.start_date > pdt + half).then_some(dr.start_date)
+    let half = chrono::Duration::try_milliseconds((seg.duration as f64 * 500.0) as i64)?;
+    (dr.start_date > pdt.checked_add_signed(half)?).then_some(dr.start_date)
 }
 
 fn daterange_signal(seg: &MediaSegment) -> Option<(String, Option<Scte35>, bool, Option<f64>)> {
@@ -251,7 +255,7 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
             let duration = dur
                 .or_else(|| sig.as_ref().and_then(|s| s.duration))
                 .unwrap_or(0.0);
-            if duration > 0.0 && announced.len() < 16 {
+            if duration > 0.0 && duration <= MAX_BREAK_SECS && announced.len() < 16 {
                 announced.push(Announcement {
                     brk: AdBreak {
                         id: id.clone(),
@@ -347,7 +351,7 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
             ..span
         });
     }
-    spans.retain(|s| s.duration > 0.0 && s.end > s.first);
+    spans.retain(|s| s.duration > 0.0 && s.duration <= MAX_BREAK_SECS && s.end > s.first);
     let breaks = spans
         .iter()
         .map(|s| AdBreak {
@@ -394,7 +398,9 @@ pub fn dash_with_announcements(mpd: &dash_mpd_core::MPD) -> (DashMpd, Vec<Announ
     let announced = ahead
         .into_iter()
         .map(|brk| Announcement {
-            at_ms: ast.timestamp_millis() + (brk.start * 1000.0) as i64,
+            at_ms: ast
+                .timestamp_millis()
+                .saturating_add((brk.start * 1000.0) as i64),
             brk,
         })
         .collect();
@@ -422,7 +428,9 @@ pub fn dash(mpd: &dash_mpd_core::MPD) -> DashMpd {
                         .map(|d| d as f64 / ts)
                         .or_else(|| sig.as_ref().and_then(|s| s.duration))
                         .unwrap_or(0.0);
-                    if duration <= 0.0 || sig.as_ref().is_some_and(|s| !s.out_of_network) {
+                    if !(duration > 0.0 && duration <= MAX_BREAK_SECS)
+                        || sig.as_ref().is_some_and(|s| !s.out_of_network)
+                    {
                         continue;
                     }
                     let start = period_start + (ev.presentationTime.unwrap_or(0) as f64 - pto) / ts;

@@ -32,18 +32,21 @@ slate = true
 
 fn tenant(origin: &Origin, plugin_name: &str, config: &str) -> String {
     format!(
-        "[[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\nconfig = \"{config}\"\nfail = \"closed\"\n{}",
+        "[[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\nconfig = \"{config}\"\nfail = \"closed\"\ndeadline = \"1s\"\n{}",
         origin.addr,
         plugin(plugin_name).display(),
         catalog()
     )
 }
 
-/// Segments 10..20 are live (2 s each); a 10 s break starts at 26 s (segment 13).
+/// Segments 0..20 are live (2 s each, a 40 s time-shift window, so a slow run does not see
+/// the break leave it); a 10 s break starts at 26 s (segment 13).
 fn live_origin() -> Origin {
     Origin::start(&[
         "--elapsed",
         "40",
+        "--window",
+        "20",
         "--ad-first",
         "26",
         "--ad-every",

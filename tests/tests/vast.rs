@@ -22,12 +22,14 @@ fn hdr(h: &HeaderMap, name: &str) -> String {
         .to_string()
 }
 
-/// A tenant running `scte35-breaks` with the origin's VAST server (`query` appended), with
-/// the default plugin deadline: waiting on the ad server does not count against it.
+/// A tenant running `scte35-breaks` with the origin's VAST server (`query` appended). The
+/// plugin deadline (250 ms) is shorter than the ad server's budget (600 ms): waiting on the ad
+/// server does not count against it.
 fn tenant(id: &str, origin: &Origin, query: &str) -> String {
     let mut t = format!(
         "[[tenants]]\nid = \"{id}\"\norigin = \"http://{o}\"\n\
          [tenants.plugin]\nfile = \"{}\"\ncapabilities = [\"ads\", \"log\"]\nfail = \"closed\"\n\
+         deadline = \"250ms\"\n\
          [tenants.ad_server]\nurl = \"http://{o}/vast?dur=[DURATION]&sid=[SESSION_ID]{query}\"\n\
          timeout = \"300ms\"\nbudget = \"600ms\"\n",
         plugin("scte35_breaks").display(),

@@ -66,7 +66,7 @@ async fn variant_filter_caps_renditions_by_device() {
         "t",
         &origin,
         "variant_filter",
-        "config = \"mobile=180\"",
+        "config = \"mobile=180\"\ndeadline = \"1s\"",
     ))
     .unwrap();
     let (s, h, phone) = get_with(&proxy.url("/t/live/hls/master.m3u8"), IPHONE).await;
@@ -214,7 +214,12 @@ async fn scte35_breaks_are_filled_and_the_stream_decodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vod_preroll_comes_first() {
     let origin = Origin::start(&[]).unwrap();
-    let toml = tenant("t", &origin, "preroll", "config = \"pod=ad15\"") + catalog();
+    let toml = tenant(
+        "t",
+        &origin,
+        "preroll",
+        "config = \"pod=ad15\"\ndeadline = \"1s\"",
+    ) + catalog();
     let proxy = Proxy::start(&toml).unwrap();
     let (s, h, media) = get(&proxy.url("/t/vod/hls/v0.m3u8?mf_v=v94000x108")).await;
     assert_eq!(s, 200, "{media}");
@@ -260,7 +265,7 @@ async fn misbehaving_plugins_cost_only_their_own_requests() {
         "closed",
         &origin,
         "misbehave",
-        "config = \"mode=trap\"\nfail = \"closed\"",
+        "config = \"mode=trap\"\nfail = \"closed\"\ndeadline = \"1s\"",
     );
     toml += &tenant(
         "healthy",

@@ -4,7 +4,9 @@
 //!
 //! | request | |
 //! |---|---|
-//! | `GET /healthz` | `ok` (no token needed) |
+//! | `GET /healthz` | `ok`: the process is alive (no token needed) |
+//! | `GET /readyz` | 200 `ready` or 503 with what is not: plugins loaded, origins reachable (no token needed) |
+//! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /tenants` | tenants, active plugin versions and history (JSON) |
 //! | `PUT /tenants/{id}/plugin` | body: the component; 201 with the new version, 400 if it is not a plugin |
 //! | `POST /tenants/{id}/plugin/rollback` | re-activate the previous version (409 if none) |
@@ -27,6 +29,66 @@ use subtle::ConstantTimeEq;
 pub struct AdminState {
     pub registry: Arc<Registry>,
     pub token: Option<Arc<str>>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// What `/readyz` checks: every tenant's configured plugin is active, every origin accepts a
+/// TCP connection. Probes are cached briefly so a tight probe loop does not hammer origins.
+pub struct Readiness {
+    pub origins: Vec<(String, std::net::SocketAddr)>,
+    pub plugins: Vec<String>,
+    last: parking_lot::Mutex<Option<(std::time::Instant, bool, String)>>,
+}
+
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const PROBE_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Readiness {
+    pub fn new(origins: Vec<(String, std::net::SocketAddr)>, plugins: Vec<String>) -> Self {
+        Readiness {
+            origins,
+            plugins,
+            last: parking_lot::Mutex::new(None),
+        }
+    }
+
+    async fn check(&self, registry: &Registry) -> (bool, String) {
+        if let Some((at, ok, text)) = self.last.lock().clone() {
+            if at.elapsed() < PROBE_CACHE {
+                return (ok, text);
+            }
+        }
+        let mut problems = Vec::new();
+        for t in &self.plugins {
+            if registry.slot(t).and_then(|s| s.active()).is_none() {
+                problems.push(format!("tenant {t}: plugin not loaded"));
+            }
+        }
+        let probes = self.origins.iter().map(|(t, addr)| async move {
+            let r = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await;
+            match r {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("tenant {t}: origin {addr} unreachable: {e}")),
+                Err(_) => Some(format!(
+                    "tenant {t}: origin {addr} did not answer within {PROBE_TIMEOUT:?}"
+                )),
+            }
+        });
+        problems.extend(
+            futures_util::future::join_all(probes)
+                .await
+                .into_iter()
+                .flatten(),
+        );
+        let ok = problems.is_empty();
+        let text = if ok {
+            "ready\n".to_string()
+        } else {
+            problems.join("\n") + "\n"
+        };
+        *self.last.lock() = Some((std::time::Instant::now(), ok, text.clone()));
+        (ok, text)
+    }
 }
 
 pub fn router(state: AdminState, max_upload: usize) -> Router {
@@ -34,10 +96,12 @@ pub fn router(state: AdminState, max_upload: usize) -> Router {
         .route("/tenants", get(list))
         .route("/tenants/{id}/plugin", put(deploy).delete(deactivate))
         .route("/tenants/{id}/plugin/rollback", post(rollback))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .merge(authed)
         .with_state(state)
 }
@@ -75,6 +139,30 @@ fn error(e: RegistryError) -> Response {
         RegistryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, format!("{e}\n")).into_response()
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    let (ok, text) = s.readiness.check(&s.registry).await;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, text).into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let m = &crate::metrics::METRICS;
+    m.plugins_loaded
+        .set(s.registry.engine.loaded_count().min(i64::MAX as u64) as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn list(State(s): State<AdminState>) -> Response {

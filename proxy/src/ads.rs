@@ -113,7 +113,13 @@ impl AdDecider for AdCatalog {
         brk: &AdBreak,
         _viewer: &Viewer,
     ) -> Vec<DecidedAd> {
-        self.pick(brk)
+        let pod = self.pick(brk);
+        let outcome = if pod.is_empty() { "slate" } else { "filled" };
+        crate::metrics::METRICS
+            .ad_decisions
+            .with_label_values(&[&self.tenant.id, outcome])
+            .inc();
+        pod
     }
 }
 

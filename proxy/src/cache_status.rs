@@ -46,6 +46,18 @@ pub fn for_proxied(cache: &HttpCache, status: u16) -> String {
     }
 }
 
+/// The metrics label of what the cache did for a proxied response (no string building: this
+/// runs for every segment request).
+pub fn result_of(cache: &HttpCache) -> &'static str {
+    match cache.phase() {
+        CachePhase::Hit if cache.lock_duration().is_some() => "coalesced",
+        CachePhase::Hit | CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "hit",
+        CachePhase::Stale | CachePhase::StaleUpdating => "stale",
+        CachePhase::Disabled(NoCacheReason::NeverEnabled) | CachePhase::Bypass => "bypass",
+        _ => "miss",
+    }
+}
+
 fn remaining(cache: &HttpCache) -> i64 {
     let Some(meta) = cache.maybe_cache_meta() else {
         return 0;
@@ -66,6 +78,7 @@ pub fn for_manifest(lookup: Lookup, status: u16, stored: bool, ttl: i64) -> Stri
         }
         Lookup::Miss => format!("{NAME}; fwd=uri-miss; fwd-status={status}"),
         Lookup::Collapsed => format!("{NAME}; fwd=uri-miss; fwd-status={status}; collapsed"),
+        Lookup::Stale => format!("{NAME}; hit; ttl={ttl}; detail=stale-if-error"),
     }
 }
 

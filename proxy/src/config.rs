@@ -432,6 +432,14 @@ pub struct TenantCachePolicy {
     /// Leave the query string out of segment cache keys (e.g. per-viewer CDN tokens).
     #[serde(default)]
     pub ignore_query: bool,
+    /// While the origin fails, a live manifest is served stale for at most this many target
+    /// durations (then 502/504); masters and VOD for `stale_if_error`.
+    #[serde(default = "default_stale_targets")]
+    pub stale_manifest_targets: u32,
+}
+
+fn default_stale_targets() -> u32 {
+    3
 }
 
 impl Default for TenantCachePolicy {
@@ -445,6 +453,7 @@ impl Default for TenantCachePolicy {
             master_ttl: default_master_ttl(),
             vod_manifest_ttl: default_vod_ttl(),
             ignore_query: false,
+            stale_manifest_targets: default_stale_targets(),
         }
     }
 }

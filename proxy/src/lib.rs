@@ -13,6 +13,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod manifest_cache;
+pub mod metrics;
 pub mod origin;
 pub mod parse;
 pub mod personalize;

@@ -88,7 +88,11 @@ fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
-        fmt.json().init();
+        // span fields (the request id) on every line
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         fmt.init();
     }

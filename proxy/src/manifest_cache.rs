@@ -124,6 +124,43 @@ pub enum Lookup {
     Miss,
     /// Another request was fetching it; this one waited and shared the answer.
     Collapsed,
+    /// The origin is failing: the last good answer, past its TTL (within the stale limit).
+    Stale,
+}
+
+/// A key whose origin is failing: no new fetch before `retry_at` (exponential backoff), so a
+/// crowd of viewers does not turn an outage into a retry storm.
+#[derive(Clone)]
+struct Failing {
+    retry_at: Instant,
+    attempts: u32,
+    /// What the last attempt got: an error, or a 5xx answer.
+    last: Result<Arc<Manifest>, Arc<OriginError>>,
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+fn backoff(attempts: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(8))
+        .min(BACKOFF_MAX)
+}
+
+impl Manifest {
+    /// How long past its fetch this answer may stand in for a failing origin: a number of
+    /// target durations for live manifests, `stale_if_error` for masters and VOD.
+    fn stale_limit(&self, policy: &TenantCachePolicy) -> Duration {
+        let live_unit = match &self.kind {
+            ManifestKind::HlsMedia { live: true, target } => Some(*target),
+            ManifestKind::DashDynamic { refresh } => Some(*refresh),
+            _ => None,
+        };
+        match live_unit {
+            Some(unit) => self.ttl + unit * policy.stale_manifest_targets,
+            None => self.ttl + policy.stale_if_error,
+        }
+    }
 }
 
 struct PerEntryTtl;
@@ -142,6 +179,9 @@ impl moka::Expiry<Arc<str>, Arc<Manifest>> for PerEntryTtl {
 pub struct ManifestCache {
     entries: moka::future::Cache<Arc<str>, Arc<Manifest>>,
     origin: OriginClient,
+    /// The last 200 answer per key, for stale-if-error.
+    last_good: moka::sync::Cache<Arc<str>, Arc<Manifest>>,
+    failing: moka::sync::Cache<Arc<str>, Failing>,
 }
 
 impl ManifestCache {
@@ -150,7 +190,54 @@ impl ManifestCache {
             .max_capacity(max_entries)
             .expire_after(PerEntryTtl)
             .build();
-        ManifestCache { entries, origin }
+        ManifestCache {
+            entries,
+            origin,
+            last_good: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            failing: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
+        }
+    }
+
+    /// The last good answer, if it may still stand in for the failing origin.
+    fn stale(&self, key: &Arc<str>, route: &Route) -> Option<(Arc<Manifest>, Lookup)> {
+        let m = self.last_good.get(key)?;
+        (m.fetched.elapsed() <= m.stale_limit(&route.tenant.cache)).then_some((m, Lookup::Stale))
+    }
+
+    /// Records a failed attempt and answers with the stale manifest or the failure.
+    fn failed(
+        &self,
+        key: &Arc<str>,
+        route: &Route,
+        last: Result<Arc<Manifest>, Arc<OriginError>>,
+    ) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
+        let attempts = self.failing.get(key).map_or(0, |f| f.attempts) + 1;
+        let wait = backoff(attempts);
+        if attempts == 1 {
+            tracing::warn!(
+                tenant = %route.tenant.id,
+                path = %route.origin_path,
+                "origin failing for this manifest: retrying with backoff"
+            );
+        }
+        self.failing.insert(
+            key.clone(),
+            Failing {
+                retry_at: Instant::now() + wait,
+                attempts,
+                last: last.clone(),
+            },
+        );
+        match self.stale(key, route) {
+            Some(stale) => Ok(stale),
+            None => last.map(|m| (m, Lookup::Miss)),
+        }
     }
 
     /// The manifest for a routed request, fetching it if needed (one fetch per key at a time).
@@ -160,20 +247,50 @@ impl ManifestCache {
         if let Some(m) = self.entries.get(&key).await {
             return Ok((m, Lookup::Hit));
         }
+        if let Some(f) = self.failing.get(&key) {
+            if Instant::now() < f.retry_at {
+                // backing off: no origin fetch
+                return match self.stale(&key, route) {
+                    Some(stale) => Ok(stale),
+                    None => f.last.map(|m| (m, Lookup::Collapsed)),
+                };
+            }
+        }
         let entry = self
             .entries
-            .entry(key)
+            .entry(key.clone())
             .or_try_insert_with(async {
                 let fetched = self.origin.fetch(&route.tenant, &route.origin_path).await?;
                 Ok::<_, OriginError>(Arc::new(Manifest::new(fetched, route)))
             })
-            .await?;
-        let lookup = if entry.is_fresh() {
+            .await;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => return self.failed(&key, route, Err(e)),
+        };
+        let fresh = entry.is_fresh();
+        let m = entry.into_value();
+        if m.status.is_server_error() {
+            if fresh {
+                return self.failed(&key, route, Ok(m));
+            }
+            return match self.stale(&key, route) {
+                Some(stale) => Ok(stale),
+                None => Ok((m, Lookup::Collapsed)),
+            };
+        }
+        if fresh {
+            if m.status == StatusCode::OK {
+                self.last_good.insert(key.clone(), m.clone());
+            }
+            self.failing.invalidate(&key);
+        }
+        let lookup = if fresh {
             Lookup::Miss
         } else {
             Lookup::Collapsed
         };
-        Ok((entry.into_value(), lookup))
+        Ok((m, lookup))
     }
 }
 
@@ -187,6 +304,12 @@ mod tests {
             m.insert(http::header::CACHE_CONTROL, cc.parse().unwrap());
         }
         m
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let d: Vec<u64> = (1..=7).map(|a| backoff(a).as_millis() as u64).collect();
+        assert_eq!(d, [500, 1000, 2000, 4000, 4000, 4000, 4000]);
     }
 
     #[test]

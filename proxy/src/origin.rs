@@ -68,6 +68,31 @@ impl OriginClient {
 
     /// GETs `origin_path` from the tenant's origin, reading at most `max_manifest_size` bytes.
     pub async fn fetch(&self, tenant: &Tenant, origin_path: &str) -> Result<Fetched, OriginError> {
+        let started = std::time::Instant::now();
+        let result = self.fetch_inner(tenant, origin_path).await;
+        let m = &crate::metrics::METRICS;
+        let outcome = match &result {
+            Ok(f) => crate::metrics::origin_outcome(f.status.as_u16()),
+            Err(OriginError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        let labels = [tenant.id.as_str(), "manifest"];
+        m.origin_fetches
+            .with_label_values(&[labels[0], labels[1], outcome])
+            .inc();
+        if result.is_ok() {
+            m.origin_seconds
+                .with_label_values(&labels)
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn fetch_inner(
+        &self,
+        tenant: &Tenant,
+        origin_path: &str,
+    ) -> Result<Fetched, OriginError> {
         let client = self
             .clients
             .get(&tenant.id)

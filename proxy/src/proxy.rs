@@ -9,6 +9,7 @@
 use crate::cache_policy::{is_media_type, segment_cacheability};
 use crate::cache_status;
 use crate::manifest_cache::ManifestCache;
+use crate::metrics::{cache_result, origin_outcome, METRICS};
 use crate::personalize::{tracking_json, Outcome, Personalizer};
 use crate::route::{Class, Route, RouteError, Routes};
 use crate::storage::SegmentStorage;
@@ -24,6 +25,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument;
 
 /// Shared by all requests of the proxy service.
 pub struct EdgeProxy {
@@ -45,19 +47,49 @@ pub struct RequestCtx {
     cache_status: Option<String>,
     /// What the tenant's plugin did (`Manifold-Plugin` header value).
     plugin: Option<String>,
+    /// `X-Request-Id`: the viewer's own if it sent a sane one, else ours.
+    request_id: String,
+    /// When the origin fetch of a proxied request started.
+    upstream_started: Option<Instant>,
+    /// Whether its outcome was recorded already.
+    upstream_recorded: bool,
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// A request id: unique within the process (a counter) and across restarts and nodes (a
+/// random prefix).
+fn new_request_id() -> String {
+    static PREFIX: once_cell::sync::Lazy<u32> = once_cell::sync::Lazy::new(|| {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        u32::from_le_bytes(b)
+    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:08x}{n:012x}", *PREFIX)
+}
+
+/// An incoming request id worth keeping (so a CDN's id follows the request through).
+fn sane_request_id(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Writes a complete response from the proxy itself.
 async fn respond(
     session: &mut Session,
+    request_id: &str,
     status: u16,
     headers: Vec<(header::HeaderName, String)>,
     body: Bytes,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (k, v) in headers {
         resp.insert_header(k, v)?;
     }
+    resp.insert_header(REQUEST_ID, request_id)?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
     let head = session.req_header().method == Method::HEAD;
     session
@@ -91,7 +123,8 @@ async fn respond_text(
             p.clone(),
         ));
     }
-    respond(session, status, headers, Bytes::from(text + "\n")).await
+    let rid = ctx.request_id.clone();
+    respond(session, &rid, status, headers, Bytes::from(text + "\n")).await
 }
 
 fn request_host(req: &RequestHeader) -> Option<&str> {
@@ -125,6 +158,7 @@ impl EdgeProxy {
                         ctx.plugin = Some("session-created".into());
                         return respond(
                             session,
+                            &ctx.request_id,
                             302,
                             vec![
                                 (header::LOCATION, location),
@@ -198,7 +232,7 @@ impl EdgeProxy {
                     ctx.plugin = Some(p.clone());
                     headers.push((header::HeaderName::from_static("manifold-plugin"), p));
                 }
-                respond(session, status, headers, body).await
+                respond(session, &ctx.request_id, status, headers, body).await
             }
             Err(e) => {
                 tracing::warn!(
@@ -238,6 +272,7 @@ impl EdgeProxy {
                 let body = tracking_json(&st).to_string();
                 respond(
                     session,
+                    &ctx.request_id,
                     200,
                     vec![
                         (header::CONTENT_TYPE, "application/json".into()),
@@ -269,11 +304,22 @@ impl ProxyHttp for EdgeProxy {
             started: Instant::now(),
             cache_status: None,
             plugin: None,
+            request_id: new_request_id(),
+            upstream_started: None,
+            upstream_recorded: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
+        if let Some(id) = req
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| sane_request_id(v))
+        {
+            ctx.request_id = id.to_string();
+        }
         let routed = self
             .routes
             .route(request_host(req), req.uri.path(), req.uri.query());
@@ -310,13 +356,18 @@ impl ProxyHttp for EdgeProxy {
             if let Some(token) = route.session.clone() {
                 let tenant = route.tenant.id.clone();
                 ctx.route = Some(route);
-                self.serve_tracking(session, ctx, &tenant, &token).await?;
+                let span = tracing::info_span!("request", rid = %ctx.request_id);
+                self.serve_tracking(session, ctx, &tenant, &token)
+                    .instrument(span)
+                    .await?;
                 return Ok(true);
             }
         }
         ctx.route = Some(route);
         if class.is_manifest() {
-            self.serve_manifest(session, ctx).await?;
+            // what the manifest path logs (origin, plugin, session store) carries the request id
+            let span = tracing::info_span!("request", rid = %ctx.request_id);
+            self.serve_manifest(session, ctx).instrument(span).await?;
             return Ok(true);
         }
         Ok(false)
@@ -387,6 +438,7 @@ impl ProxyHttp for EdgeProxy {
             return Error::e_explain(ErrorType::InternalError, "upstream without route");
         };
         let t = &route.tenant;
+        ctx.upstream_started = Some(Instant::now());
         let mut peer = HttpPeer::new(t.origin_addr, t.origin.tls, t.origin.host.clone());
         peer.options.connection_timeout = Some(t.connect_timeout);
         peer.options.total_connection_timeout = Some(t.connect_timeout);
@@ -418,10 +470,31 @@ impl ProxyHttp for EdgeProxy {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         let cs = cache_status::for_proxied(&session.cache, resp.status.as_u16());
         resp.insert_header("cache-status", cs)?;
+        resp.insert_header(REQUEST_ID, &ctx.request_id)?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(route), Some(started)) = (ctx.route.as_ref(), ctx.upstream_started) {
+            let (tenant, class) = (route.tenant.id.as_str(), route.class.as_str());
+            let m = &METRICS;
+            m.origin_fetches
+                .with_label_values(&[tenant, class, origin_outcome(upstream.status.as_u16())])
+                .inc();
+            m.origin_seconds
+                .with_label_values(&[tenant, class])
+                .observe(started.elapsed().as_secs_f64());
+            ctx.upstream_recorded = true;
+        }
         Ok(())
     }
 
@@ -453,8 +526,21 @@ impl ProxyHttp for EdgeProxy {
             Some(r) => (r.tenant.id.as_str(), r.tenant.origin_url(&r.origin_path)),
             None => ("-", String::new()),
         };
+        if let (Some(r), Some(_), false) = (
+            ctx.route.as_ref(),
+            ctx.upstream_started,
+            ctx.upstream_recorded,
+        ) {
+            if e.esource() == &ErrorSource::Upstream {
+                let outcome = if code == 504 { "timeout" } else { "error" };
+                METRICS
+                    .origin_fetches
+                    .with_label_values(&[r.tenant.id.as_str(), r.class.as_str(), outcome])
+                    .inc();
+            }
+        }
         if code >= 500 {
-            tracing::warn!(tenant, url = %url, error = %e, status = code, "proxying failed");
+            tracing::warn!(rid = %ctx.request_id, tenant, url = %url, error = %e, status = code, "proxying failed");
         }
         if code > 0 && session.response_written().is_none() {
             let text = format!("{reason}: {}", e.etype().as_str());
@@ -469,26 +555,77 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let (tenant, class) = match ctx.route.as_ref() {
+            Some(r) => (r.tenant.id.as_str(), r.class.as_str()),
+            None => ("-", "-"),
+        };
+        let m = &METRICS;
+        m.requests
+            .with_label_values(&[tenant, class, status_label(status)])
+            .inc();
+        m.request_seconds
+            .with_label_values(&[tenant, class])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if ctx.route.is_some() {
+            let result = match &ctx.cache_status {
+                Some(cs) => cache_result(cs),
+                None => cache_status::result_of(&session.cache),
+            };
+            m.cache.with_label_values(&[tenant, class, result]).inc();
+        }
         if !tracing::enabled!(target: "manifold::access", tracing::Level::INFO) {
             return;
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let req = session.req_header();
         let cache = match &ctx.cache_status {
             Some(cs) => cs.clone(),
             None => cache_status::for_proxied(&session.cache, status),
         };
+        let req = session.req_header();
         tracing::info!(
             target: "manifold::access",
-            tenant = ctx.route.as_ref().map_or("-", |r| r.tenant.id.as_str()),
+            rid = %ctx.request_id,
+            tenant,
             method = %req.method,
             path = %req.uri,
             status,
-            class = ctx.route.as_ref().map_or("-", |r| r.class.as_str()),
+            class,
             cache = %cache,
             plugin = ctx.plugin.as_deref().unwrap_or("-"),
             ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             error = e.map(|e| e.to_string()),
         );
     }
+}
+
+/// Status as a label: the code (a bounded set), `0` when no response was written.
+fn status_label(status: u16) -> &'static str {
+    const CODES: [(u16, &str); 16] = [
+        (200, "200"),
+        (206, "206"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (410, "410"),
+        (416, "416"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (0, "0"),
+    ];
+    CODES.iter().find(|(c, _)| *c == status).map_or(
+        match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        |(_, l)| *l,
+    )
 }

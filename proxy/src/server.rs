@@ -209,9 +209,22 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
             )
         })?;
         let token = a.resolved_token().map_err(|m| err("admin.token", m))?;
+        let readiness = admin::Readiness::new(
+            routes
+                .tenants()
+                .map(|t| (t.id.clone(), t.origin_addr))
+                .collect(),
+            config
+                .tenants
+                .iter()
+                .filter(|t| t.plugin.as_ref().is_some_and(|p| p.file.is_some()))
+                .map(|t| t.id.clone())
+                .collect(),
+        );
         let state = AdminState {
             registry: registry.clone(),
             token: token.map(Arc::from),
+            readiness: Arc::new(readiness),
         };
         let router = admin::router(state, config.plugins.max_upload_size.as_u64() as usize);
         server.add_service(pingora_core::services::background::background_service(

@@ -762,17 +762,26 @@ impl AdDecider for VastDecider {
         brk: &AdBreak,
         viewer: &Viewer,
     ) -> Vec<DecidedAd> {
+        let decisions = &crate::metrics::METRICS.ad_decisions;
         match self.decide_pod(tenant, session, brk, viewer).await {
             Ok(ads) => {
                 tracing::debug!(tenant, break_id = %brk.id, ads = ads.len(), "VAST decision");
+                let outcome = if ads.is_empty() { "slate" } else { "filled" };
+                decisions.with_label_values(&[tenant, outcome]).inc();
                 ads
             }
             Err(e @ (VastError::Empty | VastError::NoPlayable)) => {
                 tracing::info!(tenant, break_id = %brk.id, reason = %e, "VAST: no ads, slate");
+                decisions.with_label_values(&[tenant, "slate"]).inc();
                 Vec::new()
             }
             Err(e) => {
                 tracing::warn!(tenant, break_id = %brk.id, reason = %e, "VAST decision failed, slate");
+                let outcome = match e {
+                    VastError::Timeout { .. } | VastError::Budget(_) => "timeout",
+                    _ => "error",
+                };
+                decisions.with_label_values(&[tenant, outcome]).inc();
                 Vec::new()
             }
         }

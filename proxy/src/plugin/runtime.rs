@@ -307,9 +307,45 @@ impl PluginEngine {
             .map_err(|e| LoadError::Io(format!("writing {}: {e}", path.display())))
     }
 
+    /// Compiled plugins held in memory.
+    pub fn loaded_count(&self) -> u64 {
+        self.loaded.run_pending_tasks();
+        self.loaded.entry_count()
+    }
+
     /// Runs one entry point in a fresh instance. Never panics and never outlives
     /// `env.deadline` by more than an epoch tick.
     pub async fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        input: Input<'_>,
+        viewer: &Viewer,
+        config: &str,
+        env: &CallEnv,
+        session: Option<SessionCtx>,
+    ) -> Result<Vec<Edit>, PluginFailure> {
+        let started = Instant::now();
+        let result = self
+            .call_inner(plugin, input, viewer, config, env, session)
+            .await;
+        let m = &crate::metrics::METRICS;
+        let tenant = &*env.tenant;
+        m.plugin_seconds
+            .with_label_values(&[tenant])
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => m.plugin_calls.with_label_values(&[tenant, "ok"]).inc(),
+            Err(f) => {
+                m.plugin_calls.with_label_values(&[tenant, "failed"]).inc();
+                m.plugin_failures
+                    .with_label_values(&[tenant, f.kind.as_str()])
+                    .inc();
+            }
+        }
+        result
+    }
+
+    async fn call_inner(
         &self,
         plugin: &LoadedPlugin,
         input: Input<'_>,

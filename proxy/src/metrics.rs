@@ -1,0 +1,211 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`. Per tenant: requests by
+//! class and status, cache results, origin fetches and their latency, plugin invocations,
+//! latency and failures by kind, ad decisions by outcome; per process: memory, CPU, file
+//! descriptors (the `process` collector) and loaded plugins.
+//!
+//! One process-wide registry: every step of the data path records where it knows the outcome,
+//! without plumbing handles through. Label values are bounded: tenants come from the config,
+//! classes, outcomes and kinds are fixed sets, statuses are HTTP codes.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// `manifold_requests_total{tenant,class,status}`
+    pub requests: IntCounterVec,
+    /// `manifold_request_duration_seconds{tenant,class}`: until the response head is written
+    /// for manifests and errors, until the body is done for proxied segments.
+    pub request_seconds: HistogramVec,
+    /// `manifold_cache_results_total{tenant,class,result}`: hit, miss, coalesced, stale, bypass.
+    pub cache: IntCounterVec,
+    /// `manifold_origin_fetches_total{tenant,class,outcome}`: ok, status_4xx, status_5xx,
+    /// timeout, error.
+    pub origin_fetches: IntCounterVec,
+    /// `manifold_origin_fetch_duration_seconds{tenant,class}`: to the response head.
+    pub origin_seconds: HistogramVec,
+    /// `manifold_plugin_invocations_total{tenant,outcome}`: ok or failed.
+    pub plugin_calls: IntCounterVec,
+    /// `manifold_plugin_duration_seconds{tenant}`
+    pub plugin_seconds: HistogramVec,
+    /// `manifold_plugin_failures_total{tenant,kind}`: trap, deadline, memory, invalid-plan...
+    pub plugin_failures: IntCounterVec,
+    /// `manifold_ad_decisions_total{tenant,outcome}`: filled, slate (nothing to play),
+    /// timeout, error.
+    pub ad_decisions: IntCounterVec,
+    /// `manifold_plugins_loaded`: compiled plugins held in memory.
+    pub plugins_loaded: IntGauge,
+}
+
+/// Latency buckets from 100 µs to 10 s.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    }
+    let plugins_loaded =
+        IntGauge::new("manifold_plugins_loaded", "Compiled plugins held in memory").expect("valid");
+    r.register(Box::new(plugins_loaded.clone()))
+        .expect("unique");
+    Metrics {
+        requests: counter(
+            &r,
+            "manifold_requests_total",
+            "Requests by tenant, class and response status",
+            &["tenant", "class", "status"],
+        ),
+        request_seconds: histogram(
+            &r,
+            "manifold_request_duration_seconds",
+            "Time to answer a request",
+            &["tenant", "class"],
+        ),
+        cache: counter(
+            &r,
+            "manifold_cache_results_total",
+            "Cache lookups by result: hit, miss, coalesced, stale, bypass",
+            &["tenant", "class", "result"],
+        ),
+        origin_fetches: counter(
+            &r,
+            "manifold_origin_fetches_total",
+            "Fetches from the tenant's origin by outcome",
+            &["tenant", "class", "outcome"],
+        ),
+        origin_seconds: histogram(
+            &r,
+            "manifold_origin_fetch_duration_seconds",
+            "Time to the origin's response head",
+            &["tenant", "class"],
+        ),
+        plugin_calls: counter(
+            &r,
+            "manifold_plugin_invocations_total",
+            "Plugin calls by outcome",
+            &["tenant", "outcome"],
+        ),
+        plugin_seconds: histogram(
+            &r,
+            "manifold_plugin_duration_seconds",
+            "Plugin call time, instantiation included",
+            &["tenant"],
+        ),
+        plugin_failures: counter(
+            &r,
+            "manifold_plugin_failures_total",
+            "Plugin failures by kind",
+            &["tenant", "kind"],
+        ),
+        ad_decisions: counter(
+            &r,
+            "manifold_ad_decisions_total",
+            "Ad decisions by outcome: filled, slate, timeout, error",
+            &["tenant", "outcome"],
+        ),
+        plugins_loaded,
+        registry: r,
+    }
+});
+
+/// What a `Cache-Status` value says the cache did.
+pub fn cache_result(cache_status: &str) -> &'static str {
+    if cache_status.contains("fwd=bypass") {
+        "bypass"
+    } else if cache_status.contains("fwd=stale") || cache_status.contains("; stale") {
+        "stale"
+    } else if cache_status.contains("; hit") {
+        "hit"
+    } else if cache_status.contains("collapsed") {
+        "coalesced"
+    } else {
+        "miss"
+    }
+}
+
+/// An origin fetch's outcome label for a response status.
+pub fn origin_outcome(status: u16) -> &'static str {
+    match status {
+        500..=599 => "status_5xx",
+        400..=499 => "status_4xx",
+        _ => "ok",
+    }
+}
+
+/// The text exposition of every metric.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    let families = METRICS.registry.gather();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        tracing::warn!(error = %e, "metrics did not encode");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_status_values_map_to_results() {
+        assert_eq!(cache_result("Manifold; hit; ttl=3"), "hit");
+        assert_eq!(
+            cache_result("Manifold; fwd=uri-miss; fwd-status=200; stored"),
+            "miss"
+        );
+        assert_eq!(
+            cache_result("Manifold; fwd=miss; fwd-status=200; collapsed"),
+            "coalesced"
+        );
+        assert_eq!(
+            cache_result("Manifold; fwd=bypass; detail=unknown-tenant"),
+            "bypass"
+        );
+    }
+
+    #[test]
+    fn exposition_follows_prometheus_conventions() {
+        METRICS
+            .requests
+            .with_label_values(&["t", "segment", "200"])
+            .inc();
+        METRICS
+            .plugin_seconds
+            .with_label_values(&["t"])
+            .observe(0.00002);
+        let text = String::from_utf8(render()).unwrap();
+        assert!(
+            text.contains("manifold_requests_total{class=\"segment\",status=\"200\",tenant=\"t\"}"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE manifold_plugin_duration_seconds histogram"));
+        assert!(
+            text.contains("manifold_plugin_duration_seconds_bucket{tenant=\"t\",le=\"0.0001\"} ")
+        );
+    }
+}

@@ -32,6 +32,9 @@ pub enum FetchError {
     Connect(String),
     #[error("timed out")]
     Timeout,
+    /// No free connection within the timeout: the load generator's limit, not the target's.
+    #[error("no free connection within the timeout (raise --connections)")]
+    PoolTimeout,
     #[error("HTTP status {0}")]
     Status(u16),
     #[error("body: {0}")]
@@ -45,12 +48,13 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// Stable key for counting: `connect`, `timeout`, `http_503`, `body`, `redirect_loop`,
-    /// `not_loopback`, `request`.
+    /// Stable key for counting: `connect`, `timeout`, `pool_timeout`, `http_503`, `body`,
+    /// `redirect_loop`, `not_loopback`, `request`.
     pub fn kind(&self) -> String {
         match self {
             FetchError::Connect(_) => "connect".into(),
             FetchError::Timeout => "timeout".into(),
+            FetchError::PoolTimeout => "pool_timeout".into(),
             FetchError::Status(code) => format!("http_{code}"),
             FetchError::Body(_) => "body".into(),
             FetchError::RedirectLoop => "redirect_loop".into(),
@@ -92,7 +96,8 @@ pub struct Fetched {
 pub struct ClientOptions {
     /// Connections per `host:port` (in use and idle together).
     pub max_connections: usize,
-    /// Whole request, redirects and body included.
+    /// Whole request, redirects and body included (time waiting for a free connection is
+    /// bounded apart, by the same figure).
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub user_agent: String,
@@ -217,17 +222,11 @@ impl Client {
         Ok(pool)
     }
 
-    /// GET `url`, following redirects, within the client's timeout.
+    /// GET `url`, following redirects, within the client's timeout (not counting waits for
+    /// a free connection).
     pub async fn get(&self, url: &Url, mode: BodyMode) -> Result<Fetched, FetchError> {
-        let timeout = self.inner.opts.timeout;
-        match tokio::time::timeout(timeout, self.get_inner(url, mode)).await {
-            Ok(r) => r,
-            Err(_) => Err(FetchError::Timeout),
-        }
-    }
-
-    async fn get_inner(&self, url: &Url, mode: BodyMode) -> Result<Fetched, FetchError> {
         let start = Instant::now();
+        let mut deadline = tokio::time::Instant::now() + self.inner.opts.timeout;
         let mut wait = Duration::ZERO;
         let mut url = url.clone();
         let mut redirects = 0;
@@ -240,14 +239,18 @@ impl Client {
             let (resp, conn) = {
                 let mut attempt = 0;
                 loop {
-                    let (mut conn, waited) = self.acquire(&pool).await?;
+                    let (mut conn, waited) = self.acquire(&pool, deadline).await?;
                     wait += waited;
+                    deadline += waited;
                     let req = http::Request::get(path.as_str())
                         .header(HOST, pool.host.clone())
                         .header(USER_AGENT, self.inner.user_agent.clone())
                         .body(Empty::<Bytes>::new())
                         .map_err(|e| FetchError::Request(format!("{url}: {e}")))?;
-                    match conn.sender.send_request(req).await {
+                    let sent = tokio::time::timeout_at(deadline, conn.sender.send_request(req))
+                        .await
+                        .map_err(|_| FetchError::Timeout)?;
+                    match sent {
                         Ok(resp) => break (resp, conn),
                         // a kept-alive connection the server closed meanwhile: once more, fresh
                         Err(_) if conn.reused && attempt == 0 => attempt += 1,
@@ -262,7 +265,7 @@ impl Client {
                     .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
-                drain(resp.into_body(), BodyMode::Count).await?;
+                drain(resp.into_body(), BodyMode::Count, deadline).await?;
                 release(&pool, conn);
                 let Some(location) = location else {
                     return Err(FetchError::Status(status));
@@ -278,15 +281,19 @@ impl Client {
             }
             if !resp.status().is_success() {
                 // read (a bounded amount of) the error body so the connection can be reused
-                let ok = drain(resp.into_body(), BodyMode::Collect { limit: 64 * 1024 })
-                    .await
-                    .is_ok();
+                let ok = drain(
+                    resp.into_body(),
+                    BodyMode::Collect { limit: 64 * 1024 },
+                    deadline,
+                )
+                .await
+                .is_ok();
                 if ok {
                     release(&pool, conn);
                 }
                 return Err(FetchError::Status(status));
             }
-            let (body, bytes) = drain(resp.into_body(), mode).await?;
+            let (body, bytes) = drain(resp.into_body(), mode, deadline).await?;
             release(&pool, conn);
             let total = start.elapsed();
             return Ok(Fetched {
@@ -301,18 +308,24 @@ impl Client {
         }
     }
 
-    /// A connection, and how long the wait for a free slot took.
-    async fn acquire(&self, pool: &Pool) -> Result<(Conn, Duration), FetchError> {
+    /// A connection, and how long the wait for a free slot took (at most the timeout); a new
+    /// connection must be made by `deadline` (and within the connect timeout).
+    async fn acquire(
+        &self,
+        pool: &Pool,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Conn, Duration), FetchError> {
         let (permit, waited) = match pool.permits.clone().try_acquire_owned() {
             Ok(p) => (p, Duration::ZERO),
             Err(_) => {
                 let t = Instant::now();
-                let p = pool
-                    .permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| FetchError::Request("pool closed".into()))?;
+                let p = tokio::time::timeout(
+                    self.inner.opts.timeout,
+                    pool.permits.clone().acquire_owned(),
+                )
+                .await
+                .map_err(|_| FetchError::PoolTimeout)?
+                .map_err(|_| FetchError::Request("pool closed".into()))?;
                 (p, t.elapsed())
             }
         };
@@ -322,7 +335,7 @@ impl Client {
             if sender.is_closed() {
                 continue;
             }
-            if sender.ready().await.is_ok() {
+            if let Ok(Ok(())) = tokio::time::timeout_at(deadline + waited, sender.ready()).await {
                 return Ok((
                     Conn {
                         sender,
@@ -346,7 +359,9 @@ impl Client {
             });
             Ok::<_, FetchError>(sender)
         };
-        let sender = tokio::time::timeout(self.inner.opts.connect_timeout, connect)
+        let connect_by =
+            (tokio::time::Instant::now() + self.inner.opts.connect_timeout).min(deadline + waited);
+        let sender = tokio::time::timeout_at(connect_by, connect)
             .await
             .map_err(|_| {
                 FetchError::Connect(format!("{}: connect timed out", pool.endpoint.addr))
@@ -373,10 +388,14 @@ fn release(pool: &Pool, conn: Conn) {
 async fn drain(
     mut body: hyper::body::Incoming,
     mode: BodyMode,
+    deadline: tokio::time::Instant,
 ) -> Result<(Bytes, u64), FetchError> {
     let mut bytes = 0u64;
     let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = tokio::time::timeout_at(deadline, body.frame())
+        .await
+        .map_err(|_| FetchError::Timeout)?
+    {
         let frame = frame.map_err(|e| FetchError::Body(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
             bytes += data.len() as u64;

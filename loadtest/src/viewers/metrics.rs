@@ -171,6 +171,7 @@ impl Tally {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub viewers_active: AtomicU64,
+    /// Viewers started (each starts a session on a personalizing proxy).
     pub viewers_peak: AtomicU64,
     pub sessions_started: AtomicU64,
     pub viewers_left: AtomicU64,
@@ -275,7 +276,6 @@ impl Metrics {
 
     pub fn viewer_joined(&self) {
         let c = &self.counters;
-        c.sessions_started.fetch_add(1, Ordering::Relaxed);
         let now = c.viewers_active.fetch_add(1, Ordering::Relaxed) + 1;
         c.viewers_peak.fetch_max(now, Ordering::Relaxed);
     }

@@ -261,6 +261,13 @@ impl Shared {
 
     /// GET, recorded in the metrics.
     async fn fetch(&self, kind: Kind, url: &Url) -> Option<Fetched> {
+        let f = self.fetch_unrecorded(kind, url).await?;
+        self.record_ok(kind, &f);
+        Some(f)
+    }
+
+    /// GET, with only a failure recorded (as `kind`): the caller records success.
+    async fn fetch_unrecorded(&self, kind: Kind, url: &Url) -> Option<Fetched> {
         let mode = if kind.is_manifest() {
             BodyMode::Collect {
                 limit: self.opts.max_manifest_bytes,
@@ -269,18 +276,19 @@ impl Shared {
             BodyMode::Count
         };
         match self.client.get(url, mode).await {
-            Ok(f) => {
-                self.metrics.ok(kind, f.latency, f.wait, f.bytes);
-                if f.redirects > 0 {
-                    self.metrics
-                        .add(&self.metrics.counters.redirects, f.redirects as u64);
-                }
-                Some(f)
-            }
+            Ok(f) => Some(f),
             Err(e) => {
                 self.record_error(kind, url, &e);
                 None
             }
+        }
+    }
+
+    fn record_ok(&self, kind: Kind, f: &Fetched) {
+        self.metrics.ok(kind, f.latency, f.wait, f.bytes);
+        if f.redirects > 0 {
+            self.metrics
+                .add(&self.metrics.counters.redirects, f.redirects as u64);
         }
     }
 
@@ -362,10 +370,20 @@ async fn hls_viewer(sh: &Shared, id: u64, entry: Url, mut rng: Rng) {
     let mut stop = sh.stop.clone();
     // the master (or a media playlist given directly), retried until it works
     let (doc, url) = loop {
-        if let Some(f) = sh.fetch(Kind::Master, &entry).await {
+        if let Some(f) = sh.fetch_unrecorded(Kind::Master, &entry).await {
             match sh.hls.get(&f.body, parse_hls) {
-                Ok((doc, _)) => break (doc, f.url),
-                Err(e) => sh.parse_error(Kind::Master, &f.url, &e),
+                Ok((doc, _)) => {
+                    let kind = match &*doc {
+                        HlsDoc::Master(_) => Kind::Master,
+                        HlsDoc::Media(_) => Kind::Playlist,
+                    };
+                    sh.record_ok(kind, &f);
+                    break (doc, f.url);
+                }
+                Err(e) => {
+                    sh.record_ok(Kind::Master, &f);
+                    sh.parse_error(Kind::Master, &f.url, &e);
+                }
             }
         }
         if sleep_or_stop(&mut stop, Instant::now() + RETRY).await {

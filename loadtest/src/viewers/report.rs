@@ -384,7 +384,13 @@ pub fn plots(s: &Summary, dir: &Path) -> Result<Vec<PathBuf>, String> {
             ("max".to_string(), pct(f, |p| p.max)),
         ];
         let path = dir.join(file);
-        line_chart(&path, &format!("{what} (ms) — {title}"), "ms", &series)?;
+        line_chart(
+            &path,
+            &format!("{what} (ms, log scale) — {title}"),
+            "ms",
+            &series,
+            true,
+        )?;
         written.push(path);
     }
     let mut kinds: Vec<String> = ts
@@ -420,6 +426,7 @@ pub fn plots(s: &Summary, dir: &Path) -> Result<Vec<PathBuf>, String> {
         &format!("requests per second — {title}"),
         "req/s",
         &series,
+        false,
     )?;
     written.push(path);
     if s.proxy.is_some() {
@@ -448,13 +455,15 @@ pub fn plots(s: &Summary, dir: &Path) -> Result<Vec<PathBuf>, String> {
             let root = SVGBackend::new(&path, (960, 720)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| e.to_string())?;
             let (top, bottom) = root.split_vertically(360);
+            let caption = format!("CPU (100 % = one core) — {title}");
+            draw_lines(&top, &caption, "%", &cpu, 0f64..y_max(&cpu))?;
             draw_lines(
-                &top,
-                &format!("CPU (100 % = one core) — {title}"),
-                "%",
-                &cpu,
+                &bottom,
+                "proxy resident memory",
+                "MiB",
+                &rss,
+                0f64..y_max(&rss),
             )?;
-            draw_lines(&bottom, "proxy resident memory", "MiB", &rss)?;
             root.present().map_err(|e| e.to_string())?;
         }
         written.push(path);
@@ -462,41 +471,76 @@ pub fn plots(s: &Summary, dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(written)
 }
 
+fn y_max(series: &[(String, Vec<(f64, f64)>)]) -> f64 {
+    let ymax = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(0.0f64, f64::max);
+    if ymax > 0.0 {
+        ymax * 1.1
+    } else {
+        1.0
+    }
+}
+
 fn line_chart(
     path: &Path,
     caption: &str,
     unit: &str,
     series: &[(String, Vec<(f64, f64)>)],
+    log: bool,
 ) -> Result<(), String> {
     let root = SVGBackend::new(path, (960, 400)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    draw_lines(&root, caption, unit, series)?;
+    if log {
+        // latencies span orders of magnitude: p50 and max both stay readable
+        let positive = || {
+            series
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(|q| q.1))
+                .filter(|v| *v > 0.0)
+        };
+        let lo = positive().fold(f64::INFINITY, f64::min);
+        let lo = if lo.is_finite() {
+            (lo / 2.0).max(0.001)
+        } else {
+            0.01
+        };
+        let hi = positive().fold(lo * 10.0, f64::max) * 2.0;
+        let clamped: Vec<(String, Vec<(f64, f64)>)> = series
+            .iter()
+            .map(|(n, p)| (n.clone(), p.iter().map(|&(x, y)| (x, y.max(lo))).collect()))
+            .collect();
+        draw_lines(&root, caption, unit, &clamped, (lo..hi).log_scale())?;
+    } else {
+        draw_lines(&root, caption, unit, series, 0f64..y_max(series))?;
+    }
     root.present()
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn draw_lines<DB: DrawingBackend>(
+fn draw_lines<DB: DrawingBackend, Y>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
     unit: &str,
     series: &[(String, Vec<(f64, f64)>)],
-) -> Result<(), String> {
+    y: Y,
+) -> Result<(), String>
+where
+    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let xmax = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
         .fold(1.0f64, f64::max);
-    let ymax = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .fold(0.0f64, f64::max);
-    let ymax = if ymax > 0.0 { ymax * 1.1 } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
+        .build_cartesian_2d(0f64..xmax, y)
         .map_err(err)?;
     chart
         .configure_mesh()

@@ -191,6 +191,7 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
     let mut left = 0u64;
     let mut rng = Rng::new(cfg.player.seed ^ 0x5EED_C4A0);
     let spawn = |id: u64| {
+        metrics.add(&metrics.counters.sessions_started, 1);
         tokio::spawn(player::viewer(
             shared.clone(),
             id,

@@ -389,6 +389,51 @@ pub struct TenantConfig {
     /// Ads decided by a VAST ad server instead of the catalog alone.
     #[serde(default)]
     pub ad_server: Option<AdServerConfig>,
+    /// Edge auth: viewer tokens (JWT) required on every request; off when absent.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// A tenant's edge auth (`[tenants.auth]`): see [`crate::auth`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `HS256`, `RS256` or `ES256` (tokens signed otherwise are refused).
+    pub alg: String,
+    /// HS256: the shared secret, at least 32 bytes (`env:NAME` reads it from the environment).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// RS256/ES256: the PEM public key (SPKI), relative to this config file. ES256 takes P-256.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accepted `aud` values: when set, a token must name one of them.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Accepted `iss` values: when set, a token must name one of them.
+    #[serde(default)]
+    pub issuer: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf` (and session expiry).
+    #[serde(default = "default_auth_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Query parameter carrying the token (never forwarded to the origin or the plugin).
+    #[serde(default = "default_auth_query")]
+    pub query_param: String,
+    /// Header carrying the token (`Bearer ` prefix optional); looked at before the query.
+    #[serde(default = "default_auth_header")]
+    pub header: String,
+    /// Claims passed to the plugin's viewer context, as `jwt.<claim>` headers.
+    #[serde(default)]
+    pub claims: Vec<String>,
+}
+
+fn default_auth_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_auth_query() -> String {
+    "token".into()
+}
+fn default_auth_header() -> String {
+    "authorization".into()
 }
 
 fn yes() -> bool {
@@ -500,6 +545,14 @@ impl Config {
             err(field, e.inner().message().trim().to_string())
         })?;
         config.validate().map_err(|(f, m)| err(f, m))?;
+        // edge auth: keys are loaded (relative to the config file) to be checked now
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (i, t) in config.tenants.iter().enumerate() {
+            if let Some(a) = &t.auth {
+                crate::auth::TenantAuth::new(a, base)
+                    .map_err(|(f, m)| err(format!("tenants[{i}].auth.{f}"), m))?;
+            }
+        }
         Ok(config)
     }
 
@@ -623,6 +676,15 @@ impl Config {
                 }
                 crate::plugin::Capabilities::parse(&p.capabilities)
                     .map_err(|m| (f("plugin.capabilities"), m))?;
+                if let Some(h) = p.pass_headers.iter().find(|h| {
+                    h.to_ascii_lowercase()
+                        .starts_with(crate::auth::CLAIM_PREFIX)
+                }) {
+                    return Err((
+                        f("plugin.pass_headers"),
+                        format!("{h:?}: jwt.* names are the viewer token's claims (auth.claims)"),
+                    ));
+                }
                 if p.config.len() > 64 * 1024 {
                     return Err((f("plugin.config"), "is longer than 64 KiB".into()));
                 }
@@ -867,6 +929,61 @@ origin = "http://127.0.0.1:9000/base/"
         assert!(parse(&format!("[admin]\nlisten = \"127.0.0.1:9090\"\n{MIN}")).is_ok());
         let e = with("[[tenants.creatives]]\nname = \"ad\"\nduration = 10.0\n").unwrap_err();
         assert_eq!(e.field, "tenants[0].creatives[0].hls");
+    }
+
+    #[test]
+    fn auth_is_checked_with_keys_relative_to_the_config_file() {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/keys/manifold.toml");
+        let with = |auth: &str| Config::parse(&format!("{MIN}[tenants.auth]\n{auth}"), &keys);
+        let ok = with("alg = \"ES256\"\nkey_file = \"test-only-es256-public.pem\"\n").unwrap();
+        let a = ok.tenants[0].auth.as_ref().unwrap();
+        assert_eq!(a.leeway, Duration::from_secs(30));
+        assert_eq!(
+            (a.query_param.as_str(), a.header.as_str()),
+            ("token", "authorization")
+        );
+        let cases = [
+            ("alg = \"PS256\"\n", "tenants[0].auth.alg"),
+            (
+                "alg = \"RS256\"\nkey_file = \"nope.pem\"\n",
+                "tenants[0].auth.key_file",
+            ),
+            (
+                "alg = \"ES256\"\nkey_file = \"test-only-p384-public.pem\"\n",
+                "tenants[0].auth.key_file",
+            ),
+            ("alg = \"HS256\"\n", "tenants[0].auth.secret"),
+            (
+                "alg = \"HS256\"\nsecret = \"env:MANIFOLD_NO_SUCH_VAR\"\n",
+                "tenants[0].auth.secret",
+            ),
+            (
+                "alg = \"HS256\"\nsecrets = \"x\"\n",
+                "tenants[0].auth.secrets",
+            ),
+            (
+                "alg = \"HS256\"\nleeway = \"soon\"\n",
+                "tenants[0].auth.leeway",
+            ),
+        ];
+        for (auth, field) in cases {
+            let e = with(auth).unwrap_err();
+            assert_eq!(e.field, field, "{auth}: {e}");
+        }
+        // relative to the config file, not the working directory
+        let e = Config::parse(
+            &format!(
+                "{MIN}[tenants.auth]\nalg = \"ES256\"\nkey_file = \"test-only-es256-public.pem\"\n"
+            ),
+            Path::new("/nonexistent/manifold.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "tenants[0].auth.key_file");
+        let e = parse(&format!(
+            "{MIN}[tenants.plugin]\nfile = \"p.wasm\"\npass_headers = [\"JWT.sub\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tenants[0].plugin.pass_headers");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod ads;
 pub mod apply;
+pub mod auth;
 pub mod cache_policy;
 pub mod cache_status;
 pub mod check;

@@ -5,6 +5,7 @@
 
 use crate::ads::AdCatalog;
 use crate::apply::{self, Creatives, RenditionWant};
+use crate::auth::{Access, Grant};
 use crate::config::FailPolicy;
 use crate::manifest_cache::{Manifest, ManifestCache};
 use crate::parse::Parsed;
@@ -178,6 +179,7 @@ impl Personalizer {
         manifest: &Manifest,
         req: &RequestHeader,
         client_ip: Option<IpAddr>,
+        access: Option<&Access>,
     ) -> Outcome {
         let tenant = &route.tenant.id;
         let Some(slot) = self.registry.slot(tenant) else {
@@ -197,6 +199,10 @@ impl Personalizer {
         }
         let started = Instant::now();
         let s = &slot.settings;
+        let grant = match access {
+            Some(Access::Token(g)) => Some(g),
+            _ => None,
+        };
         // the viewer's session: from a signed token in the URL, or a new one
         let (sid, token, created) = match &route.session {
             Some(t) => match self.keys.verify(tenant, t) {
@@ -204,13 +210,18 @@ impl Personalizer {
                 None => return Outcome::Forbidden,
             },
             None => {
-                let (id, t) = self.keys.create(tenant);
+                // edge auth: a session a viewer token starts ends when the token does
+                let (id, t) = match grant {
+                    Some(g) => self.keys.create_until(tenant, g.expires),
+                    None => self.keys.create(tenant),
+                };
                 (id, t, true)
             }
         };
         let session_prefix = route.session_prefix(&token);
         if created {
-            if let Err(e) = self.store.create(&sid).await {
+            let claims = grant.map_or(&[][..], |g| &g.claims[..]);
+            if let Err(e) = self.store.create(&sid, claims).await {
                 return self.fail(
                     s.fail,
                     tenant,
@@ -241,7 +252,7 @@ impl Personalizer {
                 }
             }
         };
-        let viewer = viewer_context(
+        let mut viewer = viewer_context(
             tenant,
             Some(&sid),
             req,
@@ -249,6 +260,15 @@ impl Personalizer {
             &s.pass_headers,
             s.country_header.as_deref(),
         );
+        if let Some(auth) = &route.tenant.auth {
+            // the plugin gets the token's claims, not the token
+            viewer.query.retain(|(k, _)| k != auth.query_param());
+            let claims = match grant {
+                Some(g) if state.claims.is_empty() => &g.claims,
+                _ => &state.claims,
+            };
+            viewer.headers.extend(Grant::viewer_headers(claims));
+        }
         let decisions = Arc::new(parking_lot::Mutex::new(std::mem::take(
             &mut state.decisions,
         )));

@@ -6,6 +6,7 @@
 //! complete, parsed manifest and await host calls. Body filters would only see chunks and must
 //! be synchronous. Segments take pingora's proxy path with pingora-cache.
 
+use crate::auth::{self, Access};
 use crate::cache_policy::{is_media_type, segment_cacheability};
 use crate::cache_status;
 use crate::manifest_cache::ManifestCache;
@@ -42,6 +43,8 @@ pub struct EdgeProxy {
 /// Per-request state.
 pub struct RequestCtx {
     route: Option<Route>,
+    /// Edge auth: why the request was let in (tenants with `[tenants.auth]`).
+    access: Option<Access>,
     started: Instant,
     /// Set when the proxy answered itself (manifests, errors).
     cache_status: Option<String>,
@@ -151,7 +154,13 @@ impl EdgeProxy {
                     .map(|a| a.ip());
                 let outcome = self
                     .personalizer
-                    .run(&route, &m, session.req_header(), client_ip)
+                    .run(
+                        &route,
+                        &m,
+                        session.req_header(),
+                        client_ip,
+                        ctx.access.as_ref(),
+                    )
                     .await;
                 let (body, plugin_header, personalized) = match outcome {
                     Outcome::Redirect(location) => {
@@ -253,6 +262,71 @@ impl EdgeProxy {
 }
 
 impl EdgeProxy {
+    /// Edge auth ([`auth`]) for tenants that require it: the route to go on with (the token
+    /// parameter kept from the origin and the cache keys), or `None` once the refusal (401 or
+    /// 403, with its reason in the body and a log line) is sent.
+    async fn authorize(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut route: Route,
+    ) -> Result<Option<Route>> {
+        let Some(a) = route.tenant.auth.clone() else {
+            return Ok(Some(route));
+        };
+        let checked = a.check(
+            session.req_header(),
+            &route.tenant.id,
+            route.session.as_deref(),
+            &self.personalizer.keys,
+            auth::now(),
+        );
+        let denied = match checked {
+            Ok(access) => {
+                route.origin_path = a.strip_param(&route.origin_path);
+                ctx.access = Some(access);
+                return Ok(Some(route));
+            }
+            Err(d) => d,
+        };
+        tracing::info!(
+            rid = %ctx.request_id,
+            tenant = %route.tenant.id,
+            path = %route.content_path,
+            status = denied.status,
+            reason = denied.reason,
+            "edge auth refused the request: {}",
+            denied.message
+        );
+        let cs = cache_status::for_error(denied.reason);
+        ctx.cache_status = Some(cs.clone());
+        let mut headers = vec![
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (header::CACHE_CONTROL, "no-store".into()),
+            (header::HeaderName::from_static("cache-status"), cs),
+        ];
+        if denied.status == 401 {
+            // RFC 6750: an error code only when a token was sent
+            let error = if denied.reason == "auth-missing" {
+                String::new()
+            } else {
+                ", error=\"invalid_token\"".into()
+            };
+            headers.push((
+                header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"{}\"{error}", route.tenant.id),
+            ));
+        }
+        ctx.route = Some(route);
+        let rid = ctx.request_id.clone();
+        let body = Bytes::from(denied.message + "\n");
+        respond(session, &rid, denied.status, headers, body).await?;
+        Ok(None)
+    }
+
     /// The client-side tracking JSON of a session.
     async fn serve_tracking(
         &self,
@@ -301,6 +375,7 @@ impl ProxyHttp for EdgeProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             route: None,
+            access: None,
             started: Instant::now(),
             cache_status: None,
             plugin: None,
@@ -339,6 +414,10 @@ impl ProxyHttp for EdgeProxy {
                 respond_text(session, ctx, 400, "bad-path", text).await?;
                 return Ok(true);
             }
+        };
+        // edge auth, before anything the request could cause (beacons, origin, plugin)
+        let Some(route) = self.authorize(session, ctx, route).await? else {
+            return Ok(true);
         };
         let method = &session.req_header().method;
         if method != Method::GET && method != Method::HEAD {
@@ -582,12 +661,17 @@ impl ProxyHttp for EdgeProxy {
             None => cache_status::for_proxied(&session.cache, status),
         };
         let req = session.req_header();
+        // viewer tokens stay out of the logs
+        let path = match ctx.route.as_ref().and_then(|r| r.tenant.auth.as_ref()) {
+            Some(a) => a.strip_param(&req.uri.to_string()),
+            None => req.uri.to_string(),
+        };
         tracing::info!(
             target: "manifold::access",
             rid = %ctx.request_id,
             tenant,
             method = %req.method,
-            path = %req.uri,
+            path = %path,
             status,
             class,
             cache = %cache,

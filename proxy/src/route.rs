@@ -56,6 +56,8 @@ pub struct Tenant {
     pub read_timeout: Duration,
     pub max_manifest_size: usize,
     pub cache: TenantCachePolicy,
+    /// Edge auth: the viewer-token verifier when the tenant requires one.
+    pub auth: Option<Arc<crate::auth::TenantAuth>>,
 }
 
 impl Tenant {
@@ -69,6 +71,7 @@ impl Tenant {
             read_timeout: Duration::from_secs(1),
             max_manifest_size: 1 << 20,
             cache: TenantCachePolicy::default(),
+            auth: None,
         }
     }
 
@@ -189,6 +192,17 @@ impl Routes {
                 read_timeout: t.read_timeout,
                 max_manifest_size: t.max_manifest_size.as_u64().min(usize::MAX as u64) as usize,
                 cache: t.cache.clone(),
+                auth: match &t.auth {
+                    Some(a) => Some(Arc::new(
+                        crate::auth::TenantAuth::new(a, file.parent().unwrap_or(Path::new(".")))
+                            .map_err(|(f, message)| ConfigError {
+                                file: file.to_path_buf(),
+                                field: format!("tenants[{i}].auth.{f}"),
+                                message,
+                            })?,
+                    )),
+                    None => None,
+                },
             });
             routes.by_id.insert(t.id.clone(), tenant.clone());
             for h in &t.hosts {

@@ -20,6 +20,8 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 const ID_LEN: usize = 12;
 const TAG_LEN: usize = 12;
+/// An expiry (Unix seconds, big-endian) between id and tag, in tokens of sessions that end.
+const EXP_LEN: usize = 8;
 
 /// Signs and verifies session tokens (HMAC-SHA256 over tenant and id).
 #[derive(Clone)]
@@ -32,12 +34,22 @@ impl SessionKeys {
         SessionKeys { key: key.into() }
     }
 
-    fn tag(&self, tenant: &str, id: &[u8]) -> [u8; TAG_LEN] {
+    /// Over tenant, id and, for sessions that end, their end (`expires` is part of what is
+    /// signed, so it cannot be removed or changed).
+    fn mac(&self, tenant: &str, id: &[u8], expires: Option<u64>) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(tenant.as_bytes());
         mac.update(&[0]);
         mac.update(id);
-        let full = mac.finalize().into_bytes();
+        if let Some(e) = expires {
+            mac.update(b"exp");
+            mac.update(&e.to_be_bytes());
+        }
+        mac
+    }
+
+    fn tag(&self, tenant: &str, id: &[u8], expires: Option<u64>) -> [u8; TAG_LEN] {
+        let full = self.mac(tenant, id, expires).finalize().into_bytes();
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&full[..TAG_LEN]);
         tag
@@ -45,42 +57,69 @@ impl SessionKeys {
 
     /// A new session: its id (hex) and the token to put in the viewer's URLs.
     pub fn create(&self, tenant: &str) -> (String, String) {
-        let mut id = [0u8; ID_LEN];
-        if getrandom::fill(&mut id).is_err() {
-            // no OS randomness: still unique enough, and still unforgeable (it is signed)
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-                .to_le_bytes();
-            id.copy_from_slice(&now[..ID_LEN]);
-        }
-        (hex::encode(id), self.token(tenant, &id))
+        let id = new_id();
+        (hex::encode(id), self.token(tenant, &id, None))
     }
 
-    fn token(&self, tenant: &str, id: &[u8; ID_LEN]) -> String {
-        let mut raw = [0u8; ID_LEN + TAG_LEN];
-        raw[..ID_LEN].copy_from_slice(id);
-        raw[ID_LEN..].copy_from_slice(&self.tag(tenant, id));
+    /// A new session that ends at `expires` (Unix seconds), signed into its token: edge auth
+    /// binds a session to the expiry of the viewer token that started it (see [`crate::auth`]).
+    pub fn create_until(&self, tenant: &str, expires: u64) -> (String, String) {
+        let id = new_id();
+        (hex::encode(id), self.token(tenant, &id, Some(expires)))
+    }
+
+    fn token(&self, tenant: &str, id: &[u8; ID_LEN], expires: Option<u64>) -> String {
+        let mut raw = Vec::with_capacity(ID_LEN + EXP_LEN + TAG_LEN);
+        raw.extend_from_slice(id);
+        if let Some(e) = expires {
+            raw.extend_from_slice(&e.to_be_bytes());
+        }
+        raw.extend_from_slice(&self.tag(tenant, id, expires));
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     }
 
     /// The session id of a token this key signed for this tenant.
     pub fn verify(&self, tenant: &str, token: &str) -> Option<String> {
+        self.verify_expiry(tenant, token).map(|(id, _)| id)
+    }
+
+    /// The session id of a token this key signed for this tenant, and when the session ends
+    /// if it was made by [`create_until`](Self::create_until) (edge auth checks that).
+    pub fn verify_expiry(&self, tenant: &str, token: &str) -> Option<(String, Option<u64>)> {
+        if token.len() > 64 {
+            return None;
+        }
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token)
             .ok()?;
-        if raw.len() != ID_LEN + TAG_LEN {
-            return None;
-        }
-        let (id, tag) = raw.split_at(ID_LEN);
-        let mut mac = HmacSha256::new_from_slice(&self.key).ok()?;
-        mac.update(tenant.as_bytes());
-        mac.update(&[0]);
-        mac.update(id);
-        mac.verify_truncated_left(tag).ok()?;
-        Some(hex::encode(id))
+        let (id, rest) = raw.split_at_checked(ID_LEN)?;
+        let (expires, tag) = match rest.len() {
+            TAG_LEN => (None, rest),
+            n if n == EXP_LEN + TAG_LEN => {
+                let (e, tag) = rest.split_at(EXP_LEN);
+                (Some(u64::from_be_bytes(e.try_into().ok()?)), tag)
+            }
+            _ => return None,
+        };
+        self.mac(tenant, id, expires)
+            .verify_truncated_left(tag)
+            .ok()?;
+        Some((hex::encode(id), expires))
     }
+}
+
+fn new_id() -> [u8; ID_LEN] {
+    let mut id = [0u8; ID_LEN];
+    if getrandom::fill(&mut id).is_err() {
+        // no OS randomness: still unique enough, and still unforgeable (it is signed)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            .to_le_bytes();
+        id.copy_from_slice(&now[..ID_LEN]);
+    }
+    id
 }
 
 /// One laid-out segment of an ad break, the same for every rendition of the session.
@@ -146,6 +185,9 @@ pub struct SessionState {
     pub facts: BTreeMap<String, BreakFacts>,
     /// Ad decisions cached per break (from `decide-ads`), before the break is recorded.
     pub decisions: BTreeMap<String, Vec<DecidedAd>>,
+    /// Edge auth: the claims the tenant passes on from the viewer token that started the
+    /// session (name, value), for the plugin's viewer context on every reload.
+    pub claims: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,8 +197,9 @@ pub struct StoreError(pub String);
 /// Where session state lives.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Registers a new session.
-    async fn create(&self, sid: &str) -> Result<(), StoreError>;
+    /// Registers a new session, with the claims of the viewer token that started it (edge
+    /// auth; empty otherwise).
+    async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError>;
     async fn get(&self, sid: &str) -> Result<SessionState, StoreError>;
     /// Records a break unless one is recorded already; returns the record that stands.
     async fn record_break(
@@ -197,6 +240,7 @@ struct MemSession {
     facts: BTreeMap<String, BreakFacts>,
     decisions: BTreeMap<String, Vec<DecidedAd>>,
     beacons: BTreeSet<String>,
+    claims: Vec<(String, String)>,
 }
 
 /// The embedded store: sessions expire `ttl` after their last use.
@@ -223,8 +267,14 @@ impl MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(&self, sid: &str) -> Result<(), StoreError> {
-        self.session(sid);
+    async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError> {
+        let s = self.session(sid);
+        if !claims.is_empty() {
+            let mut s = s.lock();
+            if s.claims.is_empty() {
+                s.claims = claims.to_vec();
+            }
+        }
         Ok(())
     }
 
@@ -238,6 +288,7 @@ impl SessionStore for MemoryStore {
             breaks: s.breaks.clone(),
             facts: s.facts.clone(),
             decisions: s.decisions.clone(),
+            claims: s.claims.clone(),
         })
     }
 
@@ -283,7 +334,8 @@ impl SessionStore for MemoryStore {
 }
 
 /// Redis: one hash per session (`mf:s:<sid>`), fields `b:<break>` (record, HSETNX),
-/// `d:<break>` (decision, HSETNX), `e:<break>` (end, HSETNX); a set per break for content
+/// `d:<break>` (decision, HSETNX), `e:<break>` (end, HSETNX), `claims` (edge auth, set at
+/// creation); a set per break for content
 /// discontinuities; a set for fired beacons. Every key carries the session TTL.
 pub struct RedisStore {
     client: redis::Client,
@@ -350,12 +402,15 @@ fn json<T: Serialize>(v: &T) -> String {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn create(&self, sid: &str) -> Result<(), StoreError> {
+    async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         let key = Self::key(sid);
-        redis::pipe()
-            .hset_nx(&key, "created", 1)
-            .expire(&key, self.ttl_secs)
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(&key, "created", 1);
+        if !claims.is_empty() {
+            pipe.hset_nx(&key, "claims", json(&claims));
+        }
+        pipe.expire(&key, self.ttl_secs)
             .query_async::<()>(&mut c)
             .await
             .map_err(redis_err)
@@ -383,6 +438,8 @@ impl SessionStore for RedisStore {
                 if let Ok(d) = serde_json::from_str(v) {
                     st.decisions.insert(id.to_string(), d);
                 }
+            } else if f == "claims" {
+                st.claims = serde_json::from_str(v).unwrap_or_default();
             } else if let Some(id) = f.strip_prefix("e:") {
                 if let Ok((end, tagged)) = serde_json::from_str::<(u64, bool)>(v) {
                     let facts = st.facts.entry(id.to_string()).or_default();
@@ -519,7 +576,7 @@ mod tests {
     async fn memory_store_first_writer_wins_and_facts_merge() {
         let s = MemoryStore::new(Duration::from_secs(60), 100);
         assert!(!s.get("x").await.unwrap().exists);
-        s.create("x").await.unwrap();
+        s.create("x", &[]).await.unwrap();
         assert_eq!(
             s.record_break("x", "b1", &rec(5)).await.unwrap().start_seq,
             5

@@ -1,6 +1,7 @@
 //! A plugin that misbehaves on purpose, for the containment tests and benchmarks.
 //! Config `mode=`: `noop` (no edits), `loop`, `memory`, `trap`, `stack`, `huge`, `invalid`,
-//! `kv` (counts calls in the tenant's key-value store), `log`.
+//! `kv` (counts calls in the tenant's key-value store), `log`, `viewer` (media playlists get
+//! `#EXT-X-VIEWER-HEADERS:name=value;...`, the viewer context's headers, for the tests).
 use manifold_plugin_sdk::*;
 
 struct Misbehave;
@@ -14,9 +15,22 @@ fn recurse(n: u64, buf: &mut [u8; 256]) -> u64 {
     recurse(n + 1, &mut local) + local[3] as u64
 }
 
-fn act(config: &str, segments: u32) -> Result<Vec<Edit>, String> {
+fn act(config: &str, segments: u32, viewer: &Viewer) -> Result<Vec<Edit>, String> {
     match config::get(config, "mode").unwrap_or("noop") {
         "noop" => Ok(vec![]),
+        "viewer" if segments > 0 => Ok(vec![Edit::AddTag(Tag {
+            before_segment: 0,
+            line: format!(
+                "#EXT-X-VIEWER-HEADERS:{}",
+                viewer
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(";")
+            ),
+        })]),
+        "viewer" => Ok(vec![]),
         "loop" => {
             let mut x: u64 = 1;
             loop {
@@ -74,14 +88,20 @@ fn act(config: &str, segments: u32) -> Result<Vec<Edit>, String> {
 }
 
 impl Plugin for Misbehave {
-    fn hls_master(m: HlsMaster, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
-        act(&config, m.variants.len() as u32)
+    fn hls_master(m: HlsMaster, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        if config::get(&config, "mode") == Some("viewer") {
+            return Ok(vec![]); // masters take no tags
+        }
+        act(&config, m.variants.len() as u32, &v)
     }
-    fn hls_media(m: HlsMedia, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
-        act(&config, m.segments.len() as u32)
+    fn hls_media(m: HlsMedia, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        act(&config, m.segments.len() as u32, &v)
     }
-    fn dash_mpd(_m: DashMpd, _v: Viewer, config: String) -> Result<Vec<Edit>, String> {
-        act(&config, 1)
+    fn dash_mpd(_m: DashMpd, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        if config::get(&config, "mode") == Some("viewer") {
+            return Ok(vec![]);
+        }
+        act(&config, 1, &v)
     }
 }
 

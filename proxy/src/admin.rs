@@ -13,6 +13,7 @@
 //! | `DELETE /tenants/{id}/plugin` | stop running a plugin for the tenant |
 
 use crate::plugin::registry::{Registry, RegistryError};
+use crate::reload::Live;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -27,9 +28,29 @@ use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub registry: Arc<Registry>,
+    /// The current config's tenants and plugins (swapped on reload).
+    pub live: Live,
     pub token: Option<Arc<str>>,
-    pub readiness: Arc<Readiness>,
+}
+
+/// The admin listener, with `SO_REUSEPORT` so a new process taking over in a binary upgrade
+/// can bind it while the old one still serves.
+pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("address does not resolve"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// What `/readyz` checks: every tenant's configured plugin is active, every origin accepts a
@@ -142,7 +163,8 @@ fn error(e: RegistryError) -> Response {
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    let (ok, text) = s.readiness.check(&s.registry).await;
+    let t = s.live.load_full();
+    let (ok, text) = t.readiness.check(&t.registry).await;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -153,8 +175,14 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>) -> Response {
     let m = &crate::metrics::METRICS;
-    m.plugins_loaded
-        .set(s.registry.engine.loaded_count().min(i64::MAX as u64) as i64);
+    m.plugins_loaded.set(
+        s.live
+            .load()
+            .registry
+            .engine
+            .loaded_count()
+            .min(i64::MAX as u64) as i64,
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -166,7 +194,7 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 }
 
 async fn list(State(s): State<AdminState>) -> Response {
-    Json(s.registry.list()).into_response()
+    Json(s.live.load().registry.list()).into_response()
 }
 
 async fn deploy(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Response {
@@ -177,7 +205,7 @@ async fn deploy(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes
         )
             .into_response();
     }
-    let registry = s.registry.clone();
+    let registry = s.live.load().registry.clone();
     let tenant = id.clone();
     // compiling takes a while: keep it off the async workers
     let result =
@@ -200,7 +228,7 @@ async fn deploy(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes
 }
 
 async fn rollback(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
-    match s.registry.rollback(&id) {
+    match s.live.load().registry.rollback(&id) {
         Ok(v) => {
             tracing::info!(tenant = %id, digest = %v.digest, version = v.version, "plugin rolled back");
             Json(v).into_response()
@@ -210,7 +238,7 @@ async fn rollback(State(s): State<AdminState>, Path(id): Path<String>) -> Respon
 }
 
 async fn deactivate(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
-    match s.registry.deactivate(&id) {
+    match s.live.load().registry.deactivate(&id) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),
     }

@@ -291,6 +291,14 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where a new process (`manifold serve --upgrade`) takes the listeners over from this one
+    /// on SIGQUIT (zero-downtime binary upgrade).
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_sock: PathBuf,
+}
+
+fn default_upgrade_sock() -> PathBuf {
+    PathBuf::from("/tmp/manifold-upgrade.sock")
 }
 
 impl Default for ServerConfig {
@@ -299,6 +307,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             threads: default_threads(),
             shutdown_grace: default_grace(),
+            upgrade_sock: default_upgrade_sock(),
         }
     }
 }

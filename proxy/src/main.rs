@@ -28,6 +28,10 @@ enum Command {
     Serve {
         #[arg(long, short)]
         config: PathBuf,
+        /// Take the listeners over from a running manifold (zero-downtime binary upgrade):
+        /// start this, then send the old process SIGQUIT. See docs/operations.md.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file and exit: 0 when valid, 2 (with the reason) when not.
     Check {
@@ -116,12 +120,12 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Serve { config } => {
+        Command::Serve { config, upgrade } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            run(&cfg, &config)
+            run(&cfg, &config, upgrade)
         }
         Command::Plugin(PluginCommand::Check {
             wasm,
@@ -193,13 +197,13 @@ fn main() -> ExitCode {
                 }
             };
             println!("{}", demo::banner(&cfg, origin));
-            run(&cfg, &config)
+            run(&cfg, &config, false)
         }
     }
 }
 
-fn run(cfg: &Config, path: &Path) -> ExitCode {
-    let server = match server::build(cfg, path) {
+fn run(cfg: &Config, path: &Path, upgrade: bool) -> ExitCode {
+    let server = match server::build(cfg, path, upgrade) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("manifold: invalid config: {e}");

@@ -54,7 +54,7 @@ pub struct Personalizer {
     pub keys: SessionKeys,
     pub store: Arc<dyn SessionStore>,
     pub policies: HashMap<String, Policies>,
-    pub prefetcher: Prefetcher,
+    pub prefetcher: Arc<Prefetcher>,
 }
 
 /// Limits on what the viewer context carries from the request.

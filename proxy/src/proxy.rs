@@ -9,10 +9,11 @@
 use crate::auth::{self, Access};
 use crate::cache_policy::{is_media_type, segment_cacheability};
 use crate::cache_status;
-use crate::manifest_cache::ManifestCache;
+use crate::drain::InFlight;
 use crate::metrics::{cache_result, origin_outcome, METRICS};
-use crate::personalize::{tracking_json, Outcome, Personalizer};
-use crate::route::{Class, Route, RouteError, Routes};
+use crate::personalize::{tracking_json, Outcome};
+use crate::reload::{Live, Tenancy};
+use crate::route::{Class, Route, RouteError};
 use crate::storage::SegmentStorage;
 use crate::tracking::Beacons;
 use async_trait::async_trait;
@@ -30,9 +31,8 @@ use tracing::Instrument;
 
 /// Shared by all requests of the proxy service.
 pub struct EdgeProxy {
-    pub routes: Arc<Routes>,
-    pub manifests: Arc<ManifestCache>,
-    pub personalizer: Arc<Personalizer>,
+    /// Routing, manifests and plugins of the current config (swapped on reload).
+    pub live: Live,
     pub beacons: Arc<Beacons>,
     pub storage: &'static SegmentStorage,
     pub cache_lock: &'static CacheKeyLockImpl,
@@ -42,6 +42,8 @@ pub struct EdgeProxy {
 
 /// Per-request state.
 pub struct RequestCtx {
+    /// The config the request started on: it finishes on it, whatever a reload does.
+    tenancy: Option<Arc<Tenancy>>,
     route: Option<Route>,
     /// Edge auth: why the request was let in (tenants with `[tenants.auth]`).
     access: Option<Access>,
@@ -56,6 +58,8 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// Whether its outcome was recorded already.
     upstream_recorded: bool,
+    /// Counts the request as in flight until the context is dropped (graceful drain).
+    _in_flight: InFlight,
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -141,7 +145,10 @@ impl EdgeProxy {
         let Some(route) = ctx.route.clone() else {
             return Error::e_explain(ErrorType::InternalError, "manifest without route");
         };
-        match self.manifests.get(&route).await {
+        let Some(tenancy) = ctx.tenancy.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "manifest without config");
+        };
+        match tenancy.manifests.get(&route).await {
             Ok((m, lookup)) => {
                 let status = m.status.as_u16();
                 let stored = !m.ttl.is_zero();
@@ -152,7 +159,7 @@ impl EdgeProxy {
                     .client_addr()
                     .and_then(|a| a.as_inet())
                     .map(|a| a.ip());
-                let outcome = self
+                let outcome = tenancy
                     .personalizer
                     .run(
                         &route,
@@ -274,11 +281,14 @@ impl EdgeProxy {
         let Some(a) = route.tenant.auth.clone() else {
             return Ok(Some(route));
         };
+        let Some(tenancy) = ctx.tenancy.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "auth without config");
+        };
         let checked = a.check(
             session.req_header(),
             &route.tenant.id,
             route.session.as_deref(),
-            &self.personalizer.keys,
+            &tenancy.personalizer.keys,
             auth::now(),
         );
         let denied = match checked {
@@ -335,7 +345,10 @@ impl EdgeProxy {
         tenant: &str,
         token: &str,
     ) -> Result<()> {
-        let p = &self.personalizer;
+        let Some(tenancy) = ctx.tenancy.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "tracking without config");
+        };
+        let p = &tenancy.personalizer;
         let Some(sid) = p.keys.verify(tenant, token) else {
             let text = "invalid session".to_string();
             return respond_text(session, ctx, 403, "bad-session", text).await;
@@ -374,6 +387,7 @@ impl ProxyHttp for EdgeProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            tenancy: None,
             route: None,
             access: None,
             started: Instant::now(),
@@ -382,6 +396,7 @@ impl ProxyHttp for EdgeProxy {
             request_id: new_request_id(),
             upstream_started: None,
             upstream_recorded: false,
+            _in_flight: InFlight::start(),
         }
     }
 
@@ -395,9 +410,16 @@ impl ProxyHttp for EdgeProxy {
         {
             ctx.request_id = id.to_string();
         }
-        let routed = self
+        if crate::drain::draining() {
+            // answer with `Connection: close`: the viewer reconnects to whoever listens next
+            session.set_keepalive(None);
+        }
+        let req = session.req_header();
+        let tenancy = self.live.load_full();
+        let routed = tenancy
             .routes
             .route(request_host(req), req.uri.path(), req.uri.query());
+        ctx.tenancy = Some(tenancy);
         let route = match routed {
             Ok(r) => r,
             Err(RouteError::UnknownTenant) => {

@@ -1,101 +1,20 @@
 //! Assembling the pingora server from a validated config.
 
 use crate::admin::{self, AdminService, AdminState};
-use crate::ads::AdCatalog;
 use crate::config::{Config, ConfigError, SessionsConfig};
-use crate::manifest_cache::ManifestCache;
-use crate::origin::OriginClient;
-use crate::personalize::Personalizer;
-use crate::plugin::bindings::AdDecider;
-use crate::plugin::registry::{PluginSettings, Registry};
 use crate::plugin::{EngineOptions, PluginEngine};
+use crate::prefetch::Prefetcher;
 use crate::proxy::EdgeProxy;
-use crate::route::Routes;
+use crate::reload::{self, Lasting, Live, ReloadService};
 use crate::session::{MemoryStore, RedisStore, SessionKeys, SessionStore};
-use crate::ssai::Policies;
 use crate::storage::SegmentStorage;
 use crate::tracking::Beacons;
-use crate::vast::VastDecider;
+use arc_swap::ArcSwap;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// The plugin registry for a config: every tenant gets a slot, configured plugins are loaded
-/// (from the artifact store when they were compiled before) and activated.
-pub fn plugin_registry(
-    config: &Config,
-    routes: &Routes,
-    file: &Path,
-) -> Result<(Registry, HashMap<String, Arc<AdCatalog>>), ConfigError> {
-    let err = |field: String, message: String| ConfigError {
-        file: file.to_path_buf(),
-        field,
-        message,
-    };
-    let p = &config.plugins;
-    let engine = PluginEngine::new(&EngineOptions {
-        artifacts_dir: p.dir.join("artifacts"),
-        max_instances: p.max_instances,
-        max_memory: p.max_memory.as_u64() as usize,
-        loaded_capacity: 1024,
-    })
-    .map_err(|e| err("plugins".into(), e.to_string()))?;
-    let mut registry = Registry::new(Arc::new(engine), &p.dir.join("uploads"))
-        .map_err(|e| err("plugins.dir".into(), e.to_string()))?;
-    let mut catalogs = HashMap::new();
-    for (i, t) in config.tenants.iter().enumerate() {
-        let tenant = routes
-            .tenant(&t.id)
-            .ok_or_else(|| err(format!("tenants[{i}]"), "not routed".into()))?;
-        let catalog = (!t.creatives.is_empty())
-            .then(|| Arc::new(AdCatalog::new(tenant.clone(), t.creatives.clone())));
-        if let Some(c) = &catalog {
-            catalogs.insert(t.id.clone(), c.clone());
-        }
-        // a VAST ad server decides when there is one; the catalog maps its media files
-        let decider: Option<Arc<dyn AdDecider>> = match (&t.ad_server, catalog) {
-            (Some(a), Some(c)) => Some(Arc::new(VastDecider::new(a.clone(), c).map_err(|e| {
-                err(
-                    format!("tenants[{i}].ad_server"),
-                    format!("cannot create the ad server's HTTP client: {e}"),
-                )
-            })?)),
-            (Some(_), None) => {
-                return Err(err(
-                    format!("tenants[{i}].creatives"),
-                    "ad_server needs the tenant's creatives".into(),
-                ))
-            }
-            (None, c) => c.map(|c| c as Arc<dyn AdDecider>),
-        };
-        let mut settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider)
-            .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
-        settings.prefetch = t
-            .ad_server
-            .as_ref()
-            .map(|a| a.prefetch_window)
-            .filter(|w| !w.is_zero());
-        registry.add_tenant(&t.id, settings);
-    }
-    for (i, t) in config.tenants.iter().enumerate() {
-        let Some(source) = t.plugin.as_ref().and_then(|p| p.file.as_ref()) else {
-            continue;
-        };
-        let field = format!("tenants[{i}].plugin.file");
-        let base = file.parent().unwrap_or(Path::new("."));
-        let wasm = registry
-            .read_source(source, base)
-            .map_err(|e| err(field.clone(), e.to_string()))?;
-        let v = registry
-            .deploy(&t.id, &wasm, source)
-            .map_err(|e| err(field.clone(), e.to_string()))?;
-        tracing::info!(tenant = %t.id, digest = %v.digest, "plugin loaded");
-    }
-    Ok((registry, catalogs))
-}
 
 /// The session store the config names. Redis is connected lazily, by its connection manager
 /// on the runtime serving requests (the proxy's runtimes do not exist yet at this point): a
@@ -129,18 +48,21 @@ fn session_store(c: &SessionsConfig) -> Result<Arc<dyn SessionStore>, String> {
 }
 
 /// Builds everything the config describes; any failure names the config field.
-pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
+/// `upgrade`: take the listeners over from a running process (which gets SIGQUIT).
+pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, ConfigError> {
     let err = |field: &str, message: String| ConfigError {
         file: file.to_path_buf(),
         field: field.into(),
         message,
     };
-    let routes = Arc::new(Routes::new(config, file)?);
-    let origin = OriginClient::new(routes.tenants().map(|t| t.as_ref()))
-        .map_err(|e| err("tenants", format!("cannot create origin HTTP client: {e}")))?;
-    let manifests = Arc::new(ManifestCache::new(config.cache.manifest_entries, origin));
-    let (registry, catalogs) = plugin_registry(config, &routes, file)?;
-    let registry = Arc::new(registry);
+    let p = &config.plugins;
+    let engine = PluginEngine::new(&EngineOptions {
+        artifacts_dir: p.dir.join("artifacts"),
+        max_instances: p.max_instances,
+        max_memory: p.max_memory.as_u64() as usize,
+        loaded_capacity: 1024,
+    })
+    .map_err(|e| err("plugins", e.to_string()))?;
     let keys = match config
         .sessions
         .resolved_key()
@@ -158,28 +80,15 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
         }
     };
     let store = session_store(&config.sessions).map_err(|m| err("sessions.store", m))?;
-    let policies = config
-        .tenants
-        .iter()
-        .map(|t| {
-            let p = Policies {
-                markers: t.ssai.markers,
-                join: t.ssai.join_mid_break,
-                overlong: t.ssai.overlong_ads,
-                tracking: true,
-            };
-            (t.id.clone(), p)
-        })
-        .collect();
-    let personalizer = Arc::new(Personalizer {
-        registry: registry.clone(),
-        catalogs,
-        manifests: manifests.clone(),
+    let lasting = Lasting {
+        engine: Arc::new(engine),
+        uploads: p.dir.join("uploads"),
         keys: keys.clone(),
         store: store.clone(),
-        policies,
-        prefetcher: Default::default(),
-    });
+        prefetcher: Arc::new(Prefetcher::default()),
+    };
+    let tenancy = reload::build(config.clone(), file, &lasting, None)?;
+    let live: Live = Arc::new(ArcSwap::from_pointee(tenancy));
     let beacons = Arc::new(Beacons::new(store, keys));
     let max_object = config.cache.max_object_size.as_u64().min(usize::MAX as u64) as usize;
     // pingora-cache takes 'static storage and lock: they live as long as the process
@@ -194,37 +103,30 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
         threads: config.server.threads,
         // a runtime per thread (like nginx workers) measured ~2% faster on cache hits than work stealing
         work_stealing: false,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_grace.as_secs()),
+        // in-flight requests get the grace period; DrainService exits as soon as they are done
+        grace_period_seconds: Some(config.server.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     if let Some(a) = &config.admin {
-        let listener = std::net::TcpListener::bind(&a.listen).map_err(|e| {
+        let listener = admin::bind(&a.listen).map_err(|e| {
             err(
                 "admin.listen",
                 format!("cannot listen on {}: {e}", a.listen),
             )
         })?;
         let token = a.resolved_token().map_err(|m| err("admin.token", m))?;
-        let readiness = admin::Readiness::new(
-            routes
-                .tenants()
-                .map(|t| (t.id.clone(), t.origin_addr))
-                .collect(),
-            config
-                .tenants
-                .iter()
-                .filter(|t| t.plugin.as_ref().is_some_and(|p| p.file.is_some()))
-                .map(|t| t.id.clone())
-                .collect(),
-        );
         let state = AdminState {
-            registry: registry.clone(),
+            live: live.clone(),
             token: token.map(Arc::from),
-            readiness: Arc::new(readiness),
         };
         let router = admin::router(state, config.plugins.max_upload_size.as_u64() as usize);
         server.add_service(pingora_core::services::background::background_service(
@@ -232,11 +134,21 @@ pub fn build(config: &Config, file: &Path) -> Result<Server, ConfigError> {
             AdminService::new(listener, router),
         ));
     }
+    server.add_service(pingora_core::services::background::background_service(
+        "drain",
+        crate::drain::DrainService::new(server.watch_execution_phase()),
+    ));
+    server.add_service(pingora_core::services::background::background_service(
+        "reload",
+        ReloadService {
+            file: file.to_path_buf(),
+            live: live.clone(),
+            lasting,
+        },
+    ));
 
     let proxy = EdgeProxy {
-        routes,
-        manifests,
-        personalizer,
+        live,
         beacons,
         storage,
         cache_lock,

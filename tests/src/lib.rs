@@ -140,18 +140,25 @@ impl Drop for Origin {
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
-    _config: tempfile::NamedTempFile,
-    _plugins: tempfile::TempDir,
+    config: tempfile::NamedTempFile,
+    /// The `[server]` and `[plugins]` sections the harness wrote.
+    head: String,
+    plugins: tempfile::TempDir,
 }
 
 impl Proxy {
     /// Starts `manifold serve` with `tenants_toml` (cache and tenant sections) on a free port.
     /// Other top-level tables (`[cache]`, `[sessions]`) go before its first `[[tenants]]`.
     pub fn start(tenants_toml: &str) -> Result<Proxy> {
+        Proxy::start_with_grace(tenants_toml, "1s")
+    }
+
+    /// As [`start`](Self::start), with `server.shutdown_grace` (e.g. `"10s"`).
+    pub fn start_with_grace(tenants_toml: &str, grace: &str) -> Result<Proxy> {
         let mut last = None;
         // a freed port can be taken by someone else before the proxy binds it: retry
         for _ in 0..3 {
-            match Proxy::try_start(tenants_toml) {
+            match Proxy::try_start(tenants_toml, grace) {
                 Ok(p) => return Ok(p),
                 Err(e) => last = Some(e),
             }
@@ -159,28 +166,21 @@ impl Proxy {
         Err(last.unwrap())
     }
 
-    fn try_start(tenants_toml: &str) -> Result<Proxy> {
+    fn try_start(tenants_toml: &str, grace: &str) -> Result<Proxy> {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let config = tempfile::Builder::new().suffix(".toml").tempfile()?;
         let plugins = tempfile::tempdir()?;
-        std::fs::write(
-            config.path(),
-            format!(
-                "[server]\nlisten = [\"{addr}\"]\nthreads = 2\nshutdown_grace = \"1s\"\n\n\
-                 [plugins]\ndir = \"{}\"\nmax_instances = 64\n\n{tenants_toml}",
-                plugins.path().display()
-            ),
-        )?;
-        let mut child = Command::new(bin("manifold"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config.path())
-            .env("RUST_LOG", "info")
-            .stdout(log_file("proxy"))
-            .stderr(log_file("proxy"))
-            .spawn()
-            .context("spawning manifold")?;
+        let head = format!(
+            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\nshutdown_grace = \"{}\"\n\
+             upgrade_sock = \"{}\"\n\n\
+             [plugins]\ndir = \"{}\"\nmax_instances = 64\n\n",
+            grace,
+            plugins.path().join("upgrade.sock").display(),
+            plugins.path().display()
+        );
+        std::fs::write(config.path(), format!("{head}{tenants_toml}"))?;
+        let mut child = Proxy::spawn(config.path(), false)?;
         if let Err(e) = wait_for_port(addr, &mut child, "manifold") {
             let _ = child.kill();
             let _ = child.wait();
@@ -189,9 +189,84 @@ impl Proxy {
         Ok(Proxy {
             child,
             addr,
-            _config: config,
-            _plugins: plugins,
+            config,
+            head,
+            plugins,
         })
+    }
+
+    fn spawn(config: &std::path::Path, upgrade: bool) -> Result<Child> {
+        let mut cmd = Command::new(bin("manifold"));
+        cmd.arg("serve").arg("--config").arg(config);
+        if upgrade {
+            cmd.arg("--upgrade");
+        }
+        cmd.env("RUST_LOG", "info")
+            .stdout(log_file("proxy"))
+            .stderr(log_file("proxy"))
+            .spawn()
+            .context("spawning manifold")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the proxy process.
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped)
+        if unsafe { libc::kill(self.child.id() as i32, signal) } != 0 {
+            bail!("kill: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Rewrites the config file with new tenant sections (same `[server]`/`[plugins]`), or
+    /// with `raw` text as it is when `raw` is true; the caller sends SIGHUP.
+    pub fn write_config(&self, tenants_toml: &str, raw: bool) -> Result<()> {
+        let text = if raw {
+            tenants_toml.to_string()
+        } else {
+            format!("{}{tenants_toml}", self.head)
+        };
+        std::fs::write(self.config.path(), text)?;
+        Ok(())
+    }
+
+    /// The exit status, once the process ends within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("manifold still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Zero-downtime binary upgrade: starts a new `manifold serve --upgrade` on the same
+    /// config, waits until it asks for the listeners, sends this one SIGQUIT. Returns the
+    /// old process (it drains and exits); the proxy is the new one from then on.
+    pub fn upgrade(&mut self) -> Result<Child> {
+        let sock = self.plugins.path().join("upgrade.sock");
+        let _ = std::fs::remove_file(&sock);
+        let mut new = Proxy::spawn(self.config.path(), true)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            if let Some(status) = new.try_wait()? {
+                bail!("the new manifold exited with {status} before taking the listeners");
+            }
+            if Instant::now() > deadline {
+                let _ = new.kill();
+                bail!("the new manifold did not open {}", sock.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.signal(libc::SIGQUIT)?;
+        Ok(std::mem::replace(&mut self.child, new))
     }
 
     /// A proxy with one tenant `t` in front of `origin`.

@@ -111,6 +111,9 @@ pub struct Slot {
     active: ArcSwapOption<Deployed>,
     history: Mutex<Vec<Arc<Deployed>>>,
     next_version: std::sync::atomic::AtomicU64,
+    /// Digest of the config's plugin file when it was last deployed (a reload redeploys it
+    /// only if it changed, so admin uploads and rollbacks survive reloads).
+    config_digest: Mutex<Option<String>>,
     pub settings: PluginSettings,
 }
 
@@ -146,6 +149,11 @@ pub struct Registry {
     slots: HashMap<String, Slot>,
 }
 
+fn file_digest(wasm: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(wasm))
+}
+
 /// Versions kept per tenant for rollback.
 const HISTORY: usize = 10;
 
@@ -167,9 +175,46 @@ impl Registry {
                 active: ArcSwapOption::empty(),
                 history: Mutex::new(Vec::new()),
                 next_version: std::sync::atomic::AtomicU64::new(1),
+                config_digest: Mutex::new(None),
                 settings,
             },
         );
+    }
+
+    /// Takes over a tenant's deployment state from the registry a reload replaces.
+    pub fn adopt(&mut self, tenant: &str, old: &Registry) {
+        let (Some(new), Some(prev)) = (self.slots.get(tenant), old.slots.get(tenant)) else {
+            return;
+        };
+        new.active.store(prev.active.load_full());
+        *new.history.lock() = prev.history.lock().clone();
+        new.next_version.store(
+            prev.next_version.load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        *new.config_digest.lock() = prev.config_digest.lock().clone();
+    }
+
+    /// Whether the config's plugin file is the one deployed from the config last time.
+    pub fn config_file_unchanged(&self, tenant: &str, wasm: &[u8]) -> bool {
+        let digest = file_digest(wasm);
+        self.slots
+            .get(tenant)
+            .is_some_and(|s| s.config_digest.lock().as_deref() == Some(digest.as_str()))
+    }
+
+    /// Deploys the config's plugin file and remembers which file that was.
+    pub fn deploy_config_file(
+        &self,
+        tenant: &str,
+        wasm: &[u8],
+        source: &str,
+    ) -> Result<VersionInfo, RegistryError> {
+        let v = self.deploy(tenant, wasm, source)?;
+        if let Some(s) = self.slots.get(tenant) {
+            *s.config_digest.lock() = Some(file_digest(wasm));
+        }
+        Ok(v)
     }
 
     pub fn slot(&self, tenant: &str) -> Option<&Slot> {

@@ -1,0 +1,281 @@
+//! Config reload on SIGHUP, without dropping a connection. Everything that depends on the
+//! tenants is one [`Tenancy`], swapped atomically: a request reads it once, so it finishes on
+//! the config it started with. What outlives a reload ([`Lasting`]) is built once: listeners,
+//! the segment cache, the plugin engine (compiled plugins stay compiled), the session store
+//! and keys. An invalid new config is refused with a log line and the old one keeps serving;
+//! changes to sections that need a restart are reported and not applied.
+
+use crate::admin::Readiness;
+use crate::ads::AdCatalog;
+use crate::config::{Config, ConfigError};
+use crate::manifest_cache::ManifestCache;
+use crate::origin::OriginClient;
+use crate::personalize::Personalizer;
+use crate::plugin::bindings::AdDecider;
+use crate::plugin::registry::{PluginSettings, Registry};
+use crate::plugin::PluginEngine;
+use crate::prefetch::Prefetcher;
+use crate::route::Routes;
+use crate::session::{SessionKeys, SessionStore};
+use crate::ssai::Policies;
+use crate::vast::VastDecider;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What a config's tenants make: routing, manifest cache, plugins and personalization.
+pub struct Tenancy {
+    pub config: Arc<Config>,
+    pub routes: Arc<Routes>,
+    pub manifests: Arc<ManifestCache>,
+    pub registry: Arc<Registry>,
+    pub personalizer: Arc<Personalizer>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// The current tenancy, read once per request.
+pub type Live = Arc<ArcSwap<Tenancy>>;
+
+/// What a reload keeps.
+#[derive(Clone)]
+pub struct Lasting {
+    pub engine: Arc<PluginEngine>,
+    pub uploads: PathBuf,
+    pub keys: SessionKeys,
+    pub store: Arc<dyn SessionStore>,
+    pub prefetcher: Arc<Prefetcher>,
+}
+
+fn field_err(file: &Path, field: String, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        field,
+        message,
+    }
+}
+
+/// The plugin registry for a config: every tenant gets a slot; a tenant that existed before
+/// keeps its deployment history (admin uploads, rollbacks), and its config's plugin file is
+/// (re)deployed only when the file changed since it was last loaded.
+fn plugin_registry(
+    config: &Config,
+    routes: &Routes,
+    file: &Path,
+    lasting: &Lasting,
+    previous: Option<&Registry>,
+) -> Result<(Registry, HashMap<String, Arc<AdCatalog>>), ConfigError> {
+    let err = |field: String, message: String| field_err(file, field, message);
+    let mut registry = Registry::new(lasting.engine.clone(), &lasting.uploads)
+        .map_err(|e| err("plugins.dir".into(), e.to_string()))?;
+    let mut catalogs = HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        let tenant = routes
+            .tenant(&t.id)
+            .ok_or_else(|| err(format!("tenants[{i}]"), "not routed".into()))?;
+        let catalog = (!t.creatives.is_empty())
+            .then(|| Arc::new(AdCatalog::new(tenant.clone(), t.creatives.clone())));
+        if let Some(c) = &catalog {
+            catalogs.insert(t.id.clone(), c.clone());
+        }
+        // a VAST ad server decides when there is one; the catalog maps its media files
+        let decider: Option<Arc<dyn AdDecider>> = match (&t.ad_server, catalog) {
+            (Some(a), Some(c)) => Some(Arc::new(VastDecider::new(a.clone(), c).map_err(|e| {
+                err(
+                    format!("tenants[{i}].ad_server"),
+                    format!("cannot create the ad server's HTTP client: {e}"),
+                )
+            })?)),
+            (Some(_), None) => {
+                return Err(err(
+                    format!("tenants[{i}].creatives"),
+                    "ad_server needs the tenant's creatives".into(),
+                ))
+            }
+            (None, c) => c.map(|c| c as Arc<dyn AdDecider>),
+        };
+        let mut settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider)
+            .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
+        settings.prefetch = t
+            .ad_server
+            .as_ref()
+            .map(|a| a.prefetch_window)
+            .filter(|w| !w.is_zero());
+        registry.add_tenant(&t.id, settings);
+        if let Some(old) = previous {
+            registry.adopt(&t.id, old);
+        }
+    }
+    for (i, t) in config.tenants.iter().enumerate() {
+        let Some(source) = t.plugin.as_ref().and_then(|p| p.file.as_ref()) else {
+            continue;
+        };
+        let field = format!("tenants[{i}].plugin.file");
+        let base = file.parent().unwrap_or(Path::new("."));
+        let wasm = registry
+            .read_source(source, base)
+            .map_err(|e| err(field.clone(), e.to_string()))?;
+        if registry.config_file_unchanged(&t.id, &wasm) {
+            continue;
+        }
+        let v = registry
+            .deploy_config_file(&t.id, &wasm, source)
+            .map_err(|e| err(field.clone(), e.to_string()))?;
+        tracing::info!(tenant = %t.id, digest = %v.digest, version = v.version, "plugin loaded");
+    }
+    Ok((registry, catalogs))
+}
+
+/// Builds what a config's tenants make. `previous` is the tenancy being replaced, if any.
+pub fn build(
+    config: Config,
+    file: &Path,
+    lasting: &Lasting,
+    previous: Option<&Tenancy>,
+) -> Result<Tenancy, ConfigError> {
+    let routes = Arc::new(Routes::new(&config, file)?);
+    let origin = OriginClient::new(routes.tenants().map(|t| t.as_ref())).map_err(|e| {
+        field_err(
+            file,
+            "tenants".into(),
+            format!("cannot create origin HTTP client: {e}"),
+        )
+    })?;
+    let manifests = Arc::new(ManifestCache::new(config.cache.manifest_entries, origin));
+    let (registry, catalogs) = plugin_registry(
+        &config,
+        &routes,
+        file,
+        lasting,
+        previous.map(|p| p.registry.as_ref()),
+    )?;
+    let registry = Arc::new(registry);
+    let policies = config
+        .tenants
+        .iter()
+        .map(|t| {
+            let p = Policies {
+                markers: t.ssai.markers,
+                join: t.ssai.join_mid_break,
+                overlong: t.ssai.overlong_ads,
+                tracking: true,
+            };
+            (t.id.clone(), p)
+        })
+        .collect();
+    let personalizer = Arc::new(Personalizer {
+        registry: registry.clone(),
+        catalogs,
+        manifests: manifests.clone(),
+        keys: lasting.keys.clone(),
+        store: lasting.store.clone(),
+        policies,
+        prefetcher: lasting.prefetcher.clone(),
+    });
+    let readiness = Arc::new(Readiness::new(
+        routes
+            .tenants()
+            .map(|t| (t.id.clone(), t.origin_addr))
+            .collect(),
+        config
+            .tenants
+            .iter()
+            .filter(|t| t.plugin.as_ref().is_some_and(|p| p.file.is_some()))
+            .map(|t| t.id.clone())
+            .collect(),
+    ));
+    Ok(Tenancy {
+        config: Arc::new(config),
+        routes,
+        manifests,
+        registry,
+        personalizer,
+        readiness,
+    })
+}
+
+/// Sections a reload cannot apply (they shape listeners, memory and the plugin engine).
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    if !same(&old.server, &new.server) {
+        out.push("server");
+    }
+    if !same(&old.cache.size, &new.cache.size)
+        || !same(&old.cache.max_object_size, &new.cache.max_object_size)
+        || !same(&old.cache.lock_timeout, &new.cache.lock_timeout)
+    {
+        out.push("cache");
+    }
+    if !same(&old.plugins, &new.plugins) {
+        out.push("plugins");
+    }
+    if !same(&old.admin, &new.admin) {
+        out.push("admin");
+    }
+    if !same(&old.sessions, &new.sessions) {
+        out.push("sessions");
+    }
+    out
+}
+
+/// Re-reads the config file and swaps the tenancy; on any error the old one stays.
+pub async fn reload(file: &Path, live: &Live, lasting: &Lasting) -> Result<usize, String> {
+    let file = file.to_path_buf();
+    let (live2, lasting2) = (live.clone(), lasting.clone());
+    // reading files and compiling plugins block: off the async workers
+    let built = tokio::task::spawn_blocking(move || {
+        let config = Config::load(&file).map_err(|e| e.to_string())?;
+        let current = live2.load_full();
+        let restart = needs_restart(&current.config, &config);
+        let tenancy = build(config, &file, &lasting2, Some(&current)).map_err(|e| e.to_string())?;
+        Ok::<_, String>((tenancy, restart))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))??;
+    let (tenancy, restart) = built;
+    if !restart.is_empty() {
+        tracing::warn!(
+            sections = ?restart,
+            "config reload: these sections changed and need a restart (or a binary upgrade) to apply; kept as they were"
+        );
+    }
+    let tenants = tenancy.config.tenants.len();
+    live.store(Arc::new(tenancy));
+    Ok(tenants)
+}
+
+/// Reloads the config on SIGHUP.
+pub struct ReloadService {
+    pub file: PathBuf,
+    pub live: Live,
+    pub lasting: Lasting,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGHUP: config reload disabled");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    match reload(&self.file, &self.live, &self.lasting).await {
+                        Ok(n) => tracing::info!(file = %self.file.display(), tenants = n, "config reloaded"),
+                        Err(e) => tracing::error!(file = %self.file.display(), error = %e, "config reload refused: still serving the previous config"),
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

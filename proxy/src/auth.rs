@@ -431,6 +431,15 @@ impl TenantAuth {
         self.verify_token(&token, now).map(Access::Token)
     }
 
+    /// Whether one `name=value` pair of a query is the token, however its name is encoded
+    /// (the same decoding [`url::form_urlencoded`] applies when the token is read).
+    fn is_token_pair(&self, pair: &str) -> bool {
+        let name = pair.split('=').next().unwrap_or("");
+        url::form_urlencoded::parse(name.as_bytes())
+            .next()
+            .is_some_and(|(k, _)| k == self.query_param.as_str())
+    }
+
     /// `path?query` without the token parameter (what goes to the origin and the cache keys).
     pub fn strip_param(&self, path_and_query: &str) -> String {
         let Some((path, query)) = path_and_query.split_once('?') else {
@@ -438,7 +447,7 @@ impl TenantAuth {
         };
         let kept: Vec<&str> = query
             .split('&')
-            .filter(|pair| pair.split('=').next() != Some(self.query_param.as_str()))
+            .filter(|pair| !self.is_token_pair(pair))
             .collect();
         if kept.is_empty() {
             path.to_string()
@@ -689,6 +698,17 @@ mod tests {
             }
             assert!(a.verify_token(&t, NOW).is_err());
         }
+    }
+
+    #[test]
+    fn encoded_token_names_are_stripped_too() {
+        let a = auth("HS256");
+        assert_eq!(
+            a.strip_param("/p.m3u8?%74oken=abc&x=1&tok%65n=d&to+ken=k"),
+            "/p.m3u8?x=1&to+ken=k"
+        );
+        assert_eq!(a.strip_param("/p.m3u8?token"), "/p.m3u8");
+        assert_eq!(a.strip_param("/p.m3u8?tokens=1"), "/p.m3u8?tokens=1");
     }
 
     #[test]

@@ -53,6 +53,63 @@ const MANAGED_TAGS: &[&str] = &[
 
 pub const MAX_TAG_LEN: usize = 1024;
 pub const MAX_URI_LEN: usize = 2048;
+/// Edits one plan may hold (the plugin runtime refuses more before they get here).
+pub const MAX_EDITS: usize = crate::plugin::runtime::MAX_EDITS;
+/// Bytes of text (ids, names, tags, URIs) one plan may hold.
+pub const MAX_PLAN_BYTES: usize = 1 << 20;
+/// Longest pod, in seconds (ads are also at most an hour each).
+pub const MAX_POD_SECS: f64 = 3600.0;
+/// A personalized manifest may be at most this many times the tenant's origin manifest size
+/// limit (`max_manifest_size`), and at least [`MIN_OUTPUT_LIMIT`]: inserted pods make a
+/// manifest grow, a plan must not make it unbounded.
+pub const OUTPUT_GROWTH: usize = 4;
+pub const MIN_OUTPUT_LIMIT: usize = 4 << 20;
+
+/// The largest personalized manifest a tenant's plugin may cause.
+pub fn output_limit(max_manifest_size: usize) -> usize {
+    max_manifest_size
+        .saturating_mul(OUTPUT_GROWTH)
+        .max(MIN_OUTPUT_LIMIT)
+}
+
+/// Checks a personalized manifest's size against [`output_limit`].
+pub fn check_output(len: usize, max_manifest_size: usize) -> Result<(), InvalidPlan> {
+    let limit = output_limit(max_manifest_size);
+    if len > limit {
+        return invalid(format!(
+            "the plan makes a {len}-byte manifest (at most {limit} bytes)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whole-plan limits, before any edit is looked at: the number of edits and the bytes of
+/// text they carry, so a plugin cannot make the host hold or write an unbounded plan.
+pub fn check_plan(edits: &[Edit]) -> Result<(), InvalidPlan> {
+    if edits.len() > MAX_EDITS {
+        return invalid(format!("{} edits (at most {MAX_EDITS})", edits.len()));
+    }
+    let pod_bytes =
+        |pod: &[Ad]| -> usize { pod.iter().map(|a| a.id.len() + a.creative.len()).sum() };
+    let bytes: usize = edits
+        .iter()
+        .map(|e| match e {
+            Edit::DropVariant(_) | Edit::DropRendition(_) => 0,
+            Edit::DropRepresentation(id) => id.len(),
+            Edit::FillBreak(f) => f.break_id.len() + pod_bytes(&f.pod),
+            Edit::Preroll(pod) => pod_bytes(pod),
+            Edit::InsertPod(i) => pod_bytes(&i.pod),
+            Edit::AddTag(t) => t.line.len(),
+            Edit::RewriteUri(r) => r.uri.len(),
+        })
+        .fold(0usize, usize::saturating_add);
+    if bytes > MAX_PLAN_BYTES {
+        return invalid(format!(
+            "the plan carries {bytes} bytes of text (at most {MAX_PLAN_BYTES})"
+        ));
+    }
+    Ok(())
+}
 
 /// A custom tag line a plugin may add: `#EXT-X-NAME[:value]`, printable, not host-managed.
 fn check_tag(line: &str) -> Result<ExtTag, InvalidPlan> {
@@ -109,6 +166,7 @@ fn check_uri(uri: &str) -> Result<(), InvalidPlan> {
 }
 
 pub fn hls_master(m: &MasterPlaylist, edits: &[Edit]) -> Result<MasterPlaylist, InvalidPlan> {
+    check_plan(edits)?;
     let mut drop_v = HashSet::new();
     let mut drop_r = HashSet::new();
     let mut out = m.clone();
@@ -261,6 +319,10 @@ fn check_pod(pod: &[Ad]) -> Result<(), InvalidPlan> {
     if pod.len() > 64 {
         return invalid(format!("a pod of {} ads (at most 64)", pod.len()));
     }
+    let total: f64 = pod.iter().map(|a| a.duration).sum();
+    if total > MAX_POD_SECS {
+        return invalid(format!("a pod of {total} s (at most {MAX_POD_SECS} s)"));
+    }
     for ad in pod {
         if !(ad.duration > 0.0 && ad.duration <= 3600.0) {
             return invalid(format!("ad {:?} has duration {}", ad.id, ad.duration));
@@ -277,6 +339,7 @@ fn check_pod(pod: &[Ad]) -> Result<(), InvalidPlan> {
 
 /// Checks a media playlist plan against the view it was made for.
 pub fn media_plan(view: &HlsMediaView, edits: &[Edit]) -> Result<MediaPlan, InvalidPlan> {
+    check_plan(edits)?;
     let n = view.view.segments.len();
     let mut plan = MediaPlan {
         tags: vec![Vec::new(); n],
@@ -487,6 +550,7 @@ pub fn dash(
     view: &crate::plugin::bindings::DashMpd,
     edits: &[Edit],
 ) -> Result<(dash_mpd_core::MPD, MediaPlan), InvalidPlan> {
+    check_plan(edits)?;
     let mut out = mpd.clone();
     let mut plan = MediaPlan::default();
     for e in edits {
@@ -660,6 +724,53 @@ mod tests {
         });
         assert!(media_plan(&v, &[tag]).is_err());
         assert!(media_plan(&v, &[Edit::DropVariant(0)]).is_err());
+    }
+
+    #[test]
+    fn plans_are_bounded_in_edits_text_and_pod_length() {
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-CUE-OUT:4\n#EXTINF:2,\na.ts\n";
+        let m = match m3u8_rs::parse_playlist_res(text.as_bytes()).unwrap() {
+            m3u8_rs::Playlist::MediaPlaylist(m) => m,
+            _ => panic!(),
+        };
+        let v = crate::view::hls_media(&m);
+        let tag = |line: String| {
+            Edit::AddTag(Tag {
+                before_segment: 0,
+                line,
+            })
+        };
+        // as many edits as allowed pass; one more is an invalid plan
+        let ok: Vec<Edit> = (0..MAX_EDITS).map(|_| tag("#EXT-X-A".into())).collect();
+        assert!(media_plan(&v, &ok).is_ok());
+        let mut over = ok.clone();
+        over.push(tag("#EXT-X-A".into()));
+        let e = media_plan(&v, &over).unwrap_err();
+        assert!(e.0.contains("10001 edits (at most 10000)"), "{e}");
+        assert!(hls_master(&master(), &over).is_err());
+        // each tag is within its own limit, together they carry too much text
+        let long = format!("#EXT-X-A:{}", "x".repeat(MAX_TAG_LEN - 9));
+        let big: Vec<Edit> = (0..(MAX_PLAN_BYTES / MAX_TAG_LEN + 1))
+            .map(|_| tag(long.clone()))
+            .collect();
+        let e = media_plan(&v, &big).unwrap_err();
+        assert!(e.0.contains("bytes of text (at most 1048576)"), "{e}");
+        // 64 ads of an hour each are within the per-ad limits, not within the pod's
+        let pod: Vec<Ad> = (0..64)
+            .map(|i| Ad {
+                id: format!("a{i}"),
+                creative: "c".into(),
+                duration: 3600.0,
+            })
+            .collect();
+        let e = media_plan(&v, &[Edit::Preroll(pod)]).unwrap_err();
+        assert!(e.0.contains("a pod of 230400 s"), "{e}");
+        // the personalized manifest: 4 times the origin limit, at least 4 MiB
+        assert_eq!(output_limit(1 << 20), 4 << 20);
+        assert_eq!(output_limit(10 << 20), 40 << 20);
+        assert!(check_output(4 << 20, 1 << 20).is_ok());
+        let e = check_output((4 << 20) + 1, 1 << 20).unwrap_err();
+        assert!(e.0.contains("(at most 4194304 bytes)"), "{e}");
     }
 
     #[test]

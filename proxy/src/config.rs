@@ -32,6 +32,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// Request size limits (`[limits]`): see [`crate::limits`].
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -581,6 +584,7 @@ impl Config {
         if s.threads == 0 || s.threads > 1024 {
             return Err(("server.threads".into(), "must be between 1 and 1024".into()));
         }
+        self.limits.validate()?;
         let c = &self.cache;
         if c.size.as_u64() < 1024 * 1024 {
             return Err(("cache.size".into(), "must be at least 1 MiB".into()));

@@ -356,6 +356,12 @@ impl Personalizer {
             Parsed::None => return Outcome::PassThrough,
         };
         self.prefetch(s, &manifest.parsed, &sid, &viewer, &decisions.lock());
+        // a plan must not make the manifest unbounded (limits in apply.rs)
+        let result = result.and_then(|body| {
+            apply::check_output(body.len(), route.tenant.max_manifest_size)
+                .map(|()| body)
+                .map_err(invalid)
+        });
         match result {
             Ok(body) => Outcome::Personalized {
                 body: Bytes::from(body),

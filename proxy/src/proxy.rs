@@ -416,6 +416,16 @@ impl ProxyHttp for EdgeProxy {
         }
         let req = session.req_header();
         let tenancy = self.live.load_full();
+        // request limits ([limits]), before anything else looks at the request
+        let limits = tenancy.config.limits;
+        if let Err(r) = limits.check(crate::limits::target_len(&req.uri), &req.headers) {
+            tracing::warn!(rid = %ctx.request_id, status = r.status, error = %r.message, "request refused");
+            ctx.tenancy = Some(tenancy);
+            session.set_keepalive(None);
+            respond_text(session, ctx, r.status, r.detail, r.message).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
         let routed = tenancy
             .routes
             .route(request_host(req), req.uri.path(), req.uri.query());

@@ -14,6 +14,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod drain;
+pub mod egress;
 pub mod limits;
 pub mod manifest_cache;
 pub mod metrics;

@@ -315,11 +315,12 @@ fn segment_number(path: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// `.` or `..`, also percent-encoded (`%2e%2E`): an origin that normalizes paths would
-/// otherwise let a request climb out of the tenant's base path.
+/// `.` or `..`, also percent-encoded (`%2e%2E`), or a segment hiding a separator or NUL
+/// (`..%2F..`, `%5C`, `\`, `%00`): an origin that decodes or normalizes paths would otherwise
+/// let a request climb out of the tenant's base path.
 fn is_dot_segment(segment: &str) -> bool {
     let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-    decoded == "." || decoded == ".."
+    decoded == "." || decoded == ".." || decoded.contains(['/', '\\', '\0'])
 }
 
 /// `host:port` / `[v6]:port` → host.
@@ -410,6 +411,27 @@ origin = "http://127.0.0.1:9001"
             RouteError::BadPath
         );
         assert!(r.route(None, "/beta/a..b/x.ts", None).is_ok());
+        for bad in [
+            "/beta/..%2F..%2Fetc/passwd",
+            "/beta/x%2fy.ts",
+            "/beta/..%5C..%5Cx.ts",
+            "/beta/..\\..\\x.ts",
+            "/beta/x%00.ts",
+            "/beta/.%2E/acme/x.ts",
+            "/~tok/../x.ts",
+        ] {
+            assert_eq!(
+                r.route(None, bad, None).unwrap_err(),
+                RouteError::BadPath,
+                "{bad}"
+            );
+        }
+        // a host-routed request cannot name another tenant's path prefix to escape either
+        let x = r.route(Some("acme.tv"), "/beta/x.ts", None).unwrap();
+        assert_eq!(
+            (x.tenant.id.as_str(), x.origin_path.as_str()),
+            ("acme", "/origin/beta/x.ts")
+        );
     }
 
     #[test]

@@ -16,9 +16,9 @@ const ATTEMPTS: u32 = 3;
 
 impl Beacons {
     pub fn new(store: Arc<dyn SessionStore>, keys: SessionKeys) -> Self {
-        let client = reqwest::Client::builder()
+        // beacon URLs come from ad server answers: public hosts (or ad servers) only
+        let client = crate::egress::client_builder()
             .timeout(Duration::from_secs(2))
-            .redirect(reqwest::redirect::Policy::limited(3))
             .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
@@ -96,6 +96,13 @@ fn expand(url: &str) -> String {
 }
 
 async fn fire(client: &reqwest::Client, tenant: &str, url: &str) {
+    if let Err(e) = url::Url::parse(url)
+        .map_err(|e| e.to_string())
+        .and_then(|u| crate::egress::check_url(&u))
+    {
+        tracing::warn!(tenant, url, error = %e, "beacon refused");
+        return;
+    }
     for attempt in 0..ATTEMPTS {
         match client.get(url).send().await {
             Ok(r) if r.status().is_success() || r.status().is_redirection() => return,
@@ -119,5 +126,24 @@ mod tests {
     fn macros_are_filled() {
         let u = expand("http://x/b?cb=[CACHEBUSTER]&t=[TIMESTAMP]");
         assert!(!u.contains('['), "{u}");
+    }
+
+    #[tokio::test]
+    async fn beacons_into_the_proxys_network_are_not_fired() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = Arc::new(AtomicUsize::new(0));
+        let internal = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let addr = internal.local_addr().unwrap();
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { "" }
+        });
+        tokio::spawn(async move { axum::serve(internal, app).await });
+        let client = crate::egress::client_builder().build().unwrap();
+        fire(&client, "t", &format!("http://{addr}/impression")).await;
+        fire(&client, "t", "http://169.254.169.254/latest/meta-data/").await;
+        fire(&client, "t", "file:///etc/passwd").await;
+        assert_eq!(hits.load(Ordering::Relaxed), 0);
     }
 }

@@ -58,6 +58,8 @@ pub enum VastError {
     TooLarge { url: String },
     #[error("{url}: not an http(s) URL")]
     BadUrl { url: String },
+    #[error("{url}: refused: {why}")]
+    Refused { url: String, why: String },
     #[error("malformed VAST: {0}")]
     Malformed(String),
     #[error("no ads in the VAST response")]
@@ -384,6 +386,13 @@ impl Ctx {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| VastError::BadUrl { url: url.into() })?;
+        // wrapper URLs come from ad server answers: never into the proxy's own network
+        if let Err(why) = crate::egress::check_url(&parsed) {
+            return Err(VastError::Refused {
+                url: url.into(),
+                why,
+            });
+        }
         let http = |e: reqwest::Error| VastError::Http {
             url: url.into(),
             message: e.to_string(),
@@ -645,9 +654,9 @@ pub struct VastDecider {
 
 impl VastDecider {
     pub fn new(cfg: AdServerConfig, catalog: Arc<AdCatalog>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        crate::egress::trust_url_host(&cfg.url);
+        let client = crate::egress::client_builder()
             .connect_timeout(cfg.timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
             .tcp_nodelay(true)
             .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -1160,6 +1169,59 @@ mod tests {
         let ads = decide(addr, "mode=unknown", 25.0).await.unwrap();
         assert_eq!(creatives(&ads), ["ad15", "ad10"]);
         assert_eq!(ads[0].id, "b7-0-ad15.2");
+    }
+
+    #[tokio::test]
+    async fn wrappers_and_redirects_into_the_proxys_network_are_refused() {
+        use std::sync::atomic::AtomicUsize;
+        // an internal service on another loopback address: what an SSRF would reach
+        let hits = Arc::new(AtomicUsize::new(0));
+        let internal = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let inner = internal.local_addr().unwrap();
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { "<VAST version=\"4.0\"/>" }
+        });
+        tokio::spawn(async move { axum::serve(internal, app).await });
+        // the tenant's ad server (trusted, on loopback) answers with wrappers and a redirect
+        // into it, and at the cloud metadata address
+        let wrap = |url: &str| {
+            format!("<Ad><Wrapper><VASTAdTagURI><![CDATA[{url}]]></VASTAdTagURI></Wrapper></Ad>")
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let doc = format!(
+            "<VAST version=\"4.0\">{}{}{}{}</VAST>",
+            wrap(&format!("http://{inner}/admin")),
+            wrap("http://169.254.169.254/latest/meta-data/"),
+            wrap(&format!("http://[::ffff:127.0.0.2]:{}/", inner.port())),
+            wrap(&format!("http://{addr}/redirect")),
+        );
+        let to = format!("http://{inner}/via-redirect");
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(move || async move { doc }))
+            .route(
+                "/redirect",
+                axum::routing::get(move || async move {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, to)],
+                    )
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let d = VastDecider::new(cfg(format!("http://{addr}/"), 500, 1500), catalog()).unwrap();
+        let e = d.decide_pod("t", None, &brk("b", 30.0), &viewer()).await;
+        assert!(
+            matches!(&e, Err(VastError::Refused { why, .. }) if why.contains("not public")),
+            "{e:?}"
+        );
+        assert_eq!(
+            hits.load(Ordering::Relaxed),
+            0,
+            "the internal service was reached"
+        );
     }
 
     #[tokio::test]

@@ -143,7 +143,9 @@ pub fn text_layout(body: &[u8], expected: usize) -> Option<TextLayout> {
         at = end;
     }
     let header_end = header_end?;
-    if segments.len() != expected {
+    // the first line is `#EXTM3U` (m3u8-rs checked): a header that does not hold it means a
+    // line the parser took as the header's (`#EXTM3U` followed by junk) was not recognized
+    if header_end == 0 || segments.len() != expected {
         return None;
     }
     let last = segments.last().map_or(header_end, |r| r.end);
@@ -640,6 +642,14 @@ mod tests {
         );
         assert_eq!(part(&l.footer), "\n#EXT-X-ENDLIST\n");
         assert_eq!(text_layout(text.as_bytes(), 3), None);
+    }
+
+    #[test]
+    fn text_layout_needs_the_header_line() {
+        // fuzz (hls): m3u8-rs takes `#EXTM3U<junk>` as the header, the layout did not, so
+        // the header became segment 0's text and edits were spliced before `#EXTM3U`
+        let text = b"#EXTM3U\x08\n#EXT-X-TARGETDURATION:6\xff\n#EXTINF\n4";
+        assert_eq!(text_layout(text, 1), None);
     }
 
     #[test]

@@ -279,6 +279,61 @@ async fn run(text: &str, class: Class, creative: &dash_mpd_core::Period) {
     }
 }
 
+/// Inputs the fuzz targets (`fuzz/`, `scripts/fuzz.sh`) crashed on, through the same steps:
+/// parse, a plan with custom tags and URI rewrites (the `hls` target's plan 1), stitch.
+#[test]
+fn fuzz_regressions_hls_tags_and_rewrites() {
+    let inputs: [&[u8]; 1] = [
+        // `#EXTM3U<junk>`: the header was spliced as segment 0's text, so the added tag came
+        // before `#EXTM3U` and the output did not parse
+        b"#EXTM3U\x08\n#EXT-X-TARGETDURATION:6\xff\n#EXTINF\n4",
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, _, creative) = samples();
+    for input in inputs {
+        let (_, parsed) = parse(Class::HlsPlaylist, input);
+        let Parsed::HlsMedia { playlist, view } = &parsed else {
+            panic!("the input parses as a media playlist");
+        };
+        let edits = vec![
+            Edit::AddTag(manifold::plugin::bindings::Tag {
+                before_segment: 0,
+                line: "#EXT-X-FUZZ:A=1".into(),
+            }),
+            Edit::RewriteUri(manifold::plugin::bindings::UriRewrite {
+                index: 0,
+                uri: "https://cdn.example/0.ts".into(),
+            }),
+        ];
+        let plan = apply::media_plan(view, &edits).unwrap();
+        let media = Media {
+            playlist,
+            view,
+            body: input,
+        };
+        let catalog = Catalog(creative.clone());
+        let out = rt
+            .block_on(ssai::render(
+                &media,
+                &plan,
+                &Default::default(),
+                &Default::default(),
+                &catalog,
+                RenditionWant::default(),
+                &Policies::default(),
+            ))
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("#EXTM3U"), "{text}");
+        assert!(text.contains("#EXT-X-FUZZ:A=1\n"), "{text}");
+        assert!(text.contains("https://cdn.example/0.ts"), "{text}");
+        assert!(m3u8_rs::parse_playlist_res(&out).is_ok(), "{text}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: std::env::var("BAD_INPUT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256), ..ProptestConfig::default() })]
 

@@ -81,7 +81,9 @@ fn source_spans(mpd: &MPD) -> Vec<(f64, f64)> {
         .map(|i| {
             let own_end = mpd.periods[i].duration.map(|d| starts[i] + d.as_secs_f64());
             let end = starts.get(i + 1).copied().or(own_end).unwrap_or(total);
-            (starts[i], end)
+            // out-of-order starts or a presentation shorter than a period's start: an empty
+            // span, never an inverted one
+            (starts[i], end.max(starts[i]))
         })
         .collect()
 }
@@ -178,7 +180,8 @@ impl Grid {
             }
             Boundaries::Free => t,
         };
-        snapped.clamp(*ps, *pe)
+        // not `clamp`: it panics on an inverted or NaN range, which origin MPDs can make
+        snapped.max(*ps).min(pe.max(*ps))
     }
 
     pub fn snap(&self, t: f64) -> f64 {

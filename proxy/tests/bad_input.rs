@@ -334,6 +334,23 @@ fn fuzz_regressions_hls_tags_and_rewrites() {
     }
 }
 
+/// MPDs the `dash` fuzz target crashed on (`proxy/tests/fuzz-regressions/`), through the
+/// whole DASH path.
+#[test]
+fn fuzz_regressions_dash() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, _, creative) = samples();
+    // a period starting after the presentation's (unparsable) duration: its span was
+    // inverted and `f64::clamp` panicked snapping a break to the grid
+    let text = include_str!("fuzz-regressions/dash-inverted-period-span.mpd");
+    let (_, parsed) = parse(Class::DashManifest, text.as_bytes());
+    assert!(matches!(parsed, Parsed::Dash { .. }), "the input parses");
+    rt.block_on(run(text, Class::DashManifest, &creative));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: std::env::var("BAD_INPUT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256), ..ProptestConfig::default() })]
 

@@ -29,11 +29,14 @@ slate = true
 }
 
 /// A tenant `t` whose plugin fills every break with the 10 s ad (slate-padded). It fails closed
-/// (a failing plugin would be a 503, counted as an error); the deadline is generous because a
-/// debug build on a loaded CI box is slow, and time is not what this test measures.
+/// (a failing plugin would be a 503, counted as an error); the plugin deadline and the cache
+/// lock timeout are generous because a debug build on a loaded CI box is slow, and time is not
+/// what this test measures.
 fn personalizing_tenant(origin: &Origin) -> String {
+    // a segment fetch held up by a starved debug build must not let the waiting requests give
+    // up on the cache lock and fetch it again: coalescing is what this test checks
     format!(
-        "[[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\nconfig = \"pod=ad10\"\nfail = \"closed\"\ndeadline = \"5s\"\n{}",
+        "[cache]\nlock_timeout = \"30s\"\n\n[[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\nconfig = \"pod=ad10\"\nfail = \"closed\"\ndeadline = \"5s\"\n{}",
         origin.addr,
         plugin("scte35_breaks").display(),
         catalog()

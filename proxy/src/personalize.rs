@@ -43,6 +43,10 @@ pub enum Outcome {
     Forbidden,
     /// The plugin failed and the tenant fails open: the origin manifest, with the reason.
     FailedOpen(PluginFailure),
+    /// The plugin failed on a media playlist or MPD and the tenant fails open: the session's
+    /// breaks so far replayed from its ledger, new ones left as content (recorded so), so the
+    /// viewer's manifest stays consistent with what it was served before.
+    FailedReplayed { body: Bytes, failure: PluginFailure },
     /// The plugin failed and the tenant fails closed: 503.
     FailedClosed(PluginFailure),
 }
@@ -280,6 +284,8 @@ impl Personalizer {
         };
         let engine = &self.registry.engine;
         let plugin = &deployed.plugin;
+        // the plugin failure a replayed manifest stands in for
+        let mut replayed = None;
         let result = match &manifest.parsed {
             Parsed::HlsMaster { playlist, view } => {
                 match engine
@@ -329,6 +335,18 @@ impl Personalizer {
                         self.media(route, &media, &edits, &sid, &session_prefix, state)
                             .await
                     }
+                    Err(f) if s.fail == FailPolicy::Open => {
+                        state.decisions = decisions.lock().clone();
+                        let media = Media {
+                            playlist,
+                            view,
+                            body: &manifest.body,
+                        };
+                        let r = self
+                            .media(route, &media, &[], &sid, &session_prefix, state)
+                            .await;
+                        replay(r, f, &mut replayed)
+                    }
                     Err(f) => Err(f),
                 }
             }
@@ -350,6 +368,14 @@ impl Personalizer {
                         self.dash(route, &media, &edits, &sid, &session_prefix, state)
                             .await
                     }
+                    Err(f) if s.fail == FailPolicy::Open => {
+                        state.decisions = decisions.lock().clone();
+                        let media = DashMedia { mpd, view };
+                        let r = self
+                            .dash(route, &media, &[], &sid, &session_prefix, state)
+                            .await;
+                        replay(r, f, &mut replayed)
+                    }
                     Err(f) => Err(f),
                 }
             }
@@ -363,6 +389,21 @@ impl Personalizer {
                 .map_err(invalid)
         });
         match result {
+            Ok(body) if replayed.is_some() => {
+                let failure = replayed.take().expect("checked");
+                tracing::warn!(
+                    tenant = %tenant,
+                    plugin = %plugin.digest,
+                    version = deployed.version,
+                    kind = failure.kind.as_str(),
+                    error = %failure.message,
+                    "personalization failed: the session's breaks replayed, no new decisions"
+                );
+                Outcome::FailedReplayed {
+                    body: Bytes::from(body),
+                    failure,
+                }
+            }
             Ok(body) => Outcome::Personalized {
                 body: Bytes::from(body),
                 version: deployed.version,
@@ -541,6 +582,22 @@ impl Personalizer {
             return Err(invalid(apply::InvalidPlan("MPD did not serialize".into())));
         }
         Ok(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{xml}\n").into_bytes())
+    }
+}
+
+/// A failed plugin call's stand-in: the ledger replayed without the plugin's edits, or, if
+/// even that fails (e.g. the session store is down), the plugin's failure.
+fn replay(
+    r: Result<Vec<u8>, PluginFailure>,
+    failure: PluginFailure,
+    replayed: &mut Option<PluginFailure>,
+) -> Result<Vec<u8>, PluginFailure> {
+    match r {
+        Ok(body) => {
+            *replayed = Some(failure);
+            Ok(body)
+        }
+        Err(_) => Err(failure),
     }
 }
 

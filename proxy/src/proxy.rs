@@ -210,6 +210,14 @@ impl EdgeProxy {
                         Some(format!("failed; reason={}; served=origin", f.kind.as_str())),
                         false,
                     ),
+                    Outcome::FailedReplayed { body, failure } => (
+                        body,
+                        Some(format!(
+                            "failed; reason={}; served=session",
+                            failure.kind.as_str()
+                        )),
+                        true,
+                    ),
                     Outcome::FailedClosed(f) => {
                         ctx.plugin =
                             Some(format!("failed; reason={}; served=503", f.kind.as_str()));

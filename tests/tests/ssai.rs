@@ -435,3 +435,71 @@ async fn malformed_and_oversized_origin_manifests() {
     let reason = r.text().await.unwrap();
     assert!(reason.contains("exceeds the 1024-byte limit"), "{reason}");
 }
+
+/// A plugin that starts failing mid-session (here: a config reload swaps in one that traps)
+/// must not undo what the viewer was already shown: with `fail = "open"` the session's
+/// recorded breaks are replayed from its ledger, so the ads, sequence numbers and
+/// discontinuities stay; only new decisions stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_plugin_mid_session_replays_the_recorded_breaks() {
+    let origin = live_origin();
+    let open = |plugin_name: &str, config: &str| {
+        tenant(&origin, plugin_name, config).replace("fail = \"closed\"", "fail = \"open\"")
+    };
+    let proxy = Proxy::start(&open("scte35_breaks", "pod=ad10")).unwrap();
+    let r = reqwest::get(proxy.url("/t/live/hls/v1.m3u8"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session_url = r.url().to_string();
+    assert!(session_url.contains("/~"), "into a session: {session_url}");
+    let before = r.text().await.unwrap();
+    let ads = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("/ads/"))
+            .map(str::to_string)
+            .collect()
+    };
+    let seq = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no media sequence in {text}"))
+    };
+    let ads_before = ads(&before);
+    assert!(!ads_before.is_empty(), "the break is filled: {before}");
+
+    proxy
+        .write_config(&open("misbehave", "mode=trap"), false)
+        .unwrap();
+    proxy.signal(libc::SIGHUP).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (header, after) = loop {
+        let r = reqwest::get(&session_url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let h = r.headers()["manifold-plugin"].to_str().unwrap().to_string();
+        let text = r.text().await.unwrap();
+        if h.starts_with("failed") {
+            break (h, text);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reload not applied: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(header, "failed; reason=trap; served=session");
+    assert_eq!(ads(&after), ads_before, "the same ads: {after}");
+    assert!(seq(&after) >= seq(&before), "{before}\n---\n{after}");
+    assert!(after.starts_with("#EXTM3U"), "{after}");
+    // the same for a rendition the session had not asked for yet: its breaks come from the
+    // ledger too
+    let other = session_url.replace("/live/hls/v1.m3u8", "/live/hls/v2.m3u8");
+    let r = reqwest::get(&other).await.unwrap();
+    assert_eq!(
+        r.headers()["manifold-plugin"].to_str().unwrap(),
+        "failed; reason=trap; served=session"
+    );
+    let v2 = r.text().await.unwrap();
+    assert_eq!(ads(&v2).len(), ads_before.len(), "{v2}");
+}

@@ -41,6 +41,15 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
                     )
                 }
             };
+            if let Some(value) = oversized_duration(text) {
+                return (
+                    ManifestKind::Unparsed(format!(
+                        "DASH: duration {:?} out of range",
+                        short(value)
+                    )),
+                    Parsed::None,
+                );
+            }
             match dash_mpd_core::parse(text) {
                 Ok(mpd) => {
                     let kind = dash_kind(&mpd);
@@ -101,6 +110,46 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
             ),
         },
     }
+}
+
+/// The first `xs:duration` attribute value (`"P..."`, `"-P..."`) with a number too large for
+/// dash-mpd-core, whose duration parser multiplies without overflow checks (found by the
+/// `dash` fuzz target: `PT99999999999999999H` panics in debug builds and wraps in release
+/// ones). Eleven digits per component keep the sum of every component times its unit (years
+/// of 365 days ... seconds) below `u64::MAX`; a real MPD's durations are far shorter.
+fn oversized_duration(text: &str) -> Option<&str> {
+    const MAX_DIGITS: usize = 11;
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(q) = memchr::memchr2(b'"', b'\'', &b[i..]).map(|k| i + k) {
+        let quote = b[q];
+        let end = memchr::memchr(quote, &b[q + 1..]).map_or(b.len(), |k| q + 1 + k);
+        let value = &b[q + 1..end];
+        let after_sign = match value.first() {
+            Some(b'+' | b'-') => &value[1..],
+            _ => value,
+        };
+        if after_sign.first() == Some(&b'P') {
+            let mut run = 0;
+            let mut fraction = false;
+            for &c in after_sign {
+                if c.is_ascii_digit() {
+                    run += 1;
+                    if run > MAX_DIGITS && !fraction {
+                        return text.get(q + 1..end);
+                    }
+                } else {
+                    fraction = matches!(c, b'.' | b',');
+                    run = 0;
+                }
+            }
+        }
+        i = end + 1;
+        if i >= b.len() {
+            break;
+        }
+    }
+    None
 }
 
 /// m3u8-rs skips what it does not understand; a manifest where it skipped a tag that
@@ -257,6 +306,39 @@ mod tests {
         assert!(matches!(
             inspect(Class::DashManifest, b"\xff\xfe"),
             ManifestKind::Unparsed(_)
+        ));
+        // durations dash-mpd-core would overflow on (found by fuzzing): refused before it
+        // sees them; long fractions and ordinary durations are fine
+        for bad in [
+            r#"<MPD type="static" mediaPresentationDuration="PT0011627460059052638206H"><Period/></MPD>"#,
+            r#"<MPD type='static' mediaPresentationDuration='P999999999999Y9M9W'><Period/></MPD>"#,
+            r#"<MPD type="dynamic" minimumUpdatePeriod="-P123456789012D"><Period/></MPD>"#,
+        ] {
+            let (k, p) = parse(Class::DashManifest, bad.as_bytes());
+            assert!(
+                matches!(&k, ManifestKind::Unparsed(m) if m.contains("out of range")),
+                "{k:?}"
+            );
+            assert!(matches!(p, Parsed::None));
+        }
+        assert_eq!(
+            oversized_duration(
+                r#"<MPD a="PT1.1234567890123456S" b="P1Y2M3DT4H5M6S" id="P123456789012345">"#
+            ),
+            Some("P123456789012345")
+        );
+        assert_eq!(
+            oversized_duration(
+                r#"<MPD a="PT1.1234567890123456S" b="P1Y2M3DT4H5M6S" c="x123456789012345">"#
+            ),
+            None
+        );
+        assert!(matches!(
+            inspect(
+                Class::DashManifest,
+                stat.replace("PT10S", "PT99999999999S").as_bytes()
+            ),
+            ManifestKind::DashStatic
         ));
     }
 }

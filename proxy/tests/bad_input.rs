@@ -351,6 +351,19 @@ fn fuzz_regressions_dash() {
     rt.block_on(run(text, Class::DashManifest, &creative));
 }
 
+/// An `xs:duration` whose hours overflow u64 in dash-mpd-core's parser (a panic with overflow
+/// checks, as in debug builds): refused as unparsable before the parser sees it.
+#[test]
+fn fuzz_regressions_dash_duration_overflow() {
+    let text = include_str!("fuzz-regressions/dash-duration-overflow.mpd");
+    let (kind, parsed) = parse(Class::DashManifest, text.as_bytes());
+    assert!(
+        matches!(&kind, manifold::parse::ManifestKind::Unparsed(m) if m.contains("out of range")),
+        "{kind:?}"
+    );
+    assert!(matches!(parsed, Parsed::None));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: std::env::var("BAD_INPUT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256), ..ProptestConfig::default() })]
 

@@ -215,6 +215,10 @@ for t in $TARGETS; do
   # warm-up: the edge's first requests (connections, lazy set-up) stay out of the figures
   curl -sfL -o /dev/null "${URL[$t]}" || { echo "$t: ${URL[$t]} does not answer" >&2; exit 1; }
   before=$(cpu_seconds "${PID[$t]}")
+  # the whole machine's idle CPU alongside: other processes taking cores skew every figure
+  vmstat -n 5 >"$RESULTS/$t.vmstat" 2>/dev/null &
+  vmstat_pid=$!
+  pids+=($vmstat_pid)
   rc=0
   # shellcheck disable=SC2086
   target/release/manifold-loadtest "${URL[$t]}" --scenario "$SCENARIO" --viewers "$VIEWERS" \
@@ -222,6 +226,7 @@ for t in $TARGETS; do
     --origin "http://127.0.0.1:$ORIGIN_PORT" "${pidarg[@]}" --progress \
     --json "$RESULTS/$t.json" --plots "$RESULTS/$t" $EXTRA | tee "$RESULTS/$t.txt" || rc=$?
   after=$(cpu_seconds "${PID[$t]}")
+  kill "$vmstat_pid" 2>/dev/null || true
   CPU[$t]=$(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.2f", a - b}')
   echo "exit status $rc; proxy CPU $(echo "${CPU[$t]}") s (process and children)" | tee -a "$RESULTS/$t.txt" >&2
 done
@@ -233,18 +238,23 @@ figures() {
     (if ($cpu | tonumber) > 0 then (.requests.total / ($cpu | tonumber)) else 0 end),
     (.origin.segment_fetches.max // 0), (.origin.offload_ratio // 0)] | @tsv' "$RESULTS/$1.json"
 }
+# idle CPU of the machine during a run (vmstat's "id" column): "min/mean %"
+idle() {
+  awk 'NR > 3 && $15 ~ /^[0-9]+$/ {n++; s += $15; if (m == "" || $15 < m) m = $15}
+    END {if (n) printf "%d/%.0f", m, s / n; else print "-"}' "$RESULTS/$1.vmstat" 2>/dev/null || echo -
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
 {
   cat "$RESULTS/conditions.txt"
   echo
-  echo "| edge | req/s | manifest p99 ms | segment p99 ms | errors | violations | req per proxy CPU-s | proxy CPU s | origin fetches/segment (max) | offload |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| edge | req/s | manifest p99 ms | segment p99 ms | errors | violations | req per proxy CPU-s | proxy CPU s | origin fetches/segment (max) | offload | machine idle % min/mean |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   declare -A F
   for t in $TARGETS; do
     F[$t]=$(figures "$t")
     IFS=$'\t' read -r rps mp99 sp99 err vio eff fmax off <<<"${F[$t]}"
-    printf '| %s | %.0f | %.1f | %.1f | %s | %s | %.0f | %s | %s | %s |\n' \
-      "$t" "$rps" "$mp99" "$sp99" "$err" "$vio" "$eff" "${CPU[$t]}" "$fmax" "$off"
+    printf '| %s | %.0f | %.1f | %.1f | %s | %s | %.0f | %s | %s | %s | %s |\n' \
+      "$t" "$rps" "$mp99" "$sp99" "$err" "$vio" "$eff" "${CPU[$t]}" "$fmax" "$off" "$(idle "$t")"
   done
   echo
   pair() { # a b label
@@ -258,6 +268,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else 
   pair ssai pass "personalized / pass-through"
   echo
   echo "(req/s is what the viewers asked for: equal while no edge saturates. Latency ratios > 1 and"
-  echo " request-per-CPU-second ratios < 1 mean the first edge is slower / costlier.)"
+  echo " request-per-CPU-second ratios < 1 mean the first edge is slower / costlier. A machine idle"
+  echo " minimum near 0 while the proxy and the generator do not use all cores means other processes"
+  echo " took CPU during the run: re-run before quoting.)"
 } | tee "$RESULTS/summary.md"
 echo "results: $RESULTS" >&2

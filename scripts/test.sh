@@ -3,6 +3,9 @@
 # origin processes on 127.0.0.1, ffmpeg decoding through the proxy). Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One clean build: incremental caches would only add gigabytes to the disk it needs.
+export CARGO_INCREMENTAL=0
+df -h . | tail -1 | awk '{print "test.sh: disk free before the build: " $4}'
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo fmt --all -- --check

@@ -468,8 +468,7 @@ impl ProxyHttp for EdgeProxy {
         let class = route.class;
         if let (Some(token), Some((b, slot))) = (&route.session, &route.ad_slot) {
             // an ad segment at a tracked position: beacons fire in the background
-            self.beacons
-                .on_ad_segment(&route.tenant.id, token, b, *slot);
+            self.beacons.on_ad_segment(&route.tenant, token, b, *slot);
         }
         if route.content_path == "/tracking.json" {
             if let Some(token) = route.session.clone() {

@@ -83,12 +83,11 @@ fn plugin_registry(
         }
         // a VAST ad server decides when there is one; the catalog maps its media files
         let decider: Option<Arc<dyn AdDecider>> = match (&t.ad_server, catalog) {
-            (Some(a), Some(c)) => Some(Arc::new(VastDecider::new(a.clone(), c).map_err(|e| {
-                err(
-                    format!("tenants[{i}].ad_server"),
-                    format!("cannot create the ad server's HTTP client: {e}"),
-                )
-            })?)),
+            (Some(a), Some(c)) => Some(Arc::new(VastDecider::with_egress(
+                a.clone(),
+                c,
+                tenant.egress.clone(),
+            ))),
             (Some(_), None) => {
                 return Err(err(
                     format!("tenants[{i}].creatives"),

@@ -58,6 +58,8 @@ pub struct Tenant {
     pub cache: TenantCachePolicy,
     /// Edge auth: the viewer-token verifier when the tenant requires one.
     pub auth: Option<Arc<crate::auth::TenantAuth>>,
+    /// Ad-decision and beacon clients: public destinations plus this tenant's ad server.
+    pub egress: Arc<crate::egress::Egress>,
 }
 
 impl Tenant {
@@ -72,6 +74,7 @@ impl Tenant {
             max_manifest_size: 1 << 20,
             cache: TenantCachePolicy::default(),
             auth: None,
+            egress: crate::egress::Egress::public_only(),
         }
     }
 
@@ -202,6 +205,18 @@ impl Routes {
                             })?,
                     )),
                     None => None,
+                },
+                egress: match &t.ad_server {
+                    Some(a) => {
+                        crate::egress::Egress::new(Some(&a.url), a.timeout).map_err(|message| {
+                            ConfigError {
+                                file: file.to_path_buf(),
+                                field: format!("tenants[{i}].ad_server.url"),
+                                message,
+                            }
+                        })?
+                    }
+                    None => crate::egress::Egress::public_only(),
                 },
             });
             routes.by_id.insert(t.id.clone(), tenant.clone());

@@ -2,42 +2,37 @@
 //! fetches the ad segment at that position (once per session, across nodes: the session store
 //! marks each beacon), in the background with retries; never on the request's path.
 
+use crate::egress::Egress;
+use crate::route::Tenant;
 use crate::session::{SessionKeys, SessionStore};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Beacons {
-    client: reqwest::Client,
     store: Arc<dyn SessionStore>,
     keys: SessionKeys,
 }
 
 const ATTEMPTS: u32 = 3;
+/// Per beacon request.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Beacons {
     pub fn new(store: Arc<dyn SessionStore>, keys: SessionKeys) -> Self {
-        // beacon URLs come from ad server answers: public hosts (or ad servers) only
-        let client = crate::egress::client_builder()
-            .timeout(Duration::from_secs(2))
-            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Beacons {
-            client,
-            store,
-            keys,
-        }
+        Beacons { store, keys }
     }
 
-    /// A viewer fetched slot `slot` of break `break_id`: fire what is due there.
-    pub fn on_ad_segment(&self, tenant: &str, token: &str, break_id: &str, slot: u32) {
-        let Some(sid) = self.keys.verify(tenant, token) else {
+    /// A viewer fetched slot `slot` of break `break_id`: fire what is due there. Beacon URLs
+    /// come from ad server answers: they go through the tenant's `egress` (public
+    /// destinations, plus the tenant's own ad server).
+    pub fn on_ad_segment(&self, tenant: &Tenant, token: &str, break_id: &str, slot: u32) {
+        let Some(sid) = self.keys.verify(&tenant.id, token) else {
             return;
         };
-        let (store, client) = (self.store.clone(), self.client.clone());
-        let (tenant, break_id) = (tenant.to_string(), break_id.to_string());
+        let (store, egress) = (self.store.clone(), tenant.egress.clone());
+        let (tenant, break_id) = (tenant.id.clone(), break_id.to_string());
         tokio::spawn(async move {
-            if let Err(e) = fire_due(&store, &client, &tenant, &sid, &break_id, slot).await {
+            if let Err(e) = fire_due(&store, &egress, &tenant, &sid, &break_id, slot).await {
                 tracing::warn!(tenant = %tenant, error = %e, "beacons not fired");
             }
         });
@@ -46,7 +41,7 @@ impl Beacons {
 
 async fn fire_due(
     store: &Arc<dyn SessionStore>,
-    client: &reqwest::Client,
+    egress: &Egress,
     tenant: &str,
     sid: &str,
     break_id: &str,
@@ -77,7 +72,7 @@ async fn fire_due(
         }
         for url in ad.tracking.get(event).into_iter().flatten() {
             let url = expand(url);
-            fire(client, tenant, &url).await;
+            fire(egress, tenant, &url).await;
         }
     }
     Ok(())
@@ -95,16 +90,19 @@ fn expand(url: &str) -> String {
     .replace("[TIMESTAMP]", &now.as_millis().to_string())
 }
 
-async fn fire(client: &reqwest::Client, tenant: &str, url: &str) {
-    if let Err(e) = url::Url::parse(url)
+async fn fire(egress: &Egress, tenant: &str, url: &str) {
+    let target = url::Url::parse(url)
         .map_err(|e| e.to_string())
-        .and_then(|u| crate::egress::check_url(&u))
-    {
-        tracing::warn!(tenant, url, error = %e, "beacon refused");
-        return;
-    }
+        .and_then(|u| egress.client_for(&u).map(|c| (c, u)));
+    let (client, parsed) = match target {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(tenant, url, error = %e, "beacon refused");
+            return;
+        }
+    };
     for attempt in 0..ATTEMPTS {
-        match client.get(url).send().await {
+        match client.get(parsed.clone()).timeout(TIMEOUT).send().await {
             Ok(r) if r.status().is_success() || r.status().is_redirection() => return,
             Ok(r) if r.status().is_client_error() => {
                 tracing::warn!(tenant, url, status = %r.status(), "beacon refused");
@@ -140,10 +138,14 @@ mod tests {
             async { "" }
         });
         tokio::spawn(async move { axum::serve(internal, app).await });
-        let client = crate::egress::client_builder().build().unwrap();
-        fire(&client, "t", &format!("http://{addr}/impression")).await;
-        fire(&client, "t", "http://169.254.169.254/latest/meta-data/").await;
-        fire(&client, "t", "file:///etc/passwd").await;
+        let egress = Egress::public_only();
+        fire(&egress, "t", &format!("http://{addr}/impression")).await;
+        fire(&egress, "t", "http://169.254.169.254/latest/meta-data/").await;
+        fire(&egress, "t", "file:///etc/passwd").await;
         assert_eq!(hits.load(Ordering::Relaxed), 0);
+        // the tenant whose ad server that internal host is fires its beacons there
+        let own = Egress::new(Some(&format!("http://{addr}/vast")), TIMEOUT).unwrap();
+        fire(&own, "t", &format!("http://{addr}/impression")).await;
+        assert_eq!(hits.load(Ordering::Relaxed), 1);
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::ads::AdCatalog;
 use crate::config::AdServerConfig;
+use crate::egress::Egress;
 use crate::plugin::bindings::{AdBreak, AdDecider, DeviceClass, Viewer};
 use crate::session::DecidedAd;
 use async_trait::async_trait;
@@ -366,7 +367,7 @@ impl Resolved {
 
 /// What one decision needs, shared by its concurrent wrapper fetches.
 struct Ctx {
-    client: reqwest::Client,
+    egress: Arc<Egress>,
     catalog: Arc<AdCatalog>,
     timeout: Duration,
     headers: reqwest::header::HeaderMap,
@@ -387,19 +388,19 @@ impl Ctx {
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| VastError::BadUrl { url: url.into() })?;
         // wrapper URLs come from ad server answers: never into the proxy's own network
-        if let Err(why) = crate::egress::check_url(&parsed) {
-            return Err(VastError::Refused {
+        let client = self
+            .egress
+            .client_for(&parsed)
+            .map_err(|why| VastError::Refused {
                 url: url.into(),
                 why,
-            });
-        }
+            })?;
         let http = |e: reqwest::Error| VastError::Http {
             url: url.into(),
             message: e.to_string(),
         };
         let get = async {
-            let mut resp = self
-                .client
+            let mut resp = client
                 .get(parsed)
                 .headers(self.headers.clone())
                 .send()
@@ -649,22 +650,24 @@ fn device_name(d: DeviceClass) -> &'static str {
 pub struct VastDecider {
     cfg: AdServerConfig,
     catalog: Arc<AdCatalog>,
-    client: reqwest::Client,
+    egress: Arc<Egress>,
 }
 
 impl VastDecider {
-    pub fn new(cfg: AdServerConfig, catalog: Arc<AdCatalog>) -> Result<Self, reqwest::Error> {
-        crate::egress::trust_url_host(&cfg.url);
-        let client = crate::egress::client_builder()
-            .connect_timeout(cfg.timeout)
-            .tcp_nodelay(true)
-            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(VastDecider {
+    /// With its own egress (tests and tools; the proxy shares the tenant's, see
+    /// [`VastDecider::with_egress`]).
+    pub fn new(cfg: AdServerConfig, catalog: Arc<AdCatalog>) -> Result<Self, String> {
+        let egress = Egress::new(Some(&cfg.url), cfg.timeout)?;
+        Ok(Self::with_egress(cfg, catalog, egress))
+    }
+
+    /// `egress` trusts this ad server's host and port (the tenant's routing entry has it).
+    pub fn with_egress(cfg: AdServerConfig, catalog: Arc<AdCatalog>, egress: Arc<Egress>) -> Self {
+        VastDecider {
             cfg,
             catalog,
-            client,
-        })
+            egress,
+        }
     }
 
     /// The ad server URL for a break: the template with the viewer's and break's values,
@@ -716,7 +719,7 @@ impl VastDecider {
             }
         }
         let ctx = Arc::new(Ctx {
-            client: self.client.clone(),
+            egress: self.egress.clone(),
             catalog: self.catalog.clone(),
             timeout: self.cfg.timeout,
             headers,
@@ -1269,19 +1272,27 @@ mod tests {
                  </MediaFiles></Linear></Creative></Creatives></InLine></Ad>"
             )
         };
+        // the ad server's wrappers point at its own /vast, which the simulator answers (an
+        // internal ad server is trusted at its own host and port only)
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
         let doc = format!(
             "<VAST version=\"3.0\">{}{}{}<Ad id=\"w\" sequence=\"2\"><Wrapper><VASTAdTagURI>\
-             http://{sim}/vast?mode=slow&amp;delay_ms=2000</VASTAdTagURI></Wrapper></Ad>{}\
-             <Ad id=\"w2\" sequence=\"4\"><Wrapper><VASTAdTagURI>http://{sim}/vast?dur=30\
+             http://{addr}/vast?mode=slow&amp;delay_ms=2000</VASTAdTagURI></Wrapper></Ad>{}\
+             <Ad id=\"w2\" sequence=\"4\"><Wrapper><VASTAdTagURI>http://{addr}/vast?dur=30\
              </VASTAdTagURI><Impression>http://b/w2</Impression></Wrapper></Ad></VAST>",
             inline("ad30", " sequence=\"1\""),
             inline("nope", " sequence=\"3\""),
             inline("ad10", ""),
             inline("ad15", ""),
         );
-        let app = axum::Router::new().route("/", get(move || async move { doc }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let forward = move |uri: axum::http::Uri| async move {
+            let r = reqwest::get(format!("http://{sim}{uri}")).await.unwrap();
+            r.text().await.unwrap()
+        };
+        let app = axum::Router::new()
+            .route("/", get(move || async move { doc }))
+            .route("/vast", get(forward));
         tokio::spawn(async move { axum::serve(listener, app).await });
         let d = VastDecider::new(cfg(format!("http://{addr}/"), 300, 1500), catalog()).unwrap();
         let t = Instant::now();

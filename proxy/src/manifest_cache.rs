@@ -182,6 +182,7 @@ pub struct ManifestCache {
     /// The last 200 answer per key, for stale-if-error.
     last_good: moka::sync::Cache<Arc<str>, Arc<Manifest>>,
     failing: moka::sync::Cache<Arc<str>, Failing>,
+    capacity: u64,
 }
 
 impl ManifestCache {
@@ -201,6 +202,24 @@ impl ManifestCache {
                 .max_capacity(max_entries)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
+            capacity: max_entries,
+        }
+    }
+
+    /// The cache for a reloaded config: what was cached stays, so a reload neither refetches
+    /// every manifest nor loses the answers that stand in for a failing origin. Keys carry the
+    /// tenant's origin fingerprint (`route::Tenant::manifest_key`), so a tenant whose origin or
+    /// cache settings changed misses, and its old entries age out. A new capacity starts empty.
+    pub fn carry_over(&self, max_entries: u64, origin: OriginClient) -> ManifestCache {
+        if max_entries != self.capacity {
+            return ManifestCache::new(max_entries, origin);
+        }
+        ManifestCache {
+            entries: self.entries.clone(),
+            origin,
+            last_good: self.last_good.clone(),
+            failing: self.failing.clone(),
+            capacity: max_entries,
         }
     }
 
@@ -243,7 +262,7 @@ impl ManifestCache {
     /// The manifest for a routed request, fetching it if needed (one fetch per key at a time).
     pub async fn get(&self, route: &Route) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
         // tenant ids cannot contain '|', so the key is unambiguous
-        let key: Arc<str> = format!("{}|{}", route.tenant.id, route.origin_path).into();
+        let key: Arc<str> = format!("{}|{}", route.tenant.manifest_key, route.origin_path).into();
         if let Some(m) = self.entries.get(&key).await {
             return Ok((m, Lookup::Hit));
         }

@@ -143,7 +143,11 @@ pub fn build(
             format!("cannot create origin HTTP client: {e}"),
         )
     })?;
-    let manifests = Arc::new(ManifestCache::new(config.cache.manifest_entries, origin));
+    let capacity = config.cache.manifest_entries;
+    let manifests = Arc::new(match previous {
+        Some(p) => p.manifests.carry_over(capacity, origin),
+        None => ManifestCache::new(capacity, origin),
+    });
     let (registry, catalogs) = plugin_registry(
         &config,
         &routes,

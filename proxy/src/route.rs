@@ -58,6 +58,9 @@ pub struct Tenant {
     pub cache: TenantCachePolicy,
     /// Edge auth: the viewer-token verifier when the tenant requires one.
     pub auth: Option<Arc<crate::auth::TenantAuth>>,
+    /// Prefix of this tenant's manifest cache keys: its id and a fingerprint of how its
+    /// manifests are fetched and cached, so a reload that changes those misses the old entries.
+    pub manifest_key: String,
     /// Ad-decision and beacon clients: public destinations plus this tenant's ad server.
     pub egress: Arc<crate::egress::Egress>,
 }
@@ -74,6 +77,7 @@ impl Tenant {
             max_manifest_size: 1 << 20,
             cache: TenantCachePolicy::default(),
             auth: None,
+            manifest_key: id.into(),
             egress: crate::egress::Egress::public_only(),
         }
     }
@@ -83,6 +87,18 @@ impl Tenant {
         let scheme = if self.origin.tls { "https" } else { "http" };
         format!("{scheme}://{}{origin_path}", self.origin.authority())
     }
+}
+
+/// `{id}|{fingerprint}`: the fingerprint hashes what shapes a cached origin manifest.
+fn manifest_key(t: &crate::config::TenantConfig) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!(
+        "{:?}",
+        (&t.origin, &t.cache, t.max_manifest_size, t.read_timeout)
+    )
+    .hash(&mut h);
+    format!("{}|{:016x}", t.id, h.finish())
 }
 
 /// A routed request.
@@ -206,6 +222,7 @@ impl Routes {
                     )),
                     None => None,
                 },
+                manifest_key: manifest_key(t),
                 egress: match &t.ad_server {
                     Some(a) => {
                         crate::egress::Egress::new(Some(&a.url), a.timeout).map_err(|message| {

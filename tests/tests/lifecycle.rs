@@ -101,6 +101,47 @@ async fn sighup_reloads_tenants_refuses_bad_config_and_lets_requests_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_cached_manifests_unless_the_tenants_origin_changed() {
+    let origin = Origin::start(&[]).unwrap();
+    let proxy = Proxy::start(&tenant("a", &origin)).unwrap();
+    let path = "/vod/hls/v1.m3u8";
+    let get = || async {
+        let r = reqwest::get(proxy.url(&format!("/a{path}"))).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let cs = r.headers()["cache-status"].to_str().unwrap().to_string();
+        (cs, origin.count(path).await.unwrap())
+    };
+    let (cs, n) = get().await;
+    assert!(cs.contains("fwd=uri-miss"), "{cs}");
+    assert_eq!(n, 1);
+
+    // another tenant added: a's VOD playlist is still cached
+    proxy
+        .write_config(
+            &format!("{}{}", tenant("a", &origin), tenant("b", &origin)),
+            false,
+        )
+        .unwrap();
+    proxy.signal(libc::SIGHUP).unwrap();
+    until_status(&proxy.url(&format!("/b{path}")), 200).await;
+    let (cs, n) = get().await;
+    assert!(cs.contains("hit"), "{cs}");
+    assert_eq!(n, 2, "only b's first request reached the origin");
+
+    // a's cache settings changed: its manifests are fetched again under them
+    let changed = format!(
+        "{}[tenants.cache]\nvod_manifest_ttl = \"10m\"\n",
+        tenant("a", &origin)
+    );
+    proxy.write_config(&changed, false).unwrap();
+    proxy.signal(libc::SIGHUP).unwrap();
+    until_status(&proxy.url(&format!("/b{path}")), 404).await;
+    let (cs, n) = get().await;
+    assert!(cs.contains("fwd=uri-miss"), "{cs}");
+    assert_eq!(n, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_requests_in_flight_then_exits() {
     let origin = Origin::start(&[]).unwrap();
     let mut proxy = Proxy::start_with_grace(&tenant("t", &origin), "20s").unwrap();

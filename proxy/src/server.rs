@@ -11,6 +11,7 @@ use crate::storage::SegmentStorage;
 use crate::tracking::Beacons;
 use arc_swap::ArcSwap;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use std::path::Path;
@@ -158,7 +159,14 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
     let mut service =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, "manifold");
     for addr in &config.server.listen {
-        service.add_tcp(addr);
+        // No L4 read buffer: pingora's default is 64 KiB per connection (for TLS records),
+        // zeroed at accept. Plain HTTP/1.1 request heads are read straight into pingora's own
+        // head buffer, so the read buffer was only an extra copy and 64 KiB of memory per
+        // kept-alive viewer (3 GiB for 50k viewers; a burst of new connections spent its time
+        // faulting in and zeroing those pages).
+        let endpoint =
+            ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::default().read(0));
+        service.add_listener(endpoint);
     }
     server.add_service(service);
     Ok(server)

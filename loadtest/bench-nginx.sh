@@ -5,6 +5,7 @@
 #   loadtest/bench-nginx.sh            # 3 rounds of 20 s per proxy, 64 connections
 #   DURATION=30 CONNECTIONS=128 loadtest/bench-nginx.sh
 #
+#   NO_BUILD=1 MANIFOLD_BIN=/tmp/manifold-other loadtest/bench-nginx.sh   # another build, A/B
 # Both proxies get 2 worker threads/processes, no access log, and a memory-backed cache
 # (Manifold: its moka storage; nginx: proxy_cache on /dev/shm). Caches are warmed first, and
 # the origin's counters confirm that the measured requests were all hits.
@@ -29,7 +30,7 @@ if ((${#missing[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --locked -p manifold -p manifold-loadtest
+[[ -n ${NO_BUILD:-} ]] || cargo build --release --locked -p manifold -p manifold-loadtest
 
 work=$(mktemp -d)
 pids=()
@@ -64,7 +65,7 @@ size = "256MiB"
 id = "t"
 origin = "http://127.0.0.1:$ORIGIN_PORT"
 EOF
-RUST_LOG=warn target/release/manifold serve --config "$work/manifold.toml" 2>"$work/manifold.log" &
+RUST_LOG=warn ${MANIFOLD_BIN:-target/release/manifold} serve --config "$work/manifold.toml" 2>"$work/manifold.log" &
 pids+=($!)
 wait_port "$MANIFOLD_PORT"
 

@@ -201,6 +201,15 @@ pub trait SessionStore: Send + Sync {
     /// auth; empty otherwise).
     async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError>;
     async fn get(&self, sid: &str) -> Result<SessionState, StoreError>;
+    /// One break's record, if recorded: all that the beacon path, run for every ad segment a
+    /// viewer fetches, needs.
+    async fn get_break(
+        &self,
+        sid: &str,
+        break_id: &str,
+    ) -> Result<Option<Arc<BreakRecord>>, StoreError> {
+        Ok(self.get(sid).await?.breaks.remove(break_id).map(Arc::new))
+    }
     /// Records a break unless one is recorded already; returns the record that stands.
     async fn record_break(
         &self,
@@ -236,7 +245,8 @@ fn merge(into: &mut BreakFacts, f: &BreakFacts) {
 
 #[derive(Default)]
 struct MemSession {
-    breaks: BTreeMap<String, BreakRecord>,
+    /// Shared, so the beacon path ([`SessionStore::get_break`]) takes one without a copy.
+    breaks: BTreeMap<String, Arc<BreakRecord>>,
     facts: BTreeMap<String, BreakFacts>,
     decisions: BTreeMap<String, Vec<DecidedAd>>,
     beacons: BTreeSet<String>,
@@ -285,11 +295,26 @@ impl SessionStore for MemoryStore {
         let s = s.lock();
         Ok(SessionState {
             exists: true,
-            breaks: s.breaks.clone(),
+            breaks: s
+                .breaks
+                .iter()
+                .map(|(id, r)| (id.clone(), BreakRecord::clone(r)))
+                .collect(),
             facts: s.facts.clone(),
             decisions: s.decisions.clone(),
             claims: s.claims.clone(),
         })
+    }
+
+    async fn get_break(
+        &self,
+        sid: &str,
+        break_id: &str,
+    ) -> Result<Option<Arc<BreakRecord>>, StoreError> {
+        Ok(self
+            .sessions
+            .get(sid)
+            .and_then(|s| s.lock().breaks.get(break_id).cloned()))
     }
 
     async fn record_break(
@@ -300,10 +325,11 @@ impl SessionStore for MemoryStore {
     ) -> Result<BreakRecord, StoreError> {
         let s = self.session(sid);
         let mut s = s.lock();
-        Ok(s.breaks
+        let stands = s
+            .breaks
             .entry(id.to_string())
-            .or_insert_with(|| rec.clone())
-            .clone())
+            .or_insert_with(|| Arc::new(rec.clone()));
+        Ok(BreakRecord::clone(stands))
     }
 
     async fn add_facts(&self, sid: &str, id: &str, facts: &BreakFacts) -> Result<(), StoreError> {
@@ -602,5 +628,10 @@ mod tests {
         assert_eq!(st.facts["b1"].content_discs, [6, 7].into());
         assert!(s.mark_beacon("x", "ad1:start").await.unwrap());
         assert!(!s.mark_beacon("x", "ad1:start").await.unwrap());
+        // one break alone: the record that stands, none for other breaks or sessions
+        assert_eq!(s.get_break("x", "b1").await.unwrap().unwrap().start_seq, 5);
+        assert!(s.get_break("x", "b2").await.unwrap().is_none());
+        assert!(s.get_break("y", "b1").await.unwrap().is_none());
+        assert_eq!(st.breaks["b1"].start_seq, 5);
     }
 }

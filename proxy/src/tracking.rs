@@ -47,8 +47,11 @@ async fn fire_due(
     break_id: &str,
     slot: u32,
 ) -> Result<(), String> {
-    let state = store.get(sid).await.map_err(|e| e.to_string())?;
-    let Some(rec) = state.breaks.get(break_id) else {
+    let rec = store
+        .get_break(sid, break_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(rec) = rec else {
         return Ok(());
     };
     let Some(s) = rec.slots.get(slot as usize) else {

@@ -442,6 +442,22 @@ impl SessionStore for RedisStore {
             .map_err(redis_err)
     }
 
+    async fn get_break(
+        &self,
+        sid: &str,
+        break_id: &str,
+    ) -> Result<Option<Arc<BreakRecord>>, StoreError> {
+        // one field, not the whole session (the manifest path refreshes the expiry)
+        let mut c = self.conn().await?;
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(Self::key(sid))
+            .arg(format!("b:{break_id}"))
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(v.and_then(|v| serde_json::from_str(&v).ok()).map(Arc::new))
+    }
+
     async fn get(&self, sid: &str) -> Result<SessionState, StoreError> {
         let mut c = self.conn().await?;
         let key = Self::key(sid);

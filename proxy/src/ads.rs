@@ -251,9 +251,11 @@ impl Resolver<'_> {
         path: &str,
         class: Class,
     ) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
+        let origin_path = format!("{}{path}", self.catalog.tenant.origin.base_path);
         let route = Route {
             tenant: self.catalog.tenant.clone(),
-            origin_path: format!("{}{path}", self.catalog.tenant.origin.base_path),
+            key_path: origin_path.clone(),
+            origin_path,
             class,
             prefix: String::new(),
             hint: None,

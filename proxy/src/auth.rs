@@ -258,6 +258,11 @@ impl TenantAuth {
         &self.query_param
     }
 
+    /// The header carrying the token (never forwarded to the origin either).
+    pub fn header_name(&self) -> &str {
+        self.header.as_str()
+    }
+
     /// The viewer token of a request: the header (`Bearer ` stripped) first, else the query
     /// parameter (percent-decoded).
     pub fn token_of<'a>(&self, req: &'a RequestHeader) -> Option<Cow<'a, str>> {

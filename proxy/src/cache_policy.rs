@@ -1,12 +1,83 @@
 //! How long responses stay cached: origin `Cache-Control` (RFC 9111, shared-cache reading) with
 //! per-tenant defaults and overrides, for segments (pingora-cache) and manifests.
 
-use crate::config::TenantCachePolicy;
+use crate::config::{ForwardConfig, TenantCachePolicy};
 use http::{header, HeaderMap, StatusCode};
 use pingora_cache::cache_control::{CacheControl, Cacheable, InterpretCacheControl};
-use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
-use pingora_http::ResponseHeader;
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable, VarianceBuilder};
+use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::{Duration, SystemTime};
+
+/// Whether a viewer's request header reaches the origin on a segment miss. What does not
+/// cannot change the origin's answer: it is also ignored in `Vary`. Dropped always:
+/// `Accept-Encoding` (the cache stores one identity-encoded copy for everyone) and `Origin`
+/// (the edge answers CORS itself); credentials and CMCD unless the tenant forwards them.
+pub fn forwarded_header(name: &str, forward: &ForwardConfig) -> bool {
+    let n = name.to_ascii_lowercase();
+    match n.as_str() {
+        "accept-encoding" | "origin" | "te" => false,
+        "cookie" | "authorization" => forward.credentials,
+        _ if n.starts_with("cmcd-") => forward.cmcd,
+        _ => true,
+    }
+}
+
+/// What a response's `Vary` asks the cache to tell apart.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Vary {
+    /// Nothing (no `Vary`, or only headers the proxy does not forward).
+    None,
+    /// `Vary: *`: every request is different, so nothing is stored.
+    Any,
+    /// These forwarded request headers (lowercase).
+    On(Vec<String>),
+}
+
+pub fn vary(resp: &HeaderMap, forward: &ForwardConfig) -> Vary {
+    let mut names: Vec<String> = Vec::new();
+    for v in resp.get_all(header::VARY) {
+        let Ok(v) = v.to_str() else { return Vary::Any };
+        for n in v.split(',').map(|n| n.trim().to_ascii_lowercase()) {
+            if n == "*" {
+                return Vary::Any;
+            }
+            if !n.is_empty() && forwarded_header(&n, forward) && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    if names.is_empty() {
+        Vary::None
+    } else {
+        names.sort();
+        Vary::On(names)
+    }
+}
+
+/// The variance key of `req` for a response that varies on `names`.
+pub fn variance(names: &[String], req: &RequestHeader) -> Option<HashBinary> {
+    let mut b = VarianceBuilder::new();
+    for n in names {
+        let mut value = Vec::new();
+        for (i, v) in req.headers.get_all(n.as_str()).iter().enumerate() {
+            if i > 0 {
+                value.extend_from_slice(b", ");
+            }
+            value.extend_from_slice(v.as_bytes());
+        }
+        b.add_owned_name_value(n.clone(), value);
+    }
+    b.finalize()
+}
+
+/// RFC 9111 section 3.5: a shared cache stores a response to a request with credentials only
+/// if the response explicitly allows it.
+fn shareable_with_credentials(headers: &HeaderMap) -> bool {
+    CacheControl::from_headers_named(header::CACHE_CONTROL.as_str(), headers).is_some_and(|cc| {
+        cc.public() || cc.must_revalidate() || cc.s_maxage().ok().flatten().is_some()
+    })
+}
 
 /// What the origin said about caching a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +122,21 @@ pub fn capped_ttl(
     Some(origin.fresh.map_or(default, |f| f.min(default)))
 }
 
-/// Whether and for how long pingora-cache keeps a segment response.
+/// Whether and for how long pingora-cache keeps a segment response. `credentialed`: the origin
+/// request carried the viewer's `Cookie` or `Authorization`.
 pub fn segment_cacheability(
     resp: &ResponseHeader,
     policy: &TenantCachePolicy,
+    forward: &ForwardConfig,
+    credentialed: bool,
     now: SystemTime,
 ) -> RespCacheable {
+    if credentialed && !shareable_with_credentials(&resp.headers) {
+        return RespCacheable::Uncacheable(NoCacheReason::Custom("credentials"));
+    }
+    if vary(&resp.headers, forward) == Vary::Any {
+        return RespCacheable::Uncacheable(NoCacheReason::Custom("vary"));
+    }
     let origin = origin_directives(&resp.headers);
     let ttl = match resp.status {
         StatusCode::OK => {
@@ -126,11 +206,29 @@ mod tests {
         let p = TenantCachePolicy::default();
         let now = SystemTime::now();
         let r = resp(200, &[("cache-control", "public, max-age=120")]);
-        assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), Some(120));
+        assert_eq!(
+            ttl_of(
+                segment_cacheability(&r, &p, &ForwardConfig::default(), false, now),
+                now
+            ),
+            Some(120)
+        );
         let r = resp(200, &[("cache-control", "max-age=120, s-maxage=30")]);
-        assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), Some(30));
+        assert_eq!(
+            ttl_of(
+                segment_cacheability(&r, &p, &ForwardConfig::default(), false, now),
+                now
+            ),
+            Some(30)
+        );
         let r = resp(200, &[]);
-        assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), Some(3600));
+        assert_eq!(
+            ttl_of(
+                segment_cacheability(&r, &p, &ForwardConfig::default(), false, now),
+                now
+            ),
+            Some(3600)
+        );
     }
 
     #[test]
@@ -145,13 +243,22 @@ mod tests {
         ] {
             let r = resp(200, &h);
             assert_eq!(
-                ttl_of(segment_cacheability(&r, &p, now), now),
+                ttl_of(
+                    segment_cacheability(&r, &p, &ForwardConfig::default(), false, now),
+                    now
+                ),
                 None,
                 "{h:?}"
             );
         }
         let r = resp(503, &[("cache-control", "max-age=60")]);
-        assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), None);
+        assert_eq!(
+            ttl_of(
+                segment_cacheability(&r, &p, &ForwardConfig::default(), false, now),
+                now
+            ),
+            None
+        );
     }
 
     #[test]
@@ -163,7 +270,13 @@ mod tests {
         };
         let now = SystemTime::now();
         let r = resp(200, &[("cache-control", "no-store")]);
-        assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), Some(7));
+        assert_eq!(
+            ttl_of(
+                segment_cacheability(&r, &p, &ForwardConfig::default(), false, now),
+                now
+            ),
+            Some(7)
+        );
     }
 
     #[test]
@@ -171,7 +284,13 @@ mod tests {
         let p = TenantCachePolicy::default();
         let now = SystemTime::now();
         let r = resp(404, &[("cache-control", "max-age=600")]);
-        assert_eq!(ttl_of(segment_cacheability(&r, &p, now), now), Some(1));
+        assert_eq!(
+            ttl_of(
+                segment_cacheability(&r, &p, &ForwardConfig::default(), false, now),
+                now
+            ),
+            Some(1)
+        );
     }
 
     #[test]
@@ -198,6 +317,94 @@ mod tests {
             stale_if_error: None,
         };
         assert_eq!(capped_ttl(d, &no, &p), None);
+    }
+
+    #[test]
+    fn credentialed_responses_are_shared_only_when_the_origin_allows() {
+        let p = TenantCachePolicy::default();
+        let f = ForwardConfig {
+            credentials: true,
+            ..Default::default()
+        };
+        let now = SystemTime::now();
+        let stored = |h: &[(&str, &str)], cred| {
+            ttl_of(segment_cacheability(&resp(200, h), &p, &f, cred, now), now)
+        };
+        assert_eq!(stored(&[("cache-control", "max-age=60")], true), None);
+        assert_eq!(stored(&[], true), None);
+        assert_eq!(stored(&[("cache-control", "max-age=60")], false), Some(60));
+        for cc in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "max-age=60, must-revalidate",
+        ] {
+            assert_eq!(stored(&[("cache-control", cc)], true), Some(60), "{cc}");
+        }
+    }
+
+    #[test]
+    fn vary_counts_only_forwarded_headers() {
+        let f = ForwardConfig::default();
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.append(header::VARY, v.parse().unwrap());
+            m
+        };
+        assert_eq!(vary(&h("Accept-Encoding, Origin"), &f), Vary::None);
+        assert_eq!(vary(&h("Cookie, CMCD-Request"), &f), Vary::None);
+        assert_eq!(
+            vary(&h("User-Agent, accept-language, Accept-Encoding"), &f),
+            Vary::On(vec!["accept-language".into(), "user-agent".into()])
+        );
+        assert_eq!(vary(&h("*"), &f), Vary::Any);
+        let creds = ForwardConfig {
+            credentials: true,
+            cmcd: true,
+        };
+        assert_eq!(
+            vary(&h("Cookie, CMCD-Request"), &creds),
+            Vary::On(vec!["cmcd-request".into(), "cookie".into()])
+        );
+        // the variance follows the request's values
+        let names = vec!["user-agent".to_string()];
+        let mut a = RequestHeader::build("GET", b"/x.ts", None).unwrap();
+        a.insert_header("user-agent", "A").unwrap();
+        let mut b = RequestHeader::build("GET", b"/x.ts", None).unwrap();
+        b.insert_header("user-agent", "B").unwrap();
+        assert_ne!(variance(&names, &a), variance(&names, &b));
+        assert_eq!(variance(&names, &a), variance(&names, &a.clone()));
+        let r = resp(200, &[("vary", "*")]);
+        let now = SystemTime::now();
+        assert_eq!(
+            ttl_of(
+                segment_cacheability(&r, &TenantCachePolicy::default(), &f, false, now),
+                now
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn credentials_cmcd_encoding_and_origin_stay_home() {
+        let f = ForwardConfig::default();
+        for h in [
+            "Cookie",
+            "authorization",
+            "Accept-Encoding",
+            "Origin",
+            "CMCD-Request",
+        ] {
+            assert!(!forwarded_header(h, &f), "{h}");
+        }
+        for h in ["user-agent", "x-forwarded-for", "accept"] {
+            assert!(forwarded_header(h, &f), "{h}");
+        }
+        let all = ForwardConfig {
+            credentials: true,
+            cmcd: true,
+        };
+        assert!(forwarded_header("cookie", &all) && forwarded_header("cmcd-object", &all));
+        assert!(!forwarded_header("accept-encoding", &all));
     }
 
     #[test]

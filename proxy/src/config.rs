@@ -35,6 +35,9 @@ pub struct Config {
     /// Request size limits (`[limits]`): see [`crate::limits`].
     #[serde(default)]
     pub limits: crate::limits::Limits,
+    /// CORS for every tenant without its own `[tenants.cors]` (and for unrouted requests).
+    #[serde(default)]
+    pub cors: crate::cors::CorsConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -404,6 +407,28 @@ pub struct TenantConfig {
     /// Edge auth: viewer tokens (JWT) required on every request; off when absent.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// CORS for this tenant instead of the top-level `[cors]`.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsConfig>,
+    /// What of a viewer's request reaches the origin.
+    #[serde(default)]
+    pub forward: ForwardConfig,
+}
+
+/// `[tenants.forward]`: what of a viewer's request the proxy passes to the origin. What is not
+/// forwarded cannot change the origin's answer, so it never splits or poisons the cache.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Pass CMCD (the `CMCD` query parameter and `CMCD-*` headers) to the origin, for its
+    /// logs. It never enters a cache key either way.
+    #[serde(default)]
+    pub cmcd: bool,
+    /// Pass the viewer's `Cookie` and `Authorization` to the origin. A response to such a
+    /// request is then shared only if the origin says so (`public`, `s-maxage`,
+    /// `must-revalidate`; RFC 9111 section 3.5).
+    #[serde(default)]
+    pub credentials: bool,
 }
 
 /// A tenant's edge auth (`[tenants.auth]`): see [`crate::auth`].
@@ -489,10 +514,19 @@ pub struct TenantCachePolicy {
     /// Leave the query string out of segment cache keys (e.g. per-viewer CDN tokens).
     #[serde(default)]
     pub ignore_query: bool,
+    /// Query parameters that vary per viewer but not the response (session or analytics
+    /// ids): forwarded to the origin, left out of every cache key. `CMCD` always is.
+    #[serde(default)]
+    pub volatile_params: Vec<String>,
     /// While the origin fails, a live manifest is served stale for at most this many target
     /// durations (then 502/504); masters and VOD for `stale_if_error`.
     #[serde(default = "default_stale_targets")]
     pub stale_manifest_targets: u32,
+    /// CMAF fragments: `normalize` their timing on the way into the cache (the first sample
+    /// presented at its decode time, so splices and periods meet without holes), `pass` them
+    /// as the origin sent them, or `auto`: normalize for tenants that stitch ads.
+    #[serde(default)]
+    pub cmaf_timing: crate::cmaf_timing::CmafTiming,
 }
 
 fn default_stale_targets() -> u32 {
@@ -510,7 +544,9 @@ impl Default for TenantCachePolicy {
             master_ttl: default_master_ttl(),
             vod_manifest_ttl: default_vod_ttl(),
             ignore_query: false,
+            volatile_params: Vec::new(),
             stale_manifest_targets: default_stale_targets(),
+            cmaf_timing: Default::default(),
         }
     }
 }
@@ -585,6 +621,7 @@ impl Config {
             return Err(("server.threads".into(), "must be between 1 and 1024".into()));
         }
         self.limits.validate()?;
+        self.cors.validate("cors")?;
         let c = &self.cache;
         if c.size.as_u64() < 1024 * 1024 {
             return Err(("cache.size".into(), "must be at least 1 MiB".into()));
@@ -654,6 +691,17 @@ impl Config {
             }
             if t.max_manifest_size.as_u64() == 0 {
                 return Err((f("max_manifest_size"), "must be positive".into()));
+            }
+            if let Some(c) = &t.cors {
+                c.validate(&format!("tenants[{i}].cors"))?;
+            }
+            if let Some(p) = t.cache.volatile_params.iter().find(|p| {
+                p.is_empty() || p.contains(['&', '=', '?', '#', ' ']) || p.starts_with("mf_")
+            }) {
+                return Err((
+                    f("cache.volatile_params"),
+                    format!("{p:?} is not a query parameter name (mf_* are the proxy's own)"),
+                ));
             }
             if t.cache.live_manifest_ttl.is_some_and(|d| d.is_zero()) {
                 return Err((f("cache.live_manifest_ttl"), "must be positive".into()));

@@ -262,7 +262,7 @@ impl ManifestCache {
     /// The manifest for a routed request, fetching it if needed (one fetch per key at a time).
     pub async fn get(&self, route: &Route) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
         // tenant ids cannot contain '|', so the key is unambiguous
-        let key: Arc<str> = format!("{}|{}", route.tenant.manifest_key, route.origin_path).into();
+        let key: Arc<str> = format!("{}|{}", route.tenant.manifest_key, route.key_path).into();
         if let Some(m) = self.entries.get(&key).await {
             return Ok((m, Lookup::Hit));
         }

@@ -93,14 +93,16 @@ fn device_of(user_agent: Option<&str>, param: Option<&str>) -> DeviceClass {
     }
 }
 
-/// CMCD keys (CTA-5004) from its headers and the `CMCD` query parameter.
+/// CMCD keys (CTA-5004, v1 and v2) from its headers and the `CMCD` query parameter. Lists are
+/// RFC 8941 dictionaries: items split on commas outside strings and inner lists (v2's
+/// `(1000 2000)`), strings unquoted, a bare key is `true`.
 fn cmcd_pairs(req: &RequestHeader, query_value: Option<&str>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let header_values = ["cmcd-request", "cmcd-object", "cmcd-status", "cmcd-session"]
         .into_iter()
         .filter_map(|h| req.headers.get(h).and_then(|v| v.to_str().ok()));
     for list in header_values.chain(query_value) {
-        for item in list.split(',') {
+        for item in sf_items(list) {
             if out.len() >= MAX_PAIRS {
                 return out;
             }
@@ -108,11 +110,57 @@ fn cmcd_pairs(req: &RequestHeader, query_value: Option<&str>) -> Vec<(String, St
             if item.is_empty() {
                 continue;
             }
-            let (k, v) = item.split_once('=').unwrap_or((item, "true"));
-            out.push((clip(k), clip(v.trim_matches('"'))));
+            let (k, v) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), sf_value(v.trim())),
+                None => (item, "true".to_string()),
+            };
+            if k.is_empty() {
+                continue;
+            }
+            out.push((clip(k), clip(&v)));
         }
     }
     out
+}
+
+/// The top-level items of a structured-field dictionary.
+fn sf_items(list: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut start, mut depth, mut quoted, mut escaped) = (0, 0u32, false, false);
+    for (i, c) in list.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                items.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&list[start..]);
+    items
+}
+
+/// A value as the plugin gets it: strings unquoted and unescaped, anything else as written.
+fn sf_value(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        None => v.to_string(),
+    }
 }
 
 fn clip(s: &str) -> String {
@@ -768,6 +816,19 @@ mod tests {
         assert!(pairs.contains(&("sid".into(), "6e2fb550".into())));
         assert!(pairs.contains(&("br".into(), "3200".into())));
         assert!(pairs.contains(&("bs".into(), "true".into())));
+        // v2: strings holding commas and quotes, inner lists, custom keys
+        let v2 = r#"v=2,cid="a,b \"c\"",br=(1000 2500),com.example-Key=7,sta=p"#;
+        let pairs = cmcd_pairs(&RequestHeader::build("GET", b"/", None).unwrap(), Some(v2));
+        assert_eq!(
+            pairs,
+            vec![
+                ("v".into(), "2".into()),
+                ("cid".into(), "a,b \"c\"".into()),
+                ("br".into(), "(1000 2500)".into()),
+                ("com.example-Key".into(), "7".into()),
+                ("sta".into(), "p".into()),
+            ]
+        );
     }
 
     #[test]

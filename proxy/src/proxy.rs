@@ -9,6 +9,7 @@
 use crate::auth::{self, Access};
 use crate::cache_policy::{is_media_type, segment_cacheability};
 use crate::cache_status;
+use crate::cors::CorsPolicy;
 use crate::drain::InFlight;
 use crate::metrics::{cache_result, origin_outcome, METRICS};
 use crate::personalize::{tracking_json, Outcome};
@@ -58,6 +59,14 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// Whether its outcome was recorded already.
     upstream_recorded: bool,
+    /// The CORS policy answering this request: the tenant's once routed, else the default.
+    cors: Option<Arc<CorsPolicy>>,
+    /// The request's `Origin` (a page's, for CORS).
+    origin: Option<http::HeaderValue>,
+    /// Rewrites a CMAF fragment's timing on its way into the cache (tenants that normalize).
+    normalizer: Option<crate::cmaf_timing::Normalizer>,
+    /// The origin request carried the viewer's credentials (tenants that forward them).
+    credentialed: bool,
     /// Counts the request as in flight until the context is dropped (graceful drain).
     _in_flight: InFlight,
 }
@@ -84,26 +93,50 @@ fn sane_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Writes a complete response from the proxy itself.
+/// Writes a complete response from the proxy itself, with the request id and CORS headers.
 async fn respond(
     session: &mut Session,
-    request_id: &str,
+    ctx: &RequestCtx,
     status: u16,
     headers: Vec<(header::HeaderName, String)>,
     body: Bytes,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 6))?;
     for (k, v) in headers {
-        resp.insert_header(k, v)?;
+        resp.append_header(k, v)?;
     }
-    resp.insert_header(REQUEST_ID, request_id)?;
+    resp.insert_header(REQUEST_ID, &ctx.request_id)?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    add_cors(&mut resp, ctx)?;
     let head = session.req_header().method == Method::HEAD;
     session
         .write_response_header(Box::new(resp), head || body.is_empty())
         .await?;
     if !head && !body.is_empty() {
         session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// The request's CORS headers on a response; the origin's own are dropped when the policy
+/// decides instead.
+fn add_cors(resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    let Some(cors) = ctx.cors.as_ref() else {
+        return Ok(());
+    };
+    if cors.replaces_origin_headers() {
+        let theirs: Vec<header::HeaderName> = resp
+            .headers
+            .keys()
+            .filter(|k| crate::cors::is_cors_header(k))
+            .cloned()
+            .collect();
+        for k in theirs {
+            resp.remove_header(&k);
+        }
+    }
+    for (k, v) in cors.response_headers(ctx.origin.as_ref()) {
+        resp.append_header(k, v)?;
     }
     Ok(())
 }
@@ -130,8 +163,7 @@ async fn respond_text(
             p.clone(),
         ));
     }
-    let rid = ctx.request_id.clone();
-    respond(session, &rid, status, headers, Bytes::from(text + "\n")).await
+    respond(session, ctx, status, headers, Bytes::from(text + "\n")).await
 }
 
 fn request_host(req: &RequestHeader) -> Option<&str> {
@@ -174,7 +206,7 @@ impl EdgeProxy {
                         ctx.plugin = Some("session-created".into());
                         return respond(
                             session,
-                            &ctx.request_id,
+                            ctx,
                             302,
                             vec![
                                 (header::LOCATION, location),
@@ -256,7 +288,7 @@ impl EdgeProxy {
                     ctx.plugin = Some(p.clone());
                     headers.push((header::HeaderName::from_static("manifold-plugin"), p));
                 }
-                respond(session, &ctx.request_id, status, headers, body).await
+                respond(session, ctx, status, headers, body).await
             }
             Err(e) => {
                 tracing::warn!(
@@ -302,6 +334,7 @@ impl EdgeProxy {
         let denied = match checked {
             Ok(access) => {
                 route.origin_path = a.strip_param(&route.origin_path);
+                route.key_path = a.strip_param(&route.key_path);
                 ctx.access = Some(access);
                 return Ok(Some(route));
             }
@@ -339,10 +372,35 @@ impl EdgeProxy {
             ));
         }
         ctx.route = Some(route);
-        let rid = ctx.request_id.clone();
         let body = Bytes::from(denied.message + "\n");
-        respond(session, &rid, denied.status, headers, body).await?;
+        respond(session, ctx, denied.status, headers, body).await?;
         Ok(None)
+    }
+
+    /// `OPTIONS`: a CORS preflight gets the policy's answer, any other OPTIONS the methods.
+    async fn options(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let req = session.req_header();
+        let preflight = req
+            .headers
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .then(|| ctx.cors.as_ref().and_then(|c| c.preflight(&req.headers)))
+            .flatten();
+        ctx.cache_status = Some(cache_status::for_error("preflight"));
+        let mut resp = ResponseHeader::build(204, Some(10))?;
+        match preflight {
+            Some(headers) => {
+                for (k, v) in headers {
+                    resp.append_header(k, v)?;
+                }
+            }
+            None => {
+                resp.insert_header(header::ALLOW, crate::cors::ALLOWED_METHODS)?;
+                add_cors(&mut resp, ctx)?;
+            }
+        }
+        resp.insert_header(REQUEST_ID, &ctx.request_id)?;
+        resp.insert_header(header::CONTENT_LENGTH, "0")?;
+        session.write_response_header(Box::new(resp), true).await
     }
 
     /// The client-side tracking JSON of a session.
@@ -367,7 +425,7 @@ impl EdgeProxy {
                 let body = tracking_json(&st).to_string();
                 respond(
                     session,
-                    &ctx.request_id,
+                    ctx,
                     200,
                     vec![
                         (header::CONTENT_TYPE, "application/json".into()),
@@ -404,6 +462,10 @@ impl ProxyHttp for EdgeProxy {
             request_id: new_request_id(),
             upstream_started: None,
             upstream_recorded: false,
+            cors: None,
+            origin: None,
+            normalizer: None,
+            credentialed: false,
             _in_flight: InFlight::start(),
         }
     }
@@ -424,6 +486,8 @@ impl ProxyHttp for EdgeProxy {
         }
         let req = session.req_header();
         let tenancy = self.live.load_full();
+        ctx.origin = req.headers.get(header::ORIGIN).cloned();
+        ctx.cors = Some(tenancy.cors.clone());
         // request limits ([limits]), before anything else looks at the request
         let limits = tenancy.config.limits;
         if let Err(r) = limits.check(crate::limits::target_len(&req.uri), &req.headers) {
@@ -438,6 +502,16 @@ impl ProxyHttp for EdgeProxy {
             .routes
             .route(request_host(req), req.uri.path(), req.uri.query());
         ctx.tenancy = Some(tenancy);
+        if let Ok(r) = &routed {
+            ctx.cors = Some(r.tenant.cors.clone());
+        }
+        // CORS preflights and OPTIONS are answered before routing errors and edge auth: a
+        // browser sends no credentials on a preflight, and a player that cannot pass one
+        // cannot start at all
+        if session.req_header().method == Method::OPTIONS {
+            self.options(session, ctx).await?;
+            return Ok(true);
+        }
         let route = match routed {
             Ok(r) => r,
             Err(RouteError::UnknownTenant) => {
@@ -461,8 +535,15 @@ impl ProxyHttp for EdgeProxy {
         };
         let method = &session.req_header().method;
         if method != Method::GET && method != Method::HEAD {
-            let text = format!("method {method} not allowed: GET or HEAD only");
-            respond_text(session, ctx, 405, "method", text).await?;
+            let text = format!("method {method} not allowed: GET, HEAD or OPTIONS only");
+            let cs = cache_status::for_error("method");
+            ctx.cache_status = Some(cs.clone());
+            let headers = vec![
+                (header::ALLOW, crate::cors::ALLOWED_METHODS.to_string()),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8".into()),
+                (header::HeaderName::from_static("cache-status"), cs),
+            ];
+            respond(session, ctx, 405, headers, Bytes::from(text + "\n")).await?;
             return Ok(true);
         }
         let class = route.class;
@@ -513,12 +594,17 @@ impl ProxyHttp for EdgeProxy {
         };
         let t = &route.tenant;
         let path = if t.cache.ignore_query {
-            route.origin_path.split('?').next().unwrap_or_default()
+            route.key_path.split('?').next().unwrap_or_default()
         } else {
-            &route.origin_path
+            &route.key_path
         };
-        // the tenant is part of the key: two tenants never share an entry
-        Ok(CacheKey::new(format!("{}|{path}", t.id), t.id.clone()))
+        // the tenant is part of the key: two tenants never share an entry; normalized CMAF is
+        // its own entry, so a reload that turns normalizing on or off never mixes the two
+        let form = if t.normalize_cmaf { "n|" } else { "" };
+        Ok(CacheKey::new(
+            format!("{}|{form}{path}", t.id),
+            t.id.clone(),
+        ))
     }
 
     fn response_cache_filter(
@@ -543,8 +629,24 @@ impl ProxyHttp for EdgeProxy {
         Ok(segment_cacheability(
             resp,
             &route.tenant.cache,
+            &route.tenant.forward,
+            ctx.credentialed,
             SystemTime::now(),
         ))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &pingora_cache::CacheMeta,
+        ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<pingora_cache::key::HashBinary> {
+        let route = ctx.route.as_ref()?;
+        // only what reaches the origin can make it answer differently
+        match crate::cache_policy::vary(meta.headers(), &route.tenant.forward) {
+            crate::cache_policy::Vary::On(names) => crate::cache_policy::variance(&names, req),
+            _ => None,
+        }
     }
 
     async fn upstream_peer(
@@ -581,6 +683,26 @@ impl ProxyHttp for EdgeProxy {
             .map_err(|e| Error::because(ErrorType::InternalError, "origin path", e))?;
         upstream.set_uri(uri);
         upstream.insert_header(header::HOST, route.tenant.origin.authority())?;
+        // what the origin must not see (or could vary on): see cache_policy::forwarded_header
+        let t = &route.tenant;
+        let auth_header = t
+            .auth
+            .as_ref()
+            .map(|a| a.header_name().to_ascii_lowercase());
+        let dropped: Vec<header::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|k| {
+                !crate::cache_policy::forwarded_header(k.as_str(), &t.forward)
+                    || auth_header.as_deref() == Some(k.as_str())
+            })
+            .cloned()
+            .collect();
+        for k in dropped {
+            upstream.remove_header(&k);
+        }
+        ctx.credentialed = upstream.headers.contains_key(header::COOKIE)
+            || upstream.headers.contains_key(header::AUTHORIZATION);
         Ok(())
     }
 
@@ -593,7 +715,7 @@ impl ProxyHttp for EdgeProxy {
         let cs = cache_status::for_proxied(&session.cache, resp.status.as_u16());
         resp.insert_header("cache-status", cs)?;
         resp.insert_header(REQUEST_ID, &ctx.request_id)?;
-        Ok(())
+        add_cors(resp, ctx)
     }
 
     async fn upstream_response_filter(
@@ -612,8 +734,34 @@ impl ProxyHttp for EdgeProxy {
                 .with_label_values(&[tenant, class])
                 .observe(started.elapsed().as_secs_f64());
             ctx.upstream_recorded = true;
+            if route.tenant.normalize_cmaf
+                && upstream.status == http::StatusCode::OK
+                && crate::cmaf_timing::is_fmp4(
+                    &route.origin_path,
+                    upstream
+                        .headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                )
+            {
+                ctx.normalizer = Some(Default::default());
+            }
         }
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(n) = ctx.normalizer.as_mut() {
+            // runs before the cache stores the body: hits are served normalized for free
+            *body = n.push(body.take(), end_of_stream);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(

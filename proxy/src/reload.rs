@@ -35,6 +35,8 @@ pub struct Tenancy {
     pub registry: Arc<Registry>,
     pub personalizer: Arc<Personalizer>,
     pub readiness: Arc<Readiness>,
+    /// CORS for requests no tenant claims (unknown tenant, bad path).
+    pub cors: Arc<crate::cors::CorsPolicy>,
 }
 
 /// The current tenancy, read once per request.
@@ -190,7 +192,9 @@ pub fn build(
             .map(|t| t.id.clone())
             .collect(),
     ));
+    let cors = Arc::new(crate::cors::CorsPolicy::new(&config.cors));
     Ok(Tenancy {
+        cors,
         config: Arc::new(config),
         routes,
         manifests,

@@ -63,6 +63,12 @@ pub struct Tenant {
     pub manifest_key: String,
     /// Ad-decision and beacon clients: public destinations plus this tenant's ad server.
     pub egress: Arc<crate::egress::Egress>,
+    /// The tenant's CORS policy (its own `[tenants.cors]` or the top-level `[cors]`).
+    pub cors: Arc<crate::cors::CorsPolicy>,
+    /// What of a viewer's request reaches the origin.
+    pub forward: crate::config::ForwardConfig,
+    /// CMAF fragments are normalized on their way into the cache ([`crate::cmaf_timing`]).
+    pub normalize_cmaf: bool,
 }
 
 impl Tenant {
@@ -79,6 +85,9 @@ impl Tenant {
             auth: None,
             manifest_key: id.into(),
             egress: crate::egress::Egress::public_only(),
+            cors: Arc::new(crate::cors::CorsPolicy::new(&Default::default())),
+            forward: Default::default(),
+            normalize_cmaf: false,
         }
     }
 
@@ -107,6 +116,9 @@ pub struct Route {
     pub tenant: Arc<Tenant>,
     /// Path and query to request from the origin (the origin's base path included).
     pub origin_path: String,
+    /// What identifies the response in the caches: the origin path without what varies
+    /// per viewer but not the response (CMCD, the tenant's volatile parameters).
+    pub key_path: String,
     pub class: Class,
     /// What the viewer's URL had before the origin path: `/{tenant}` or empty (host routing).
     pub prefix: String,
@@ -127,6 +139,9 @@ impl Route {
         format!("{}/~{token}", self.prefix)
     }
 }
+
+/// The CMCD query parameter (CTA-5004), as players send it by default.
+pub const CMCD_PARAM: &str = "CMCD";
 
 /// Query parameter a personalized master adds to its variant and rendition URIs, so the
 /// media playlist request says which rendition it is (ads are matched to it). It never
@@ -235,6 +250,18 @@ impl Routes {
                     }
                     None => crate::egress::Egress::public_only(),
                 },
+                cors: Arc::new(crate::cors::CorsPolicy::new(
+                    t.cors.as_ref().unwrap_or(&config.cors),
+                )),
+                forward: t.forward.clone(),
+                normalize_cmaf: match t.cache.cmaf_timing {
+                    crate::cmaf_timing::CmafTiming::Normalize => true,
+                    crate::cmaf_timing::CmafTiming::Pass => false,
+                    // tenants that stitch: their splices must meet without holes
+                    crate::cmaf_timing::CmafTiming::Auto => {
+                        t.plugin.is_some() || !t.creatives.is_empty()
+                    }
+                },
             });
             routes.by_id.insert(t.id.clone(), tenant.clone());
             for h in &t.hosts {
@@ -290,11 +317,24 @@ impl Routes {
         );
         origin_path.push_str(&tenant.origin.base_path);
         origin_path.push_str(rest);
+        let mut key_path = origin_path.clone();
         let mut hint = None;
         let mut slot = (None, None);
         let mut first_number = None;
         if let Some(q) = query {
-            let mut sep = '?';
+            let (mut sep, mut key_sep) = ('?', '?');
+            let mut push = |to_origin: bool, to_key: bool, pair: &str| {
+                if to_origin {
+                    origin_path.push(sep);
+                    origin_path.push_str(pair);
+                    sep = '&';
+                }
+                if to_key {
+                    key_path.push(key_sep);
+                    key_path.push_str(pair);
+                    key_sep = '&';
+                }
+            };
             for pair in q.split('&') {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 match k {
@@ -303,17 +343,21 @@ impl Routes {
                     "mf_s" => slot.1 = v.parse::<u32>().ok(),
                     // DASH: the URL's segment number counts from `mf_n` at slot `mf_s`
                     "mf_n" => first_number = v.parse::<u64>().ok(),
-                    _ => {
-                        origin_path.push(sep);
-                        origin_path.push_str(pair);
-                        sep = '&';
+                    // CTA-5004 query form: per viewer and per request, never the response's
+                    _ if k.eq_ignore_ascii_case(CMCD_PARAM) => {
+                        push(tenant.forward.cmcd, false, pair)
                     }
+                    _ if tenant.cache.volatile_params.iter().any(|p| p == k) => {
+                        push(true, false, pair)
+                    }
+                    _ => push(true, true, pair),
                 }
             }
         }
         Ok(Route {
             tenant: tenant.clone(),
             origin_path,
+            key_path,
             class: Class::of(rest),
             prefix: prefix.to_string(),
             hint,

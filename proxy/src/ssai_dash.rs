@@ -304,6 +304,11 @@ pub async fn render(
     let opts = DashOptions {
         markers: policies.markers,
         tracking: policies.tracking,
+        listed_until: media
+            .view
+            .dynamic
+            .then(|| Grid::of(media.mpd).listed_end())
+            .flatten(),
     };
     stitch_dash::render(mpd, &pods, &resolved, media.window_start(), opts).map_err(InvalidPlan)
 }

@@ -62,6 +62,14 @@ pub struct DashOptions {
     pub markers: Markers,
     /// Ad segment URLs carry the break and slot so their requests fire beacons.
     pub tracking: bool,
+    /// A live MPD whose content lists its segments (SegmentTimeline): MPD time up to which
+    /// they are listed. Ad periods replacing content then list theirs too, and only up to
+    /// here, so they become available at the pace of the content they replace. (With a
+    /// duration template, players derive availability from the clock instead, and they
+    /// lag listed segments by up to `maxSegmentDuration`: a player reaching the end of a
+    /// clock-driven ad period while the next content period is already listed skips the
+    /// ad's last segments: Shaka did, a hole of one slate segment per break.)
+    pub listed_until: Option<f64>,
 }
 
 /// Seconds each source period spans: from its start to the next one's (or the presentation's
@@ -144,6 +152,14 @@ impl Grid {
             g.periods.push((ps, pe, b));
         }
         g
+    }
+
+    /// Where the last period's listed segments end (a timeline; `None` for templates).
+    pub fn listed_end(&self) -> Option<f64> {
+        match self.periods.last() {
+            Some((_, _, Boundaries::Listed(v))) => v.last().copied(),
+            _ => None,
+        }
     }
 
     /// The boundary nearest `t` (`down`: the last one at or before it).
@@ -464,6 +480,8 @@ fn runs(slots: &[Slot]) -> Vec<Run> {
 /// The ad period for one run: the content period's adaptation sets and representations
 /// (same ids, so players switch nothing but the media), each with the creative's closest
 /// rendition as its own template.
+/// `listed`: list the period's segments in a timeline, those ending by this many seconds into
+/// the period only (`None`: keep the creative's addressing). `Ok(None)`: nothing listed yet.
 #[allow(clippy::too_many_arguments)]
 fn ad_period(
     shape: &Period,
@@ -474,7 +492,8 @@ fn ad_period(
     start: f64,
     length: f64,
     tracking: bool,
-) -> Result<Period, String> {
+    listed: Option<f64>,
+) -> Result<Option<Period>, String> {
     let c = &creative.period;
     let mut adaptations = Vec::with_capacity(shape.adaptations.len());
     for ca in &shape.adaptations {
@@ -527,6 +546,11 @@ fn ad_period(
                 _ => 0.0,
             };
             rebase(&mut t, skip, None);
+            if let Some(until) = listed {
+                if !list_segments(&mut t, length, until) {
+                    return Ok(None);
+                }
+            }
             if tracking {
                 if let (Some(m), Some(n)) = (t.media.as_mut(), t.startNumber) {
                     if m.contains("$Number$") {
@@ -543,7 +567,7 @@ fn ad_period(
         }
         adaptations.push(out);
     }
-    Ok(Period {
+    Ok(Some(Period {
         id: Some(id),
         start: Some(secs(start)),
         duration: Some(secs(length)),
@@ -553,7 +577,39 @@ fn ad_period(
         }],
         adaptations,
         ..Default::default()
-    })
+    }))
+}
+
+/// Rewrites a (re-based) template to list its segments of the first `length` seconds in a
+/// timeline, the last one cut at `length`, and only those that end by `until` seconds.
+/// Returns false when none does yet.
+fn list_segments(t: &mut SegmentTemplate, length: f64, until: f64) -> bool {
+    let ts = t.timescale.unwrap_or(1).max(1);
+    let pto = t.presentationTimeOffset.unwrap_or(0);
+    let end = pto + (length * ts as f64).round() as u64;
+    let all: Vec<(u64, u64)> = match (&t.SegmentTimeline, t.duration) {
+        (Some(tl), _) => expand(tl, Some(end)),
+        (None, Some(d)) if d >= 1.0 => {
+            let d = d.round() as u64;
+            (0..=(end.saturating_sub(pto) / d).min(100_000))
+                .map(|k| (pto + k * d, d))
+                .collect()
+        }
+        _ => return true,
+    };
+    let limit = pto + ((until.max(0.0) * ts as f64) + 0.5).floor() as u64;
+    let listed: Vec<(u64, u64)> = all
+        .into_iter()
+        .filter(|(st, _)| *st >= pto && *st < end)
+        .map(|(st, d)| (st, d.min(end - st)))
+        .filter(|(st, d)| st + d <= limit)
+        .collect();
+    if listed.is_empty() {
+        return false;
+    }
+    t.duration = None;
+    t.SegmentTimeline = Some(compress(&listed));
+    true
 }
 
 /// The origin MPD (owned: it is re-cut in place) with the session's pods stitched in. `creatives` holds every creative the
@@ -611,7 +667,12 @@ pub fn render(
                 if run_len <= 1e-3 {
                     continue;
                 }
-                let mut period = ad_period(
+                // replaced content: the ads are listed as far as the content they replace
+                let listed = match opts.listed_until {
+                    Some(e) if !pod.is_insert() => Some(e - (pod.start + run.offset)),
+                    _ => None,
+                };
+                let Some(mut period) = ad_period(
                     p,
                     creative,
                     run,
@@ -620,7 +681,11 @@ pub fn render(
                     out_start + run.offset,
                     run_len,
                     opts.tracking,
-                )?;
+                    listed,
+                )?
+                else {
+                    break; // nothing of this run is out yet, so nothing after it either
+                };
                 if k == 0 && !pod.is_insert() {
                     // the break's signal, with its first ad
                     period.event_streams = events_in(p, ps, pod.start, pod.end, opts.markers);

@@ -38,6 +38,9 @@ pub struct Config {
     /// CORS for every tenant without its own `[tenants.cors]` (and for unrouted requests).
     #[serde(default)]
     pub cors: crate::cors::CorsConfig,
+    /// HTTPS listeners and their certificates; off when absent.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -593,8 +596,12 @@ impl Config {
             err(field, e.inner().message().trim().to_string())
         })?;
         config.validate().map_err(|(f, m)| err(f, m))?;
-        // edge auth: keys are loaded (relative to the config file) to be checked now
+        // edge auth keys and certificates are loaded (relative to the config file) to be
+        // checked now
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(t) = &config.tls {
+            t.load(base).map_err(|(f, m)| err(f, m))?;
+        }
         for (i, t) in config.tenants.iter().enumerate() {
             if let Some(a) = &t.auth {
                 crate::auth::TenantAuth::new(a, base)

@@ -34,6 +34,10 @@ pub struct CorsConfig {
     /// How long a browser may cache a preflight answer.
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
+    /// Send `Timing-Allow-Origin` too, so the pages allowed can measure segment downloads
+    /// with Resource Timing (throughput, protocol), as player QoE tools do.
+    #[serde(default = "yes")]
+    pub timing_allow_origin: bool,
 }
 
 fn yes() -> bool {
@@ -68,6 +72,7 @@ impl Default for CorsConfig {
             allow_headers: Vec::new(),
             expose_headers: default_expose(),
             max_age: default_max_age(),
+            timing_allow_origin: true,
         }
     }
 }
@@ -143,6 +148,7 @@ pub struct CorsPolicy {
     allow_headers: Option<HeaderValue>,
     expose: Option<HeaderValue>,
     max_age: HeaderValue,
+    timing: bool,
 }
 
 const ALLOW_METHODS: &str = "GET, HEAD, OPTIONS";
@@ -166,6 +172,7 @@ impl CorsPolicy {
             allow_headers: join(&c.allow_headers),
             expose: join(&c.expose_headers),
             max_age: HeaderValue::from(c.max_age.as_secs()),
+            timing: c.timing_allow_origin,
         }
     }
 
@@ -190,7 +197,6 @@ impl CorsPolicy {
         let Some(allow) = self.allow_origin(origin) else {
             return out;
         };
-        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, allow));
         if self.credentials {
             out.push((
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -200,6 +206,13 @@ impl CorsPolicy {
         if let Some(e) = &self.expose {
             out.push((header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone()));
         }
+        if self.timing {
+            out.push((
+                HeaderName::from_static("timing-allow-origin"),
+                allow.clone(),
+            ));
+        }
+        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, allow));
         out
     }
 
@@ -255,9 +268,10 @@ impl CorsPolicy {
     }
 }
 
-/// `Access-Control-*` response headers (the origin's, when the edge decides instead).
+/// `Access-Control-*` and `Timing-Allow-Origin` response headers (the origin's, when the edge
+/// decides instead).
 pub fn is_cors_header(name: &HeaderName) -> bool {
-    name.as_str().starts_with("access-control-")
+    name.as_str().starts_with("access-control-") || name.as_str() == "timing-allow-origin"
 }
 
 /// The methods the proxy answers, for `Allow`.
@@ -294,6 +308,7 @@ mod tests {
             assert!(exposed.contains(name), "{exposed}");
         }
         assert_eq!(get(&h, "vary"), None, "* does not vary by origin");
+        assert_eq!(get(&h, "timing-allow-origin"), Some("*"));
     }
 
     #[test]

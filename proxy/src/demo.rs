@@ -89,10 +89,21 @@ pub fn banner(config: &Config, origin: SocketAddr) -> String {
             "Personalized by the tenants' plugins (each viewer gets a session):\n{personalized}"
         )
     };
+    let https = config
+        .tls
+        .as_ref()
+        .and_then(|t| t.listen.first())
+        .map(|a| {
+            format!(
+                "\x20 proxy (HTTPS)     https://{a}/{tenant}/live/hls/master.m3u8  (HTTP/2; self-signed certificate)\n"
+            )
+        })
+        .unwrap_or_default();
     format!(
         "Manifold demo\n\
          \x20 origin simulator  http://{origin}  (live channel, 2 s segments, 30 s SCTE-35 break every 90 s, announced 12 s ahead)\n\
          \x20 proxy             http://{proxy}\n\
+         {https}\
          \n\
          Open through the proxy:\n\
          \x20 HLS (TS)    {base}/live/hls/master.m3u8\n\

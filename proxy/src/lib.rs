@@ -36,6 +36,7 @@ pub mod ssai_dash;
 pub mod stitch;
 pub mod stitch_dash;
 pub mod storage;
+pub mod tls;
 pub mod tracking;
 pub mod vast;
 pub mod view;

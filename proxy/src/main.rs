@@ -41,6 +41,9 @@ enum Command {
     /// Work with manifest plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Certificates for the HTTPS listeners.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Run the demo on loopback: the live origin simulator (looped sample channel with SCTE-35
     /// ad breaks) and the proxy with the sample config; prints the URLs to play.
     Demo {
@@ -50,6 +53,21 @@ enum Command {
         /// Sample media for the simulator.
         #[arg(long, default_value_os_t = demo::default_samples().join("media"))]
         media: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TlsCommand {
+    /// Write a self-signed certificate and key (PEM) for these names, valid 30 days: for
+    /// tests and trials, not for viewers.
+    SelfSigned {
+        /// DNS names or IP addresses (comma-separated); the first is the subject.
+        #[arg(long, value_delimiter = ',', required = true)]
+        names: Vec<String>,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -184,6 +202,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Tls(TlsCommand::SelfSigned { names, cert, key }) => {
+            match manifold::tls::write_self_signed(&names, &cert, &key) {
+                Ok(()) => {
+                    println!("wrote {} and {}", cert.display(), key.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("manifold: tls self-signed: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Demo { config, media } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
@@ -210,6 +240,7 @@ fn run(cfg: &Config, path: &Path, upgrade: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(listen = ?cfg.server.listen, tenants = cfg.tenants.len(), "manifold starting");
+    let tls = cfg.tls.as_ref().map(|t| t.listen.clone()).unwrap_or_default();
+    tracing::info!(listen = ?cfg.server.listen, https = ?tls, tenants = cfg.tenants.len(), "manifold starting");
     server.run_forever()
 }

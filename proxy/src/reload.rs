@@ -37,6 +37,8 @@ pub struct Tenancy {
     pub readiness: Arc<Readiness>,
     /// CORS for requests no tenant claims (unknown tenant, bad path).
     pub cors: Arc<crate::cors::CorsPolicy>,
+    /// The HTTPS certificates, chosen by SNI at each handshake.
+    pub certificates: Option<Arc<crate::tls::CertStore>>,
 }
 
 /// The current tenancy, read once per request.
@@ -193,8 +195,16 @@ pub fn build(
             .collect(),
     ));
     let cors = Arc::new(crate::cors::CorsPolicy::new(&config.cors));
+    let certificates = match &config.tls {
+        Some(t) => Some(Arc::new(
+            t.load(file.parent().unwrap_or(Path::new(".")))
+                .map_err(|(f, m)| field_err(file, f, m))?,
+        )),
+        None => None,
+    };
     Ok(Tenancy {
         cors,
+        certificates,
         config: Arc::new(config),
         routes,
         manifests,
@@ -211,6 +221,15 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
     if !same(&old.server, &new.server) {
         out.push("server");
+    }
+    // listeners need a restart; certificates are swapped with the config
+    let tls_listeners = |c: &Config| {
+        c.tls
+            .as_ref()
+            .map(|t| (t.listen.clone(), t.http2, t.min_version.clone()))
+    };
+    if tls_listeners(old) != tls_listeners(new) {
+        out.push("tls (listeners)");
     }
     if !same(&old.cache.size, &new.cache.size)
         || !same(&old.cache.max_object_size, &new.cache.max_object_size)

@@ -148,6 +148,15 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
         },
     ));
 
+    let tls_settings = match &config.tls {
+        Some(t) => t
+            .listen
+            .iter()
+            .map(|addr| Ok((addr.clone(), t.settings(live.clone())?)))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|m| err("tls", m))?,
+        None => Vec::new(),
+    };
     let proxy = EdgeProxy {
         live,
         beacons,
@@ -167,6 +176,10 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
         let endpoint =
             ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::default().read(0));
         service.add_listener(endpoint);
+    }
+    for (addr, settings) in tls_settings {
+        // HTTPS keeps pingora's L4 read buffer: TLS records are read through it
+        service.add_listener(ListenerConfig::tcp(addr.as_str()).tls(settings));
     }
     server.add_service(service);
     Ok(server)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// Seconds after the first frame that count as start-up for stalls.
-pub const STARTUP: f64 = 3.0;
+pub const STARTUP: f64 = 5.0;
 
 /// A player: `hls` (hls.js) or `shaka`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -386,8 +386,8 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
     panic!("{name} is not installed: `apt-get install -y {package}` (scripts/test.sh does this)");
 }
 
-/// The demo's tenants (`samples/config/demo.toml` without its `[server]` and `[admin]`
-/// sections) in front of `origin`, with absolute plugin paths and each plugin's deadline set
+/// The demo's tenants (`samples/config/demo.toml` without its `[server]`, `[admin]` and
+/// `[tls]` sections, which name fixed ports) in front of `origin`, with absolute plugin paths and each plugin's deadline set
 /// to `deadline` (a debug build on a busy 2-core machine needs more than the default 10 ms).
 pub fn demo_tenants(origin: &Origin, deadline: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/config/demo.toml");
@@ -397,7 +397,10 @@ pub fn demo_tenants(origin: &Origin, deadline: &str) -> String {
     for line in text.lines() {
         let table = line.trim_start().starts_with('[');
         if table {
-            skipping = matches!(line.trim(), "[server]" | "[admin]");
+            skipping = matches!(
+                line.trim(),
+                "[server]" | "[admin]" | "[tls]" | "[[tls.certificates]]"
+            );
         }
         if skipping {
             continue;

@@ -53,10 +53,12 @@ pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// What `/readyz` checks: every tenant's configured plugin is active, every origin accepts a
-/// TCP connection. Probes are cached briefly so a tight probe loop does not hammer origins.
+/// What `/readyz` checks: every tenant's configured plugin is active, every tenant has an
+/// origin address that accepts a TCP connection (any of its origins: a backup carries the
+/// tenant while the primary is down). Probes are cached briefly so a tight probe loop does not
+/// hammer origins.
 pub struct Readiness {
-    pub origins: Vec<(String, std::net::SocketAddr)>,
+    pub origins: Vec<(String, Arc<crate::origins::Origins>)>,
     pub plugins: Vec<String>,
     last: parking_lot::Mutex<Option<(std::time::Instant, bool, String)>>,
 }
@@ -65,7 +67,7 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 const PROBE_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Readiness {
-    pub fn new(origins: Vec<(String, std::net::SocketAddr)>, plugins: Vec<String>) -> Self {
+    pub fn new(origins: Vec<(String, Arc<crate::origins::Origins>)>, plugins: Vec<String>) -> Self {
         Readiness {
             origins,
             plugins,
@@ -85,15 +87,25 @@ impl Readiness {
                 problems.push(format!("tenant {t}: plugin not loaded"));
             }
         }
-        let probes = self.origins.iter().map(|(t, addr)| async move {
-            let r = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await;
-            match r {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(format!("tenant {t}: origin {addr} unreachable: {e}")),
-                Err(_) => Some(format!(
-                    "tenant {t}: origin {addr} did not answer within {PROBE_TIMEOUT:?}"
-                )),
+        let probes = self.origins.iter().map(|(t, origins)| async move {
+            let addrs = origins.status();
+            let tries = addrs.iter().map(|(name, addr, _)| async move {
+                let r =
+                    tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await;
+                match r {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("origin {name} ({addr}) unreachable: {e}")),
+                    Err(_) => Err(format!(
+                        "origin {name} ({addr}) did not answer within {PROBE_TIMEOUT:?}"
+                    )),
+                }
+            });
+            let results = futures_util::future::join_all(tries).await;
+            if results.iter().any(Result::is_ok) {
+                return None;
             }
+            let why: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+            Some(format!("tenant {t}: {}", why.join("; ")))
         });
         problems.extend(
             futures_util::future::join_all(probes)

@@ -262,6 +262,7 @@ impl Resolver<'_> {
             session: None,
             content_path: path.to_string(),
             ad_slot: None,
+            lead: false,
         };
         let (m, _) = self
             .manifests

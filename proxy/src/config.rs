@@ -387,6 +387,13 @@ pub struct TenantConfig {
     pub path_prefix: bool,
     /// Origin base URL; request paths are appended to its path.
     pub origin: String,
+    /// Backup origins serving the same streams, in order: requests go to the first healthy
+    /// one, and a request the current one fails goes on to the next.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    /// Health checks and DNS refresh of the origins.
+    #[serde(default)]
+    pub health_check: crate::origins::HealthConfig,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Limit on waiting for the origin's response (each read).
@@ -521,19 +528,19 @@ pub struct TenantCachePolicy {
     /// ids): forwarded to the origin, left out of every cache key. `CMCD` always is.
     #[serde(default)]
     pub volatile_params: Vec<String>,
-    /// While the origin fails, a live manifest is served stale for at most this many target
-    /// durations (then 502/504); masters and VOD for `stale_if_error`.
-    #[serde(default = "default_stale_targets")]
-    pub stale_manifest_targets: u32,
+    /// While the origin fails, a live manifest is served from its last good copy for this
+    /// long past its freshness (then 502/504); default: the manifest's own live window (what
+    /// its segments span, or the MPD's time-shift buffer). Masters and VOD: `stale_if_error`.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_live_window: Option<Duration>,
+    /// Instead of a window: this many target durations (or MPD refresh periods).
+    #[serde(default)]
+    pub stale_manifest_targets: Option<u32>,
     /// CMAF fragments: `normalize` their timing on the way into the cache (the first sample
     /// presented at its decode time, so splices and periods meet without holes), `pass` them
     /// as the origin sent them, or `auto`: normalize for tenants that stitch ads.
     #[serde(default)]
     pub cmaf_timing: crate::cmaf_timing::CmafTiming,
-}
-
-fn default_stale_targets() -> u32 {
-    3
 }
 
 impl Default for TenantCachePolicy {
@@ -548,7 +555,8 @@ impl Default for TenantCachePolicy {
             vod_manifest_ttl: default_vod_ttl(),
             ignore_query: false,
             volatile_params: Vec::new(),
-            stale_manifest_targets: default_stale_targets(),
+            stale_live_window: None,
+            stale_manifest_targets: None,
             cmaf_timing: Default::default(),
         }
     }
@@ -688,6 +696,13 @@ impl Config {
                 ));
             }
             OriginUrl::parse(&t.origin).map_err(|m| (f("origin"), m))?;
+            for (j, o) in t.failover.iter().enumerate() {
+                OriginUrl::parse(o).map_err(|m| (format!("tenants[{i}].failover[{j}]"), m))?;
+            }
+            if t.failover.len() > 8 {
+                return Err((f("failover"), "at most 8 backup origins".into()));
+            }
+            t.health_check.validate(&f("health_check"))?;
             for (name, d) in [
                 ("connect_timeout", t.connect_timeout),
                 ("read_timeout", t.read_timeout),

@@ -240,7 +240,11 @@ fn run(cfg: &Config, path: &Path, upgrade: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tls = cfg.tls.as_ref().map(|t| t.listen.clone()).unwrap_or_default();
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|t| t.listen.clone())
+        .unwrap_or_default();
     tracing::info!(listen = ?cfg.server.listen, https = ?tls, tenants = cfg.tenants.len(), "manifold starting");
     server.run_forever()
 }

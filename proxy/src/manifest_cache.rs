@@ -38,6 +38,8 @@ pub struct Manifest {
     pub parsed: Parsed,
     pub ttl: Duration,
     pub fetched: Instant,
+    /// A live manifest's window: what its segments span (HLS) or its time-shift buffer (DASH).
+    pub window: Option<Duration>,
 }
 
 impl Manifest {
@@ -68,7 +70,21 @@ impl Manifest {
             .filter(|(k, _)| passed_on(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let window = match &parsed {
+            Parsed::HlsMedia { playlist, .. } if kind.is_live() => Some(Duration::from_secs_f64(
+                playlist
+                    .segments
+                    .iter()
+                    .map(|s| s.duration as f64)
+                    .filter(|d| d.is_finite() && *d > 0.0)
+                    .sum::<f64>()
+                    .min(86_400.0),
+            )),
+            Parsed::Dash { mpd, .. } if kind.is_live() => mpd.timeShiftBufferDepth,
+            _ => None,
+        };
         Manifest {
+            window,
             status: f.status,
             headers,
             body: f.body,
@@ -148,16 +164,28 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Manifest {
-    /// How long past its fetch this answer may stand in for a failing origin: a number of
-    /// target durations for live manifests, `stale_if_error` for masters and VOD.
-    fn stale_limit(&self, policy: &TenantCachePolicy) -> Duration {
-        let live_unit = match &self.kind {
+    /// How often this manifest is refreshed when live (its target duration or MPD period).
+    fn live_unit(&self) -> Option<Duration> {
+        match &self.kind {
             ManifestKind::HlsMedia { live: true, target } => Some(*target),
             ManifestKind::DashDynamic { refresh } => Some(*refresh),
             _ => None,
-        };
-        match live_unit {
-            Some(unit) => self.ttl + unit * policy.stale_manifest_targets,
+        }
+    }
+
+    /// How long past its fetch this answer may stand in for a failing origin: live manifests
+    /// for the tenant's stale window (by default their own live window: a player that
+    /// buffered all of it has nothing left to play), masters and VOD for `stale_if_error`.
+    fn stale_limit(&self, policy: &TenantCachePolicy) -> Duration {
+        match self.live_unit() {
+            Some(unit) => {
+                let window = policy
+                    .stale_live_window
+                    .or_else(|| policy.stale_manifest_targets.map(|n| unit * n))
+                    .or(self.window)
+                    .unwrap_or(unit * 3);
+                self.ttl + window
+            }
             None => self.ttl + policy.stale_if_error,
         }
     }
@@ -226,7 +254,14 @@ impl ManifestCache {
     /// The last good answer, if it may still stand in for the failing origin.
     fn stale(&self, key: &Arc<str>, route: &Route) -> Option<(Arc<Manifest>, Lookup)> {
         let m = self.last_good.get(key)?;
-        (m.fetched.elapsed() <= m.stale_limit(&route.tenant.cache)).then_some((m, Lookup::Stale))
+        let ok = m.fetched.elapsed() <= m.stale_limit(&route.tenant.cache);
+        if ok {
+            crate::metrics::METRICS
+                .outage_manifests
+                .with_label_values(&[route.tenant.id.as_str(), "stale"])
+                .inc();
+        }
+        ok.then_some((m, Lookup::Stale))
     }
 
     /// Records a failed attempt and answers with the stale manifest or the failure.
@@ -237,7 +272,14 @@ impl ManifestCache {
         last: Result<Arc<Manifest>, Arc<OriginError>>,
     ) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
         let attempts = self.failing.get(key).map_or(0, |f| f.attempts) + 1;
-        let wait = backoff(attempts);
+        // a live manifest is retried at least once a target duration: when the origin comes
+        // back, players get the new segments within one refresh
+        let unit = self
+            .last_good
+            .get(key)
+            .and_then(|m| m.live_unit())
+            .unwrap_or(BACKOFF_MAX);
+        let wait = backoff(attempts).min(unit.max(BACKOFF_FIRST));
         if attempts == 1 {
             tracing::warn!(
                 tenant = %route.tenant.id,

@@ -37,6 +37,15 @@ pub struct Metrics {
     pub ad_decisions: IntCounterVec,
     /// `manifold_plugins_loaded`: compiled plugins held in memory.
     pub plugins_loaded: IntGauge,
+    /// `manifold_origin_failovers_total{tenant,origin}`: origin requests sent to an origin
+    /// other than the first choice (a backup, or the next one after a failure).
+    pub origin_failovers: IntCounterVec,
+    /// `manifold_origin_health_changes_total{tenant,state}`: an origin address went `up` or
+    /// `down` by its health checks.
+    pub origin_health_changes: IntCounterVec,
+    /// `manifold_outage_manifests_total{tenant,mode}`: manifests answered while the origin
+    /// fails: `stale` (the last good copy) or `slate` (the live edge advanced with slate).
+    pub outage_manifests: IntCounterVec,
 }
 
 /// Latency buckets from 100 µs to 10 s.
@@ -129,6 +138,24 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             &["tenant", "outcome"],
         ),
         plugins_loaded,
+        origin_failovers: counter(
+            &r,
+            "manifold_origin_failovers_total",
+            "Origin requests sent to an origin other than the first choice",
+            &["tenant", "origin"],
+        ),
+        origin_health_changes: counter(
+            &r,
+            "manifold_origin_health_changes_total",
+            "Origin addresses going up or down by their health checks",
+            &["tenant", "state"],
+        ),
+        outage_manifests: counter(
+            &r,
+            "manifold_outage_manifests_total",
+            "Manifests answered while the origin fails: stale (last good copy) or slate",
+            &["tenant", "mode"],
+        ),
         registry: r,
     }
 });

@@ -1,10 +1,13 @@
 //! Step 2 (manifests): fetching a manifest from the tenant's origin, with the tenant's timeouts
 //! and size limit, mapping every failure to the status a viewer gets (502 or 504).
 
+use crate::origins::Origins;
 use crate::route::Tenant;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An origin answer (any status).
@@ -40,9 +43,39 @@ impl OriginError {
 }
 
 /// One HTTP client (connection pool) per tenant, so tenants' origins do not share pools or
-/// timeouts.
+/// timeouts. Names resolve through the tenant's [`Origins`]: its healthy addresses first, as
+/// its health checks and DNS refresh know them.
 pub struct OriginClient {
     clients: HashMap<String, reqwest::Client>,
+}
+
+/// reqwest's resolver for a tenant: an origin's healthy addresses (then its others); names that
+/// are none of its origins (there are none: redirects are not followed) go to the system.
+struct OriginResolver {
+    origins: Arc<Origins>,
+}
+
+impl reqwest::dns::Resolve for OriginResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let known: Vec<(SocketAddr, bool)> = self
+            .origins
+            .list
+            .iter()
+            .filter(|u| u.url.host.eq_ignore_ascii_case(name.as_str()))
+            .flat_map(|u| u.addresses())
+            .collect();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            if known.is_empty() {
+                let found: Vec<SocketAddr> =
+                    tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+                return Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs);
+            }
+            let mut addrs = known;
+            addrs.sort_by_key(|(_, healthy)| !healthy);
+            Ok(Box::new(addrs.into_iter().map(|(a, _)| a)) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl OriginClient {
@@ -60,6 +93,9 @@ impl OriginClient {
                 .pool_idle_timeout(Duration::from_secs(60))
                 .tcp_nodelay(true)
                 .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+                .dns_resolver(Arc::new(OriginResolver {
+                    origins: t.origins.clone(),
+                }))
                 .build()?;
             clients.insert(t.id.clone(), client);
         }
@@ -88,6 +124,8 @@ impl OriginClient {
         result
     }
 
+    /// The first origin's answer that is not a failure; a failure (unreachable, timed out,
+    /// broken off, 5xx) goes on to the next origin, and the last one's is the answer.
     async fn fetch_inner(
         &self,
         tenant: &Tenant,
@@ -97,9 +135,39 @@ impl OriginClient {
             .clients
             .get(&tenant.id)
             .ok_or_else(|| OriginError::Other(format!("no client for tenant {}", tenant.id)))?;
-        let url = tenant.origin_url(origin_path);
+        let rest = tenant.below_base(origin_path);
+        let mut tried = Vec::new();
+        let mut last = None;
+        while let Some(pick) = tenant.origins.pick(&tried) {
+            tried.push(pick.index);
+            let url = tenant.origins.list[pick.index].url_for(rest);
+            let result = self.fetch_url(client, tenant, &url).await;
+            let failed = match &result {
+                Ok(f) => f.status.is_server_error(),
+                Err(OriginError::TooLarge(_)) => false,
+                Err(_) => true,
+            };
+            if !failed || !tenant.origins.has_more(&tried) {
+                return result;
+            }
+            let why = match &result {
+                Ok(f) => format!("status {}", f.status),
+                Err(e) => e.to_string(),
+            };
+            tenant.origins.failed(pick.index, &why);
+            last = Some(result);
+        }
+        last.unwrap_or_else(|| Err(OriginError::Other("the tenant has no origin".into())))
+    }
+
+    async fn fetch_url(
+        &self,
+        client: &reqwest::Client,
+        tenant: &Tenant,
+        url: &str,
+    ) -> Result<Fetched, OriginError> {
         let map = |e: reqwest::Error| classify(e, tenant.read_timeout);
-        let mut resp = client.get(&url).send().await.map_err(map)?;
+        let mut resp = client.get(url).send().await.map_err(map)?;
         let limit = tenant.max_manifest_size;
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(OriginError::TooLarge(limit));

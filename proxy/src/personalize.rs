@@ -283,8 +283,23 @@ impl Personalizer {
                 );
             }
             if !matches!(manifest.parsed, Parsed::HlsMaster { .. }) {
-                // media playlists and MPDs are reloaded: the viewer must come back with the session
-                let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+                // media playlists and MPDs are reloaded: the viewer must come back with the
+                // session (and its query, but not this request's CMCD)
+                let kept: Vec<&str> = req
+                    .uri
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .filter(|p| {
+                        let k = p.split('=').next().unwrap_or_default();
+                        !p.is_empty() && !k.eq_ignore_ascii_case(crate::route::CMCD_PARAM)
+                    })
+                    .collect();
+                let query = if kept.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", kept.join("&"))
+                };
                 return Outcome::Redirect(format!("{session_prefix}{}{query}", route.content_path));
             }
         }

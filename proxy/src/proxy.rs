@@ -65,8 +65,12 @@ pub struct RequestCtx {
     origin: Option<http::HeaderValue>,
     /// Rewrites a CMAF fragment's timing on its way into the cache (tenants that normalize).
     normalizer: Option<crate::cmaf_timing::Normalizer>,
+    /// Starts a creative's first TS segment's audio at its video's decode time.
+    leader: Option<crate::ts_lead::Leader>,
     /// The origin request carried the viewer's credentials (tenants that forward them).
     credentialed: bool,
+    /// Origins this request tried (indexes into the tenant's origins), the current one last.
+    tried: Vec<usize>,
     /// Counts the request as in flight until the context is dropped (graceful drain).
     _in_flight: InFlight,
 }
@@ -162,6 +166,12 @@ async fn respond_text(
             header::HeaderName::from_static("manifold-plugin"),
             p.clone(),
         ));
+    }
+    if matches!(detail, "origin-error" | "origin-timeout") {
+        // the origin is failing: players and CDNs that honour it come back shortly (the
+        // manifest cache retries the origin at least once a target duration meanwhile)
+        headers.push((header::RETRY_AFTER, "2".into()));
+        headers.push((header::CACHE_CONTROL, "no-store".into()));
     }
     respond(session, ctx, status, headers, Bytes::from(text + "\n")).await
 }
@@ -465,7 +475,9 @@ impl ProxyHttp for EdgeProxy {
             cors: None,
             origin: None,
             normalizer: None,
+            leader: None,
             credentialed: false,
+            tried: Vec::new(),
             _in_flight: InFlight::start(),
         }
     }
@@ -599,8 +611,13 @@ impl ProxyHttp for EdgeProxy {
             &route.key_path
         };
         // the tenant is part of the key: two tenants never share an entry; normalized CMAF is
-        // its own entry, so a reload that turns normalizing on or off never mixes the two
-        let form = if t.normalize_cmaf { "n|" } else { "" };
+        // its own entry, so a reload that turns normalizing on or off never mixes the two, and
+        // so is a creative's first TS segment with its audio leading
+        let form = match (t.normalize_cmaf, route.lead) {
+            (_, true) => "l|",
+            (true, false) => "n|",
+            (false, false) => "",
+        };
         Ok(CacheKey::new(
             format!("{}|{form}{path}", t.id),
             t.id.clone(),
@@ -659,13 +676,61 @@ impl ProxyHttp for EdgeProxy {
         };
         let t = &route.tenant;
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(t.origin_addr, t.origin.tls, t.origin.host.clone());
-        peer.options.connection_timeout = Some(t.connect_timeout);
-        peer.options.total_connection_timeout = Some(t.connect_timeout);
-        peer.options.read_timeout = Some(t.read_timeout);
-        peer.options.write_timeout = Some(t.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        Ok(Box::new(peer))
+        ctx.upstream_recorded = false;
+        let Some(pick) = t.origins.pick(&ctx.tried) else {
+            return Error::e_explain(ErrorType::ConnectNoRoute, "every origin failed");
+        };
+        ctx.tried.push(pick.index);
+        Ok(Box::new(t.origins.peer(
+            pick,
+            t.connect_timeout,
+            t.read_timeout,
+        )))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // a refused or timed-out origin: the next one, in this very request
+        if let (Some(route), Some(&current)) = (ctx.route.as_ref(), ctx.tried.last()) {
+            let origins = &route.tenant.origins;
+            if origins.has_more(&ctx.tried) {
+                origins.failed(current, e.etype().as_str());
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let idempotent = session.req_header().method.is_idempotent();
+        // nothing sent to the viewer yet (a timeout before the answer, a reset): the next
+        // origin can still give the whole answer
+        let fresh = session.response_written().is_none();
+        let next = ctx.route.as_ref().zip(ctx.tried.last()).filter(|(r, _)| {
+            e.esource() == &ErrorSource::Upstream && r.tenant.origins.has_more(&ctx.tried)
+        });
+        match next {
+            Some((route, &current)) if idempotent && fresh => {
+                route.tenant.origins.failed(current, e.etype().as_str());
+                e.set_retry(true);
+            }
+            _ if !idempotent => e.set_retry(false),
+            _ => e.retry.decide_reuse(client_reused),
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -677,12 +742,20 @@ impl ProxyHttp for EdgeProxy {
         let Some(route) = ctx.route.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "upstream without route");
         };
-        let uri = route
-            .origin_path
+        // under the chosen origin's own base path
+        let t = &route.tenant;
+        let origin = ctx
+            .tried
+            .last()
+            .and_then(|&i| t.origins.list.get(i))
+            .map(|u| &u.url)
+            .unwrap_or(&t.origin);
+        let path = format!("{}{}", origin.base_path, t.below_base(&route.origin_path));
+        let uri = path
             .parse::<http::Uri>()
             .map_err(|e| Error::because(ErrorType::InternalError, "origin path", e))?;
         upstream.set_uri(uri);
-        upstream.insert_header(header::HOST, route.tenant.origin.authority())?;
+        upstream.insert_header(header::HOST, origin.authority())?;
         // what the origin must not see (or could vary on): see cache_policy::forwarded_header
         let t = &route.tenant;
         let auth_header = t
@@ -726,6 +799,25 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         if let (Some(route), Some(started)) = (ctx.route.as_ref(), ctx.upstream_started) {
             let (tenant, class) = (route.tenant.id.as_str(), route.class.as_str());
+            // a failing origin answered: the next one may not be, and nothing went out yet
+            let origins = &route.tenant.origins;
+            if upstream.status.is_server_error() && origins.has_more(&ctx.tried) {
+                if let Some(&current) = ctx.tried.last() {
+                    origins.failed(current, "5xx");
+                }
+                METRICS
+                    .origin_fetches
+                    .with_label_values(&[tenant, class, "status_5xx"])
+                    .inc();
+                ctx.upstream_recorded = true;
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(upstream.status.as_u16()),
+                    "origin answered with a server error",
+                );
+                e.set_retry(true);
+                e.esource = ErrorSource::Upstream;
+                return Err(e);
+            }
             let m = &METRICS;
             m.origin_fetches
                 .with_label_values(&[tenant, class, origin_outcome(upstream.status.as_u16())])
@@ -746,6 +838,11 @@ impl ProxyHttp for EdgeProxy {
             {
                 ctx.normalizer = Some(Default::default());
             }
+            if route.lead && upstream.status == http::StatusCode::OK {
+                // the body grows by a few packets: its length is known only at the end
+                upstream.remove_header(&header::CONTENT_LENGTH);
+                ctx.leader = Some(Default::default());
+            }
         }
         Ok(())
     }
@@ -760,6 +857,8 @@ impl ProxyHttp for EdgeProxy {
         if let Some(n) = ctx.normalizer.as_mut() {
             // runs before the cache stores the body: hits are served normalized for free
             *body = n.push(body.take(), end_of_stream);
+        } else if let Some(l) = ctx.leader.as_mut() {
+            *body = l.push(body.take(), end_of_stream);
         }
         Ok(None)
     }

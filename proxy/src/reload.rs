@@ -185,7 +185,7 @@ pub fn build(
     let readiness = Arc::new(Readiness::new(
         routes
             .tenants()
-            .map(|t| (t.id.clone(), t.origin_addr))
+            .map(|t| (t.id.clone(), t.origins.clone()))
             .collect(),
         config
             .tenants

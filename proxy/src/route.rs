@@ -3,7 +3,6 @@
 
 use crate::config::{Config, ConfigError, OriginUrl, TenantCachePolicy};
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,9 +48,10 @@ impl Class {
 #[derive(Debug)]
 pub struct Tenant {
     pub id: String,
+    /// The primary origin (request paths are built under its base path).
     pub origin: OriginUrl,
-    /// Resolved once at start-up (pingora peers connect to addresses, not names).
-    pub origin_addr: SocketAddr,
+    /// The origins in priority order, their addresses and health.
+    pub origins: Arc<crate::origins::Origins>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub max_manifest_size: usize,
@@ -77,7 +77,14 @@ impl Tenant {
         Tenant {
             id: id.into(),
             origin: OriginUrl::parse("http://127.0.0.1:1").unwrap(),
-            origin_addr: "127.0.0.1:1".parse().unwrap(),
+            origins: Arc::new(
+                crate::origins::Origins::new(
+                    id,
+                    vec![OriginUrl::parse("http://127.0.0.1:1").unwrap()],
+                    &Default::default(),
+                )
+                .unwrap(),
+            ),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             max_manifest_size: 1 << 20,
@@ -91,10 +98,18 @@ impl Tenant {
         }
     }
 
-    /// The origin URL for an origin path (`/base/x.m3u8?q`).
+    /// The origin URL for an origin path (`/base/x.m3u8?q`), at the primary origin.
     pub fn origin_url(&self, origin_path: &str) -> String {
         let scheme = if self.origin.tls { "https" } else { "http" };
         format!("{scheme}://{}{origin_path}", self.origin.authority())
+    }
+
+    /// An origin path (built under the primary's base path) without that base path: what
+    /// goes under any origin's own base path.
+    pub fn below_base<'a>(&self, origin_path: &'a str) -> &'a str {
+        origin_path
+            .strip_prefix(self.origin.base_path.as_str())
+            .unwrap_or(origin_path)
     }
 }
 
@@ -104,7 +119,13 @@ fn manifest_key(t: &crate::config::TenantConfig) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!(
         "{:?}",
-        (&t.origin, &t.cache, t.max_manifest_size, t.read_timeout)
+        (
+            &t.origin,
+            &t.failover,
+            &t.cache,
+            t.max_manifest_size,
+            t.read_timeout
+        )
     )
     .hash(&mut h);
     format!("{}|{:016x}", t.id, h.finish())
@@ -130,6 +151,8 @@ pub struct Route {
     pub content_path: String,
     /// An ad segment request names its break and slot (`mf_b`, `mf_s`), for beacons.
     pub ad_slot: Option<(String, u32)>,
+    /// A creative's first TS segment in a pod: its audio is made to lead (`mf_lead`).
+    pub lead: bool,
 }
 
 impl Route {
@@ -142,6 +165,10 @@ impl Route {
 
 /// The CMCD query parameter (CTA-5004), as players send it by default.
 pub const CMCD_PARAM: &str = "CMCD";
+
+/// Marks a creative's first MPEG-TS segment in a stitched playlist: served with its audio
+/// leading to its video's decode time ([`crate::ts_lead`]). Kept from the origin; in the key.
+pub const LEAD_PARAM: &str = "mf_lead";
 
 /// Query parameter a personalized master adds to its variant and rendition URIs, so the
 /// media playlist request says which rendition it is (ads are matched to it). It never
@@ -213,15 +240,20 @@ impl Routes {
                 message,
             };
             let origin = OriginUrl::parse(&t.origin).map_err(err)?;
-            let origin_addr = (origin.host.as_str(), origin.port)
-                .to_socket_addrs()
-                .map_err(|e| err(format!("cannot resolve {}: {e}", origin.host)))?
-                .next()
-                .ok_or_else(|| err(format!("{} resolves to no address", origin.host)))?;
+            let mut urls = vec![origin.clone()];
+            for (j, f) in t.failover.iter().enumerate() {
+                urls.push(OriginUrl::parse(f).map_err(|message| ConfigError {
+                    file: file.to_path_buf(),
+                    field: format!("tenants[{i}].failover[{j}]"),
+                    message,
+                })?);
+            }
+            let origins =
+                crate::origins::Origins::new(&t.id, urls, &t.health_check).map_err(err)?;
             let tenant = Arc::new(Tenant {
                 id: t.id.clone(),
                 origin,
-                origin_addr,
+                origins: Arc::new(origins),
                 connect_timeout: t.connect_timeout,
                 read_timeout: t.read_timeout,
                 max_manifest_size: t.max_manifest_size.as_u64().min(usize::MAX as u64) as usize,
@@ -321,6 +353,7 @@ impl Routes {
         let mut hint = None;
         let mut slot = (None, None);
         let mut first_number = None;
+        let mut lead = false;
         if let Some(q) = query {
             let (mut sep, mut key_sep) = ('?', '?');
             let mut push = |to_origin: bool, to_key: bool, pair: &str| {
@@ -343,6 +376,7 @@ impl Routes {
                     "mf_s" => slot.1 = v.parse::<u32>().ok(),
                     // DASH: the URL's segment number counts from `mf_n` at slot `mf_s`
                     "mf_n" => first_number = v.parse::<u64>().ok(),
+                    LEAD_PARAM => lead = v == "1",
                     // CTA-5004 query form: per viewer and per request, never the response's
                     _ if k.eq_ignore_ascii_case(CMCD_PARAM) => {
                         push(tenant.forward.cmcd, false, pair)
@@ -363,6 +397,7 @@ impl Routes {
             hint,
             session,
             content_path: rest.to_string(),
+            lead,
             ad_slot: match (slot, first_number) {
                 ((Some(b), Some(s)), None) => Some((b, s)),
                 ((Some(b), Some(s)), Some(n0)) => segment_number(rest)

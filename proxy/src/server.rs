@@ -140,6 +140,10 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
         crate::drain::DrainService::new(server.watch_execution_phase()),
     ));
     server.add_service(pingora_core::services::background::background_service(
+        "origins",
+        crate::origins::UpkeepService { live: live.clone() },
+    ));
+    server.add_service(pingora_core::services::background::background_service(
         "reload",
         ReloadService {
             file: file.to_path_buf(),

@@ -605,9 +605,10 @@ pub(crate) mod tests {
             vec![
                 "c/10.ts",
                 "c/11.ts",
-                "/ads/ad4/v/0.ts",
+                // a creative's first TS segment: its audio leads (ts_lead)
+                "/ads/ad4/v/0.ts?mf_lead=1",
                 "/ads/ad4/v/1.ts",
-                "/ads/ad6/v/0.ts",
+                "/ads/ad6/v/0.ts?mf_lead=1",
                 "/ads/ad6/v/1.ts",
                 "/ads/ad6/v/2.ts",
                 "c/17.ts"
@@ -860,13 +861,13 @@ pub(crate) mod tests {
         assert_eq!(
             uris(&out),
             vec![
-                "/ads/ad2/v/0.ts",
+                "/ads/ad2/v/0.ts?mf_lead=1",
                 "a.ts",
                 "b.ts",
-                "/ads/ad4/v/0.ts",
+                "/ads/ad4/v/0.ts?mf_lead=1",
                 "/ads/ad4/v/1.ts",
                 "c.ts",
-                "/ads/ad2/v/0.ts"
+                "/ads/ad2/v/0.ts?mf_lead=1"
             ]
         );
         assert!(out.end_list);

@@ -321,12 +321,21 @@ impl Stitch<'_> {
 
     fn slot_uri(&self, p: &Placed, k: usize) -> String {
         let u = &p.uris[k].uri;
-        if self.tracking && p.slots[k].ad.is_some() {
+        let mut out = if self.tracking && p.slots[k].ad.is_some() {
             let sep = if u.contains('?') { '&' } else { '?' };
             format!("{u}{sep}mf_b={}&mf_s={k}", p.id)
         } else {
             u.clone()
+        };
+        // a creative's first MPEG-TS segment starts its audio at its video's decode time, so
+        // the splice leaves no audio hole (see ts_lead)
+        if p.slots[k].disc && u.split('?').next().is_some_and(|f| f.ends_with(".ts")) {
+            let sep = if out.contains('?') { '&' } else { '?' };
+            out.push(sep);
+            out.push_str(crate::route::LEAD_PARAM);
+            out.push_str("=1");
         }
+        out
     }
 
     /// Renders the output: text splicing when the origin layout is known, m3u8-rs otherwise.

@@ -121,8 +121,9 @@ impl TlsConfig {
         for (i, c) in self.certificates.iter().enumerate() {
             let at = |f: &str| format!("tls.certificates[{i}].{f}");
             let (loaded, own_names) = match (&c.cert, &c.key, c.self_signed.is_empty()) {
-                (Some(cert), Some(key), true) => load_files(&base.join(cert), &base.join(key))
-                    .map_err(|(f, m)| (at(f), m))?,
+                (Some(cert), Some(key), true) => {
+                    load_files(&base.join(cert), &base.join(key)).map_err(|(f, m)| (at(f), m))?
+                }
                 (None, None, false) => {
                     let loaded = self_signed(&c.self_signed).map_err(|m| (at("self_signed"), m))?;
                     (loaded, c.self_signed.clone())
@@ -134,7 +135,11 @@ impl TlsConfig {
                     ))
                 }
             };
-            let names = if c.names.is_empty() { own_names } else { c.names.clone() };
+            let names = if c.names.is_empty() {
+                own_names
+            } else {
+                c.names.clone()
+            };
             if names.is_empty() && i > 0 {
                 return Err((at("names"), "the certificate names no host".into()));
             }
@@ -185,15 +190,23 @@ impl CertStore {
 
 fn load_files(cert: &Path, key: &Path) -> Result<(Loaded, Vec<String>), (&'static str, String)> {
     let pem = std::fs::read(cert).map_err(|e| ("cert", format!("{}: {e}", cert.display())))?;
-    let mut chain = X509::stack_from_pem(&pem)
-        .map_err(|e| ("cert", format!("{}: not a PEM certificate: {e}", cert.display())))?;
+    let mut chain = X509::stack_from_pem(&pem).map_err(|e| {
+        (
+            "cert",
+            format!("{}: not a PEM certificate: {e}", cert.display()),
+        )
+    })?;
     if chain.is_empty() {
         return Err(("cert", format!("{}: no certificate in it", cert.display())));
     }
     let leaf = chain.remove(0);
     let pem = std::fs::read(key).map_err(|e| ("key", format!("{}: {e}", key.display())))?;
-    let key_pem = PKey::private_key_from_pem(&pem)
-        .map_err(|e| ("key", format!("{}: not a PEM private key: {e}", key.display())))?;
+    let key_pem = PKey::private_key_from_pem(&pem).map_err(|e| {
+        (
+            "key",
+            format!("{}: not a PEM private key: {e}", key.display()),
+        )
+    })?;
     let matches = leaf
         .public_key()
         .map(|p| p.public_eq(&key_pem))
@@ -223,12 +236,13 @@ fn names_of(cert: &X509) -> Vec<String> {
             sans.iter()
                 .filter_map(|n| {
                     n.dnsname().map(str::to_string).or_else(|| {
-                        n.ipaddress().and_then(|b| match b.len() {
-                            4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?)),
-                            16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?)),
-                            _ => None,
-                        })
-                        .map(|ip| ip.to_string())
+                        n.ipaddress()
+                            .and_then(|b| match b.len() {
+                                4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?)),
+                                16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?)),
+                                _ => None,
+                            })
+                            .map(|ip| ip.to_string())
                     })
                 })
                 .collect()
@@ -372,7 +386,10 @@ mod tests {
         assert_eq!(cn(s.pick(Some("cdn.beta.tv"))), "*.beta.tv");
         assert_eq!(cn(s.pick(Some("a.cdn.beta.tv"))), "default.example");
         assert_eq!(cn(s.pick(None)), "default.example");
-        assert_eq!(names_of(&s.pick(None).leaf), ["default.example", "127.0.0.1"]);
+        assert_eq!(
+            names_of(&s.pick(None).leaf),
+            ["default.example", "127.0.0.1"]
+        );
     }
 
     #[test]

@@ -136,3 +136,73 @@ fn every_demo_stream_plays_in_hls_js_and_shaka_across_an_ad_break() {
         assert!(h2 > 10, "{name}: protocols {}", r.0["protocols"]);
     }
 }
+
+/// The origin answers 503 to everything for 20 s in the middle of a live stream. The proxy
+/// keeps serving the live playlists' last good copies (its stale window is the playlists' own
+/// window, 30 s here) and retries the origin at least once a target duration: players may run
+/// dry and wait, but none goes fatal, and playback resumes once the origin is back.
+#[test]
+fn players_ride_out_a_20_second_origin_outage() {
+    use Player::{HlsJs, Shaka};
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let origin = Origin::start(&["--window", "15", "--ad-every", "0"]).unwrap();
+    let proxy = Proxy::start(&demo_tenants(&origin, "250ms")).unwrap();
+    let seconds = 80;
+    let streams: Vec<Stream> = [
+        (HlsJs, "/demo/live/hls/master.m3u8"),
+        (HlsJs, "/breaks/live/cmaf/master.m3u8"),
+        (Shaka, "/demo/live/cmaf/master.m3u8"),
+        (Shaka, "/breaks/live/dash/manifest.mpd"),
+        (Shaka, "/demo/live/dash/timeline.mpd"),
+    ]
+    .into_iter()
+    .map(|(p, path)| Stream::new(p, proxy.url(path), seconds))
+    .collect();
+    let (outage_start, outage_len) = (25, 20);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let faults = std::thread::scope(|s| {
+        let player = s.spawn(|| browser::play(&streams, streams.len(), false));
+        std::thread::sleep(std::time::Duration::from_secs(outage_start));
+        rt.block_on(origin.set_faults(serde_json::json!({"status": 503})))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(outage_len));
+        rt.block_on(origin.clear_faults()).unwrap();
+        player.join().unwrap()
+    });
+    let reports = faults.unwrap();
+    let mut failures = Vec::new();
+    for r in &reports {
+        if !r.started() || !r.fatal().is_empty() {
+            failures.push(format!(
+                "{}: fatal {:?}\n{}",
+                r.name(),
+                r.fatal(),
+                r.brief()
+            ));
+            continue;
+        }
+        // resumed: well after the outage the playhead advances like wall time again
+        let resume_from = (outage_start + outage_len) as f64 + 10.0;
+        let samples = r.0["samples"].as_array().cloned().unwrap_or_default();
+        let at = |t: f64| {
+            samples
+                .iter()
+                .filter(|s| s["t"].as_f64().unwrap_or(0.0) >= t)
+                .find_map(|s| Some((s["t"].as_f64()?, s["ct"].as_f64()?)))
+        };
+        let (Some((t0, c0)), Some((t1, c1))) = (at(resume_from), at(seconds as f64 - 3.0)) else {
+            failures.push(format!("{}: no samples after the outage", r.name()));
+            continue;
+        };
+        if c1 - c0 < 0.9 * (t1 - t0) {
+            failures.push(format!(
+                "{}: after the outage played {:.1} s in {:.1} s\n{}",
+                r.name(),
+                c1 - c0,
+                t1 - t0,
+                r.brief()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

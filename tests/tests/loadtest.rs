@@ -60,12 +60,14 @@ fn live_origin() -> Origin {
     .unwrap()
 }
 
-/// Runs `manifold-loadtest` to completion and returns its JSON summary.
-fn run_loadtest(target: &str, origin: &Origin, tag: &str) -> Value {
+/// Runs `manifold-loadtest` to completion and returns its JSON summary (`extra`: more
+/// arguments, e.g. `--cmcd`).
+fn run_loadtest(target: &str, origin: &Origin, tag: &str, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join(format!("{tag}.json"));
     let out = Command::new(bin("manifold-loadtest"))
         .arg(target)
+        .args(extra)
         .args(["--scenario", "steady", "--viewers", &VIEWERS.to_string()])
         .args(["--ramp", "5", "--duration", "15", "--abr-switch", "0.05"])
         .args(["--connections", "256", "--timeout", "20", "--threads", "2"])
@@ -178,24 +180,27 @@ fn assert_run(s: &Value, tag: &str) {
 
 /// One protocol's run against its own origin and proxy, started just before it so that the
 /// break reaches the live edge during the run; the per-path origin counts belong to this run.
-fn run_protocol(path: &str, tag: &str) -> Value {
+fn run_protocol(path: &str, tag: &str, extra: &[&str]) -> Value {
     let origin = live_origin();
     let proxy = Proxy::start(&personalizing_tenant(&origin)).unwrap();
-    run_loadtest(&proxy.url(path), &origin, tag)
+    run_loadtest(&proxy.url(path), &origin, tag, extra)
 }
 
 /// HLS (MPEG-TS, three variants) then DASH (`$Number$`, video and audio): one after the other,
-/// so that the two debug-built proxies and load generators do not share the CPU (~45 s).
+/// so that the two debug-built proxies and load generators do not share the CPU (~45 s). The
+/// HLS viewers send CMCD in query form on every request, different each time, as real players
+/// with CMCD on do: every segment must still reach the origin exactly once.
 #[test]
 fn two_hundred_viewers_hls_and_dash_with_ad_breaks() {
-    let hls = run_protocol("/t/live/hls/master.m3u8", "hls");
+    let hls = run_protocol("/t/live/hls/master.m3u8", "hls", &["--cmcd"]);
     assert_eq!(hls["scenario"]["protocol"], "hls");
+    assert_eq!(hls["scenario"]["cmcd"], true);
     // HLS viewers load a master (the session) each, then media playlists
     assert_eq!(u(&hls, "requests.by_kind.master.requests"), VIEWERS);
     assert!(u(&hls, "requests.by_kind.media_playlist.requests") > VIEWERS);
     assert_run(&hls, "hls");
 
-    let dash = run_protocol("/t/live/dash/manifest.mpd", "dash");
+    let dash = run_protocol("/t/live/dash/manifest.mpd", "dash", &[]);
     assert_eq!(dash["scenario"]["protocol"], "dash");
     // DASH viewers reload MPDs and fetch the CMAF init segments
     assert!(u(&dash, "requests.by_kind.mpd.requests") > VIEWERS);

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn self_signed(dir: &Path, name: &str, file: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
+    let (cert, key) = (
+        dir.join(format!("{file}.pem")),
+        dir.join(format!("{file}.key")),
+    );
     let (code, _, err) = run_manifold(&[
         "tls",
         "self-signed",
@@ -95,7 +98,10 @@ origin = "http://{}"
     // many requests multiplexed on the one connection
     let segs: Vec<_> = (20..40)
         .map(|n| {
-            let (c, u) = (ca.clone(), url("a.example", &format!("/t/live/hls/v0/{n}.ts")));
+            let (c, u) = (
+                ca.clone(),
+                url("a.example", &format!("/t/live/hls/v0/{n}.ts")),
+            );
             tokio::spawn(async move { c.get(u).send().await })
         })
         .collect();

@@ -58,6 +58,10 @@ struct Args {
     /// Query appended to each viewer's entry URL; {viewer} becomes its number (e.g. "uid={viewer}&device=tv").
     #[arg(long)]
     query: Option<String>,
+    /// Players send CMCD as a query parameter on every request, different each time (what
+    /// hls.js, dash.js and Shaka do with CMCD on): it must not split the cache.
+    #[arg(long)]
+    cmcd: bool,
     /// User-Agent of the viewers.
     #[arg(long)]
     user_agent: Option<String>,
@@ -162,6 +166,7 @@ async fn main_async(args: Args) -> anyhow::Result<i32> {
             abr_switch: args.abr_switch,
             seed: args.seed,
             query: args.query.clone(),
+            cmcd: args.cmcd,
             ..PlayerOptions::default()
         },
         client: ClientOptions {

@@ -26,6 +26,10 @@ struct Args {
     /// Seconds the channel has already been live at start-up (default: one full window).
     #[arg(long)]
     elapsed: Option<u64>,
+    /// When the channel started, Unix seconds (instead of --elapsed): simulators given the
+    /// same epoch serve the same channel, as redundant origins.
+    #[arg(long)]
+    epoch: Option<u64>,
     /// First ad break, seconds after the channel started.
     #[arg(long, default_value_t = 30)]
     ad_first: u64,
@@ -63,6 +67,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         segment_secs: args.segment_duration,
         window: args.window,
         elapsed_secs: args.elapsed,
+        epoch_unix: args.epoch,
         ad_first_secs: args.ad_first,
         ad_every_secs: args.ad_every,
         ad_len_secs: args.ad_duration,

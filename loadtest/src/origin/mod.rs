@@ -43,6 +43,10 @@ pub struct OriginOptions {
     pub window: u64,
     /// How long the channel has already been live at start-up, seconds (full window by default).
     pub elapsed_secs: Option<u64>,
+    /// When the channel started (segment 0), as Unix seconds: two simulators given the same
+    /// epoch serve the same channel to the segment, as redundant origins do. Overrides
+    /// `elapsed_secs`.
+    pub epoch_unix: Option<u64>,
     /// First ad break this many seconds after the channel started.
     pub ad_first_secs: u64,
     /// One break every this many seconds (0: none).
@@ -65,6 +69,7 @@ impl OriginOptions {
             segment_secs: 2,
             window: 10,
             elapsed_secs: None,
+            epoch_unix: None,
             ad_first_secs: 30,
             ad_every_secs: 90,
             ad_len_secs: 30,
@@ -113,7 +118,10 @@ impl Origin {
         let schedule = Schedule {
             segment_secs: opts.segment_secs,
             window: opts.window,
-            epoch: SystemTime::now() - Duration::from_secs(elapsed),
+            epoch: match opts.epoch_unix {
+                Some(e) => SystemTime::UNIX_EPOCH + Duration::from_secs(e),
+                None => SystemTime::now() - Duration::from_secs(elapsed),
+            },
             loop_len: lib.content.ts[0].segments.len() as u64,
             ad_first: opts.ad_first_secs / d,
             ad_every: opts.ad_every_secs / d,

@@ -73,6 +73,9 @@ pub struct PlayerOptions {
     pub seed: u64,
     /// Appended to the entry URL's query; `{viewer}` becomes the viewer's number.
     pub query: Option<String>,
+    /// Send CMCD (CTA-5004) in query form on every request, as hls.js, dash.js and Shaka do
+    /// by default when CMCD is on: a different `CMCD=` value each time.
+    pub cmcd: bool,
 }
 
 impl Default for PlayerOptions {
@@ -83,6 +86,7 @@ impl Default for PlayerOptions {
             max_manifest_bytes: 8 << 20,
             seed: 1,
             query: None,
+            cmcd: false,
         }
     }
 }
@@ -240,6 +244,26 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     hls: ParseCache<HlsDoc>,
     mpds: ParseCache<MpdDoc>,
+    /// Numbers each CMCD-carrying request (so no two carry the same values).
+    cmcd_seq: std::sync::atomic::AtomicU64,
+}
+
+/// The `CMCD` query value of request `n` of this kind: buffer length, throughput, object
+/// type and so on change from request to request, as a real player's do.
+fn cmcd_value(kind: Kind, n: u64) -> String {
+    let ot = match kind {
+        Kind::Master | Kind::Playlist | Kind::Mpd => "m",
+        Kind::Init => "i",
+        Kind::Segment => "v",
+    };
+    let raw = format!(
+        "bl={},br={},d=2000,mtp={},ot={ot},sf=h,sid=\"{:016x}\",su,v=1",
+        (n % 300) * 100,
+        400 + (n % 7) * 100,
+        10_000 + (n * 37) % 50_000,
+        n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 8,
+    );
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
 
 impl Shared {
@@ -256,6 +280,7 @@ impl Shared {
             stop,
             hls: ParseCache::new(256),
             mpds: ParseCache::new(64),
+            cmcd_seq: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -274,6 +299,22 @@ impl Shared {
             }
         } else {
             BodyMode::Count
+        };
+        let with_cmcd;
+        let url = if self.opts.cmcd {
+            let n = self
+                .cmcd_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut u = url.clone();
+            let q = match u.query() {
+                Some(q) if !q.is_empty() => format!("{q}&CMCD={}", cmcd_value(kind, n)),
+                _ => format!("CMCD={}", cmcd_value(kind, n)),
+            };
+            u.set_query(Some(&q));
+            with_cmcd = u;
+            &with_cmcd
+        } else {
+            url
         };
         match self.client.get(url, mode).await {
             Ok(f) => Some(f),

@@ -23,6 +23,9 @@ pub struct ScenarioInfo {
     pub connections: usize,
     pub timeout_s: f64,
     pub query: Option<String>,
+    /// Viewers sent CMCD in query form.
+    #[serde(default)]
+    pub cmcd: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -631,6 +634,7 @@ mod tests {
                 connections: 8,
                 timeout_s: 5.0,
                 query: None,
+                cmcd: false,
             },
             started_at: "2026-01-01T00:00:00Z".into(),
             elapsed_s: 3.0,

@@ -381,6 +381,7 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
             connections: cfg.client.max_connections,
             timeout_s: cfg.client.timeout.as_secs_f64(),
             query: cfg.player.query.clone(),
+            cmcd: cfg.player.cmcd,
         },
         started_at,
         elapsed_s: round(secs),

@@ -263,6 +263,7 @@ impl Resolver<'_> {
             content_path: path.to_string(),
             ad_slot: None,
             lead: false,
+            join: None,
         };
         let (m, _) = self
             .manifests

@@ -496,6 +496,15 @@ fn default_max_manifest() -> ByteSize {
     ByteSize::mib(4)
 }
 
+/// What a tenant's live HLS playlists show while every origin is down.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOutage {
+    #[default]
+    Stale,
+    Slate,
+}
+
 /// Per-tenant overrides of how long things stay cached.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -536,6 +545,12 @@ pub struct TenantCachePolicy {
     /// Instead of a window: this many target durations (or MPD refresh periods).
     #[serde(default)]
     pub stale_manifest_targets: Option<u32>,
+    /// Every origin down: `stale` serves live manifests' last good copies (for the stale
+    /// window); `slate` goes on advancing live HLS playlists with the tenant's slate (its
+    /// catalog's `slate = true` creative), for up to an hour, and returns to content with
+    /// the right discontinuities when the origin is back.
+    #[serde(default)]
+    pub on_outage: OnOutage,
     /// CMAF fragments: `normalize` their timing on the way into the cache (the first sample
     /// presented at its decode time, so splices and periods meet without holes), `pass` them
     /// as the origin sent them, or `auto`: normalize for tenants that stitch ads.
@@ -557,6 +572,7 @@ impl Default for TenantCachePolicy {
             volatile_params: Vec::new(),
             stale_live_window: None,
             stale_manifest_targets: None,
+            on_outage: OnOutage::Stale,
             cmaf_timing: Default::default(),
         }
     }
@@ -792,6 +808,12 @@ impl Config {
                         ));
                     }
                 }
+            }
+            if t.cache.on_outage == OnOutage::Slate && !t.creatives.iter().any(|c| c.slate) {
+                return Err((
+                    f("cache.on_outage"),
+                    "\"slate\" needs a creative with slate = true in the tenant's catalog".into(),
+                ));
             }
             if t.creatives.iter().filter(|c| c.slate).count() > 1 {
                 return Err((

@@ -22,6 +22,7 @@ pub mod manifest_cache;
 pub mod metrics;
 pub mod origin;
 pub mod origins;
+pub mod outage;
 pub mod parse;
 pub mod personalize;
 pub mod plugin;

@@ -95,6 +95,22 @@ impl Manifest {
         }
     }
 
+    /// A manifest the proxy made in place of the origin's (slate during an outage, the content
+    /// back after it), like `like`: parsed, so every later step takes it as the origin's.
+    pub fn synthesized(like: &Manifest, body: Bytes, route: &Route) -> Manifest {
+        let (kind, parsed) = parse(route.class, &body);
+        Manifest {
+            status: StatusCode::OK,
+            headers: like.headers.clone(),
+            window: like.window,
+            ttl: like.live_unit().map_or(Duration::from_secs(1), |u| u / 2),
+            fetched: Instant::now(),
+            body,
+            kind,
+            parsed,
+        }
+    }
+
     /// Seconds of freshness left (negative once expired), for `Cache-Status: ttl=`.
     pub fn remaining_ttl(&self) -> i64 {
         let age = self.fetched.elapsed();
@@ -301,10 +317,24 @@ impl ManifestCache {
         }
     }
 
+    /// The origin client (for what is fetched from the origin outside this cache).
+    pub fn origin(&self) -> &OriginClient {
+        &self.origin
+    }
+
+    /// The cache key of a routed request (tenant ids cannot contain '|': unambiguous).
+    pub fn key(&self, route: &Route) -> Arc<str> {
+        format!("{}|{}", route.tenant.manifest_key, route.key_path).into()
+    }
+
+    /// The last good (200) answer for a key, however old (within the hour it is kept).
+    pub fn last_good(&self, key: &Arc<str>) -> Option<Arc<Manifest>> {
+        self.last_good.get(key)
+    }
+
     /// The manifest for a routed request, fetching it if needed (one fetch per key at a time).
     pub async fn get(&self, route: &Route) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
-        // tenant ids cannot contain '|', so the key is unambiguous
-        let key: Arc<str> = format!("{}|{}", route.tenant.manifest_key, route.key_path).into();
+        let key = self.key(route);
         if let Some(m) = self.entries.get(&key).await {
             return Ok((m, Lookup::Hit));
         }

@@ -699,7 +699,7 @@ fn route_base_urls(mpd: &mut dash_mpd_core::MPD, route: &Route, session_prefix: 
 /// Tags variant and rendition URIs of a personalized master with what they are, so their
 /// media playlist requests get ads in the matching rendition; with `base`, relative URIs
 /// become absolute paths under the viewer's new session.
-fn add_hints(m: &mut m3u8_rs::MasterPlaylist, base: Option<&str>) {
+pub(crate) fn add_hints(m: &mut m3u8_rs::MasterPlaylist, base: Option<&str>) {
     fn tag(uri: &mut String, hint: VariantHint, base: Option<&str>) {
         if uri.contains("://") || uri.is_empty() {
             return;

@@ -190,7 +190,10 @@ impl EdgeProxy {
         let Some(tenancy) = ctx.tenancy.clone() else {
             return Error::e_explain(ErrorType::InternalError, "manifest without config");
         };
-        match tenancy.manifests.get(&route).await {
+        let got = tenancy.manifests.get(&route).await;
+        // slate-mode tenants: the live edge goes on with slate while the origin is down
+        let got = tenancy.outages.through(&tenancy, &route, got).await;
+        match got {
             Ok((m, lookup)) => {
                 let status = m.status.as_u16();
                 let stored = !m.ttl.is_zero();
@@ -232,7 +235,17 @@ impl EdgeProxy {
                             "invalid session: this URL was not issued by this service".to_string();
                         return respond_text(session, ctx, 403, "bad-session", text).await;
                     }
-                    Outcome::PassThrough => (m.body.clone(), None, false),
+                    Outcome::PassThrough => match (&m.parsed, route.tenant.slate_outage) {
+                        // slate mode needs each rendition's shape: masters name them
+                        (crate::parse::Parsed::HlsMaster { playlist, .. }, true) => {
+                            let mut out = playlist.clone();
+                            crate::personalize::add_hints(&mut out, None);
+                            let mut buf = Vec::with_capacity(m.body.len() + 256);
+                            let _ = out.write_to(&mut buf);
+                            (Bytes::from(buf), None, false)
+                        }
+                        _ => (m.body.clone(), None, false),
+                    },
                     Outcome::Unparsable => (
                         m.body.clone(),
                         Some("skipped; reason=unparsable-manifest; served=origin".into()),
@@ -385,6 +398,48 @@ impl EdgeProxy {
         let body = Bytes::from(denied.message + "\n");
         respond(session, ctx, denied.status, headers, body).await?;
         Ok(None)
+    }
+
+    /// Slate segments joined into one (`mf_cat`): this one and its listed siblings, from the
+    /// copy pinned while the origin was up (fetched now if it is not there).
+    async fn serve_joined(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let (Some(route), Some(tenancy)) = (ctx.route.clone(), ctx.tenancy.clone()) else {
+            return Error::e_explain(ErrorType::InternalError, "joined segment without route");
+        };
+        let first = route.content_path.as_str();
+        let dir = first.rsplit_once('/').map_or("", |(d, _)| d);
+        let paths: Vec<String> = std::iter::once(first.to_string())
+            .chain(route.join.iter().flatten().map(|n| format!("{dir}/{n}")))
+            .collect();
+        let mut body = bytes::BytesMut::new();
+        for (i, path) in paths.iter().enumerate() {
+            let part = match tenancy.outages.part(&tenancy, &route, path).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(tenant = %route.tenant.id, path, error = %e, "slate segment unavailable");
+                    return respond_text(session, ctx, 502, "origin-error", e).await;
+                }
+            };
+            if i == 0 && route.lead {
+                let mut l = crate::ts_lead::Leader::default();
+                body.extend_from_slice(&l.push(Some(part), true).unwrap_or_default());
+            } else {
+                body.extend_from_slice(&part);
+            }
+        }
+        let ct = if first.ends_with(".ts") {
+            "video/mp2t"
+        } else {
+            "video/mp4"
+        };
+        let cs = format!("{}; fwd=bypass; detail=slate", cache_status::NAME);
+        ctx.cache_status = Some(cs.clone());
+        let headers = vec![
+            (header::CONTENT_TYPE, ct.to_string()),
+            (header::CACHE_CONTROL, "public, max-age=3600".into()),
+            (header::HeaderName::from_static("cache-status"), cs),
+        ];
+        respond(session, ctx, 200, headers, body.freeze()).await
     }
 
     /// `OPTIONS`: a CORS preflight gets the policy's answer, any other OPTIONS the methods.
@@ -573,6 +628,13 @@ impl ProxyHttp for EdgeProxy {
                     .await?;
                 return Ok(true);
             }
+        }
+        if route.join.is_some() && matches!(class, Class::Segment) {
+            // consecutive slate segments served as one (outage slate entries)
+            ctx.route = Some(route);
+            let span = tracing::info_span!("request", rid = %ctx.request_id);
+            self.serve_joined(session, ctx).instrument(span).await?;
+            return Ok(true);
         }
         ctx.route = Some(route);
         if class.is_manifest() {

@@ -39,6 +39,8 @@ pub struct Tenancy {
     pub cors: Arc<crate::cors::CorsPolicy>,
     /// The HTTPS certificates, chosen by SNI at each handshake.
     pub certificates: Option<Arc<crate::tls::CertStore>>,
+    /// Live playlists going on with slate while their origin is down (kept over reloads).
+    pub outages: Arc<crate::outage::Outages>,
 }
 
 /// The current tenancy, read once per request.
@@ -202,9 +204,11 @@ pub fn build(
         )),
         None => None,
     };
+    let outages = previous.map_or_else(Default::default, |p| p.outages.clone());
     Ok(Tenancy {
         cors,
         certificates,
+        outages,
         config: Arc::new(config),
         routes,
         manifests,

@@ -69,6 +69,8 @@ pub struct Tenant {
     pub forward: crate::config::ForwardConfig,
     /// CMAF fragments are normalized on their way into the cache ([`crate::cmaf_timing`]).
     pub normalize_cmaf: bool,
+    /// Live HLS playlists go on with slate while every origin is down ([`crate::outage`]).
+    pub slate_outage: bool,
 }
 
 impl Tenant {
@@ -95,6 +97,7 @@ impl Tenant {
             cors: Arc::new(crate::cors::CorsPolicy::new(&Default::default())),
             forward: Default::default(),
             normalize_cmaf: false,
+            slate_outage: false,
         }
     }
 
@@ -153,6 +156,9 @@ pub struct Route {
     pub ad_slot: Option<(String, u32)>,
     /// A creative's first TS segment in a pod: its audio is made to lead (`mf_lead`).
     pub lead: bool,
+    /// A slate segment served from the pinned copy, with these siblings joined after it
+    /// (`mf_cat`: file names; empty: just this one).
+    pub join: Option<Vec<String>>,
 }
 
 impl Route {
@@ -286,6 +292,7 @@ impl Routes {
                     t.cors.as_ref().unwrap_or(&config.cors),
                 )),
                 forward: t.forward.clone(),
+                slate_outage: t.cache.on_outage == crate::config::OnOutage::Slate,
                 normalize_cmaf: match t.cache.cmaf_timing {
                     crate::cmaf_timing::CmafTiming::Normalize => true,
                     crate::cmaf_timing::CmafTiming::Pass => false,
@@ -354,6 +361,7 @@ impl Routes {
         let mut slot = (None, None);
         let mut first_number = None;
         let mut lead = false;
+        let mut join = None;
         if let Some(q) = query {
             let (mut sep, mut key_sep) = ('?', '?');
             let mut push = |to_origin: bool, to_key: bool, pair: &str| {
@@ -377,6 +385,21 @@ impl Routes {
                     // DASH: the URL's segment number counts from `mf_n` at slot `mf_s`
                     "mf_n" => first_number = v.parse::<u64>().ok(),
                     LEAD_PARAM => lead = v == "1",
+                    crate::outage::CAT_PARAM => {
+                        join = Some(
+                            v.split(',')
+                                .filter(|n| {
+                                    !n.is_empty()
+                                        && n.len() <= 128
+                                        && !n.contains(['/', '\\', '%', '?', '#'])
+                                        && *n != ".."
+                                        && *n != "."
+                                })
+                                .take(16)
+                                .map(str::to_string)
+                                .collect(),
+                        );
+                    }
                     // CTA-5004 query form: per viewer and per request, never the response's
                     _ if k.eq_ignore_ascii_case(CMCD_PARAM) => {
                         push(tenant.forward.cmcd, false, pair)
@@ -398,6 +421,7 @@ impl Routes {
             session,
             content_path: rest.to_string(),
             lead,
+            join,
             ad_slot: match (slot, first_number) {
                 ((Some(b), Some(s)), None) => Some((b, s)),
                 ((Some(b), Some(s)), Some(n0)) => segment_number(rest)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests and end-to-end tests (real proxy and
-# origin processes on 127.0.0.1, ffmpeg decoding through the proxy). Installs what it needs.
+# origin processes on 127.0.0.1, ffmpeg decoding through the proxy, hls.js and Shaka playing in
+# headless Chromium). Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One clean build: incremental caches would only add gigabytes to the disk it needs.

@@ -351,6 +351,18 @@ impl Personalizer {
         let mut replayed = None;
         let result = match &manifest.parsed {
             Parsed::HlsMaster { playlist, view } => {
+                let render = |edits: &[crate::plugin::bindings::Edit]| {
+                    apply::hls_master(playlist, edits)
+                        .map(|mut out| {
+                            let dir = route.content_path.rsplit_once('/').map_or("", |(d, _)| d);
+                            let base = created.then(|| format!("{session_prefix}{dir}/"));
+                            add_hints(&mut out, base.as_deref());
+                            let mut buf = Vec::with_capacity(manifest.body.len() + 512);
+                            let _ = out.write_to(&mut buf);
+                            buf
+                        })
+                        .map_err(invalid)
+                };
                 match engine
                     .call(
                         plugin,
@@ -362,16 +374,16 @@ impl Personalizer {
                     )
                     .await
                 {
-                    Ok(edits) => apply::hls_master(playlist, &edits)
-                        .map(|mut out| {
-                            let dir = route.content_path.rsplit_once('/').map_or("", |(d, _)| d);
-                            let base = created.then(|| format!("{session_prefix}{dir}/"));
-                            add_hints(&mut out, base.as_deref());
-                            let mut buf = Vec::with_capacity(manifest.body.len() + 512);
-                            let _ = out.write_to(&mut buf);
-                            buf
-                        })
-                        .map_err(invalid),
+                    // fail open still keeps the viewer in the session it just got: the origin's
+                    // master has no session paths, so every playlist reload would start a new
+                    // session (and a new ledger) and the viewer's playlists would not line up
+                    Ok(edits) => match render(&edits) {
+                        Err(f) if s.fail == FailPolicy::Open => {
+                            replay(render(&[]), f, &mut replayed)
+                        }
+                        r => r,
+                    },
+                    Err(f) if s.fail == FailPolicy::Open => replay(render(&[]), f, &mut replayed),
                     Err(f) => Err(f),
                 }
             }
@@ -395,8 +407,29 @@ impl Personalizer {
                             view,
                             body: &manifest.body,
                         };
-                        self.media(route, &media, &edits, &sid, &session_prefix, state)
-                            .await
+                        let r = self
+                            .media(route, &media, &edits, &sid, &session_prefix, state)
+                            .await;
+                        match r {
+                            // an invalid plan is a plugin failure like any: the session's
+                            // breaks replayed (read again: what the attempt recorded counts)
+                            Err(f)
+                                if f.kind == FailureKind::InvalidPlan
+                                    && s.fail == FailPolicy::Open =>
+                            {
+                                match self.store.get(&sid).await {
+                                    Ok(mut st) => {
+                                        st.decisions = decisions.lock().clone();
+                                        let r = self
+                                            .media(route, &media, &[], &sid, &session_prefix, st)
+                                            .await;
+                                        replay(r, f, &mut replayed)
+                                    }
+                                    Err(_) => Err(f),
+                                }
+                            }
+                            r => r,
+                        }
                     }
                     Err(f) if s.fail == FailPolicy::Open => {
                         state.decisions = decisions.lock().clone();
@@ -428,8 +461,27 @@ impl Personalizer {
                     Ok(edits) => {
                         state.decisions = decisions.lock().clone();
                         let media = DashMedia { mpd, view };
-                        self.dash(route, &media, &edits, &sid, &session_prefix, state)
-                            .await
+                        let r = self
+                            .dash(route, &media, &edits, &sid, &session_prefix, state)
+                            .await;
+                        match r {
+                            Err(f)
+                                if f.kind == FailureKind::InvalidPlan
+                                    && s.fail == FailPolicy::Open =>
+                            {
+                                match self.store.get(&sid).await {
+                                    Ok(mut st) => {
+                                        st.decisions = decisions.lock().clone();
+                                        let r = self
+                                            .dash(route, &media, &[], &sid, &session_prefix, st)
+                                            .await;
+                                        replay(r, f, &mut replayed)
+                                    }
+                                    Err(_) => Err(f),
+                                }
+                            }
+                            r => r,
+                        }
                     }
                     Err(f) if s.fail == FailPolicy::Open => {
                         state.decisions = decisions.lock().clone();

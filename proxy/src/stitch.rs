@@ -428,6 +428,21 @@ impl Stitch<'_> {
         if let Some(off) = self.start_offset {
             let _ = writeln!(w, "#EXT-X-START:TIME-OFFSET=-{off:.3}");
         }
+        if let (Some(hold), false) = (self.hold_back(), contains(header, b"#EXT-X-SERVER-CONTROL"))
+        {
+            let _ = writeln!(w, "#EXT-X-SERVER-CONTROL:HOLD-BACK={hold:.1}");
+        }
+    }
+
+    /// How far from the live edge players should start (RFC 8216bis `HOLD-BACK`: three target
+    /// durations), stated for live playlists. Players otherwise add up the last three
+    /// segments' durations (Shaka does), and a window ending in short slate segments (a viewer
+    /// joining mid-break) would start them 3 s from the edge instead of 6: a stall at every
+    /// content segment after.
+    fn hold_back(&self) -> Option<f64> {
+        let m = self.playlist;
+        let live = !m.end_list && m.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod);
+        (live && m.target_duration > 0).then(|| 3.0 * m.target_duration as f64)
     }
 
     fn render_text(&self, layout: &TextLayout, num: Numbering) -> Vec<u8> {
@@ -608,6 +623,14 @@ impl Stitch<'_> {
         out.segments = segments;
         out.media_sequence = num.media_sequence;
         out.discontinuity_sequence = num.discontinuity_sequence;
+        if let Some(hold) = self.hold_back() {
+            if !out.unknown_tags.iter().any(|t| t.tag == "X-SERVER-CONTROL") {
+                out.unknown_tags.push(m3u8_rs::ExtTag {
+                    tag: "X-SERVER-CONTROL".into(),
+                    rest: Some(format!("HOLD-BACK={hold:.1}")),
+                });
+            }
+        }
         if let Some(off) = self.start_offset {
             out.start = Some(m3u8_rs::Start {
                 time_offset: -off,

@@ -99,8 +99,10 @@ pub fn play(streams: &[Stream], concurrency: usize, ignore_cert: bool) -> Result
         .map(|d| d.join("e2e-logs"))
         .unwrap_or_default();
     let _ = std::fs::create_dir_all(&keep);
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _ = std::fs::write(
-        keep.join(format!("browser-{}.json", std::process::id())),
+        keep.join(format!("browser-{}-{run}.json", std::process::id())),
         &out.stdout,
     );
     let v: Value = serde_json::from_slice(&out.stdout).context("run.mjs output")?;

@@ -442,7 +442,7 @@ impl Stitch<'_> {
     fn hold_back(&self) -> Option<f64> {
         let m = self.playlist;
         let live = !m.end_list && m.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod);
-        (live && m.target_duration > 0).then(|| 3.0 * m.target_duration as f64)
+        (live && m.target_duration > 0).then_some(3.0 * m.target_duration as f64)
     }
 
     fn render_text(&self, layout: &TextLayout, num: Numbering) -> Vec<u8> {

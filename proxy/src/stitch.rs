@@ -206,6 +206,15 @@ enum Item<'a> {
     },
 }
 
+/// Where a slot lands in the output, for the tags it needs.
+#[derive(Clone, Copy)]
+struct SlotAt {
+    /// The content is encrypted and this slot follows content: `EXT-X-KEY:METHOD=NONE`.
+    key_none: bool,
+    /// The playlist's first segment.
+    first: bool,
+}
+
 /// Everything needed to render one rendition's playlist.
 pub struct Stitch<'a> {
     pub playlist: &'a MediaPlaylist,
@@ -347,18 +356,25 @@ impl Stitch<'_> {
         }
     }
 
-    fn write_slot(&self, w: &mut Vec<u8>, p: &Placed, k: usize, carried: &[&[u8]], key_none: bool) {
+    /// The init segment slot `k` names: at each creative's start, and on the playlist's first
+    /// segment, since a window that starts mid-break has slid the creative's first one out
+    /// (a player joining there has no other init to use).
+    fn slot_map<'p>(p: &'p Placed, k: usize, first: bool) -> Option<&'p String> {
+        (p.slots[k].disc || k == 0 || first)
+            .then_some(p.uris[k].map.as_ref())
+            .flatten()
+    }
+
+    fn write_slot(&self, w: &mut Vec<u8>, p: &Placed, k: usize, carried: &[&[u8]], at: SlotAt) {
         let slot = &p.slots[k];
         if slot.disc {
             w.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
         }
-        if key_none {
+        if at.key_none {
             w.extend_from_slice(b"#EXT-X-KEY:METHOD=NONE\n");
         }
-        if slot.disc || k == 0 {
-            if let Some(map) = &p.uris[k].map {
-                let _ = writeln!(w, "#EXT-X-MAP:URI=\"{map}\"");
-            }
+        if let Some(map) = Self::slot_map(p, k, at.first) {
+            let _ = writeln!(w, "#EXT-X-MAP:URI=\"{map}\"");
         }
         if let Some(t) = self.pdt_of(p, slot) {
             let _ = writeln!(
@@ -449,6 +465,7 @@ impl Stitch<'_> {
         let body = self.body;
         let mut w = Vec::with_capacity(body.len() + 64 * 32);
         self.render_header(&mut w, &body[layout.header.clone()], num);
+        let header_end = w.len();
         let encrypted = self.playlist.segments.iter().any(|s| {
             s.key
                 .as_ref()
@@ -479,7 +496,11 @@ impl Stitch<'_> {
                             carried_lines(text, self.markers)
                         })
                         .unwrap_or_default();
-                    self.write_slot(&mut w, p, k, &carried, encrypted && !in_ads);
+                    let at = SlotAt {
+                        key_none: encrypted && !in_ads,
+                        first: w.len() == header_end,
+                    };
+                    self.write_slot(&mut w, p, k, &carried, at);
                     in_ads = true;
                 }
                 Item::Content(i) => {
@@ -567,14 +588,10 @@ impl Stitch<'_> {
                         uri: self.slot_uri(p, k),
                         duration: slot.duration as f32,
                         discontinuity: slot.disc,
-                        map: if slot.disc || k == 0 {
-                            p.uris[k].map.as_ref().map(|u| m3u8_rs::Map {
-                                uri: u.clone(),
-                                ..Default::default()
-                            })
-                        } else {
-                            None
-                        },
+                        map: Self::slot_map(p, k, segments.is_empty()).map(|u| m3u8_rs::Map {
+                            uri: u.clone(),
+                            ..Default::default()
+                        }),
                         program_date_time: self.pdt_of(p, slot),
                         ..MediaSegment::empty()
                     };

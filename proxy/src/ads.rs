@@ -259,6 +259,7 @@ impl Resolver<'_> {
             class,
             prefix: String::new(),
             hint: None,
+            group: None,
             session: None,
             content_path: path.to_string(),
             ad_slot: None,

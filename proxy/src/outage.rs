@@ -123,31 +123,92 @@ impl Slate {
     }
 }
 
-/// One outage of one rendition: where the slate starts, and how much of it was shown.
-pub struct Record {
-    /// The last good playlist.
-    base: MediaPlaylist,
-    /// Its last segment's number: slate entry `j` stands in for content segment
-    /// `last_seq + 1 + j`.
-    last_seq: u64,
-    /// When the slate starts (the end of that segment), wall clock.
+/// What the renditions of one stream (those one master lists) share in an outage. Players
+/// align renditions by media sequence number, so the slate starts, grows and ends at the same
+/// numbers in each: a video rendition that went back to content one segment before its audio
+/// would leave the two a segment apart for good.
+struct Shared {
+    /// The first content segment the slate stands in for.
+    start: u64,
+    /// When the slate starts (the end of the segment before), wall clock.
     t0: SystemTime,
-    /// Its date-time there, if the playlist carries them.
-    pdt0: Option<DateTime<FixedOffset>>,
-    slate: Slate,
-    /// How slate URIs are written: relative to the playlist's directory.
-    dir: String,
+    /// The first rendition's slate, which counts the entries for all: renditions' slates
+    /// differ by milliseconds, enough to put their counts one apart near an entry's end.
+    grid: Slate,
     /// Entries shown so far (never fewer on a later playlist).
     shown: AtomicU64,
     /// Set when the origin is back: the slate's length for good.
     end: OnceLock<u64>,
+}
+
+impl Shared {
+    /// Entries the clock says are out at `now`.
+    fn due_at(&self, now: SystemTime) -> u64 {
+        let elapsed = now.duration_since(self.t0).unwrap_or_default();
+        self.grid.ended_by(elapsed.min(MAX_SLATE).as_secs_f64())
+    }
+
+    /// Entries to show at `now`: never fewer than were shown, and no more once it ended.
+    fn due(&self, now: SystemTime) -> u64 {
+        if let Some(n) = self.end.get() {
+            return *n;
+        }
+        let n = self.due_at(now);
+        self.shown.fetch_max(n, Ordering::Relaxed).max(n)
+    }
+
+    /// The origin is back with a playlist whose live edge is before segment `edge`: the slate
+    /// ends there (it stood in for what the origin could not serve), and never before what
+    /// viewers were shown. The first rendition to see the origin back decides for all.
+    fn end_at(&self, edge: u64, now: SystemTime) -> u64 {
+        *self.end.get_or_init(|| {
+            let edge = edge.saturating_sub(self.start);
+            self.shown
+                .load(Ordering::Relaxed)
+                .max(self.due_at(now).min(edge))
+        })
+    }
+}
+
+/// One outage of one rendition: where the slate starts, and how much of it was shown.
+pub struct Record {
+    /// The last good playlist, up to the stream's slate start.
+    base: MediaPlaylist,
+    /// Its last segment's number: slate entry `j` stands in for content segment
+    /// `last_seq + 1 + j`.
+    last_seq: u64,
+    /// Entries before the stream's slate start: a last good copy older than the other
+    /// renditions' cannot show what it does not have (0 but in that case).
+    lead: u64,
+    /// Its date-time at the slate's start, if the playlist carries them.
+    pdt0: Option<DateTime<FixedOffset>>,
+    slate: Slate,
+    /// How slate URIs are written: relative to the playlist's directory.
+    dir: String,
+    /// The stream's outage.
+    shared: Arc<Shared>,
     /// Discontinuity tags the origin put on segments numbered past `last_seq` (what the
     /// slate replaced, and where the content resumes), as far as playlists have shown them.
     origin_discs: parking_lot::Mutex<BTreeMap<u64, bool>>,
 }
 
 impl Record {
-    fn new(base: &MediaPlaylist, fetched: SystemTime, slate: Slate, dir: &str) -> Option<Record> {
+    /// The record of a rendition whose last good copy is `base`, joining the stream's outage
+    /// if another rendition started it (and it has not ended).
+    fn new(
+        base: &MediaPlaylist,
+        fetched: SystemTime,
+        slate: Slate,
+        dir: &str,
+        stream: Option<Arc<Shared>>,
+    ) -> Option<Record> {
+        let mut base = base.clone();
+        let stream = stream.filter(|s| s.end.get().is_none() && base.media_sequence < s.start);
+        if let Some(s) = &stream {
+            // what the other renditions replace with slate, this one does too
+            let keep = (s.start - base.media_sequence).min(base.segments.len() as u64);
+            base.segments.truncate(keep as usize);
+        }
         let last = base.segments.last()?;
         let last_seq = base.media_sequence + base.segments.len() as u64 - 1;
         let pdt_end = last.program_date_time.and_then(|p| {
@@ -155,50 +216,54 @@ impl Record {
                 (last.duration as f64 * 1000.0) as i64,
             ))
         });
-        // when that segment ended by its date-time, kept within two target durations of when
-        // the playlist was fetched (the origin's clock may not be ours)
-        let slack = Duration::from_secs(2 * base.target_duration.max(1));
-        let earliest = fetched.checked_sub(slack).unwrap_or(fetched);
-        let t0 = pdt_end
-            .map(|p| {
-                SystemTime::UNIX_EPOCH + Duration::from_millis(p.timestamp_millis().max(0) as u64)
-            })
-            .map_or(fetched, |t| t.clamp(earliest, fetched));
+        let shared = match stream {
+            Some(s) => s,
+            None => {
+                // when that segment ended by its date-time, kept within two target durations
+                // of when the playlist was fetched (the origin's clock may not be ours)
+                let slack = Duration::from_secs(2 * base.target_duration.max(1));
+                let earliest = fetched.checked_sub(slack).unwrap_or(fetched);
+                let t0 = pdt_end
+                    .map(|p| {
+                        SystemTime::UNIX_EPOCH
+                            + Duration::from_millis(p.timestamp_millis().max(0) as u64)
+                    })
+                    .map_or(fetched, |t| t.clamp(earliest, fetched));
+                Arc::new(Shared {
+                    start: last_seq + 1,
+                    t0,
+                    grid: slate.clone(),
+                    shown: AtomicU64::new(0),
+                    end: OnceLock::new(),
+                })
+            }
+        };
         Some(Record {
-            base: base.clone(),
+            lead: shared.start.saturating_sub(last_seq + 1),
+            base,
             last_seq,
-            t0,
             pdt0: pdt_end,
             slate,
             dir: dir.to_string(),
-            shown: AtomicU64::new(0),
-            end: OnceLock::new(),
+            shared,
             origin_discs: parking_lot::Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// Entries the clock says are out at `now`.
-    fn due_at(&self, now: SystemTime) -> u64 {
-        let elapsed = now.duration_since(self.t0).unwrap_or_default();
-        self.slate.ended_by(elapsed.min(MAX_SLATE).as_secs_f64())
-    }
-
-    /// Entries to show at `now` (never fewer than were shown).
+    /// Entries to show at `now`.
     fn due(&self, now: SystemTime) -> u64 {
-        let n = self.due_at(now);
-        self.shown.fetch_max(n, Ordering::Relaxed).max(n)
+        self.lead + self.shared.due(now)
     }
 
-    /// The origin is back with `p`: the slate ends where its live edge is now (it stood in
-    /// for what the origin could not serve), and never before what viewers were shown.
+    /// The slate's length once the origin is back.
+    fn end(&self) -> Option<u64> {
+        self.shared.end.get().map(|n| self.lead + n)
+    }
+
+    /// The origin is back with `p`: the slate's length for good (see [`Shared::end_at`]).
     fn end_at(&self, p: &MediaPlaylist, now: SystemTime) -> u64 {
-        *self.end.get_or_init(|| {
-            let edge =
-                (p.media_sequence + p.segments.len() as u64).saturating_sub(self.last_seq + 1);
-            self.shown
-                .load(Ordering::Relaxed)
-                .max(self.due_at(now).min(edge))
-        })
+        let edge = p.media_sequence + p.segments.len() as u64;
+        self.lead + self.shared.end_at(edge, now)
     }
 
     fn fmp4(&self) -> bool {
@@ -277,7 +342,7 @@ impl Record {
     /// stood in for replaced by it. `None` once the slate has left the window; then the
     /// discontinuity sequence offset that stays is in [`Record::offset`].
     pub fn after(&self, p: &MediaPlaylist) -> Option<MediaPlaylist> {
-        let n = *self.end.get()?;
+        let n = self.end()?;
         let (l, r) = (self.last_seq, self.last_seq + 1 + n);
         let first = p.media_sequence;
         {
@@ -345,7 +410,7 @@ impl Record {
     /// discontinuities it added (each lap and the return to content) less those of the
     /// origin's segments it replaced.
     pub fn offset(&self) -> i64 {
-        let n = self.end.get().copied().unwrap_or(0);
+        let n = self.end().unwrap_or(0);
         let (l, r) = (self.last_seq, self.last_seq + 1 + n);
         let laps = (0..n).filter(|&j| j == 0 || self.slate.entry(j).1).count() as i64;
         let discs = self.origin_discs.lock();
@@ -417,6 +482,8 @@ fn relative(dir: &str, to: &str) -> String {
 /// needed, so each rendition's slate is fetched while the origin is up and kept.
 pub struct Outages {
     records: moka::sync::Cache<Arc<str>, Arc<Record>>,
+    /// The outage of each stream (tenant and master, see [`Outages::stream_key`]).
+    streams: moka::sync::Cache<String, Arc<Shared>>,
     /// What stays once a record is done: the discontinuity sequence offset of the rendition.
     offsets: moka::sync::Cache<Arc<str>, i64>,
     /// Built playlists, by key and what they were built from.
@@ -433,6 +500,10 @@ impl Default for Outages {
     fn default() -> Self {
         Outages {
             records: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(3 * 3600))
+                .build(),
+            streams: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_idle(Duration::from_secs(3 * 3600))
                 .build(),
@@ -550,6 +621,15 @@ impl Outages {
         }
     }
 
+    /// Which stream a rendition belongs to: the master that listed it (`mf_g`), else just
+    /// itself.
+    fn stream_key(route: &Route, key: &str) -> String {
+        match &route.group {
+            Some(g) => format!("{}|{g}", route.tenant.id),
+            None => key.to_string(),
+        }
+    }
+
     /// The slate playlist for a failing origin, if the rendition has a last good live playlist
     /// and its slate was fetched while the origin was up.
     fn slate(
@@ -560,7 +640,7 @@ impl Outages {
     ) -> Option<Arc<Manifest>> {
         let good = manifests.last_good(key)?;
         let rec = match self.records.get(key) {
-            Some(r) if r.end.get().is_some() => return None, // flapping: stale it is
+            Some(r) if r.end().is_some() => return None, // flapping: stale it is
             Some(r) => r,
             None => {
                 let base = live_media(&good)?;
@@ -582,8 +662,13 @@ impl Outages {
                     .rsplit_once('/')
                     .map_or("/".to_string(), |(d, _)| format!("{d}/"));
                 let fetched = SystemTime::now() - good.fetched.elapsed();
-                let rec = Arc::new(Record::new(base, fetched, slate, &dir)?);
-                tracing::warn!(tenant = %route.tenant.id, path = %route.origin_path, "origin down: the live edge goes on with slate");
+                let stream = Self::stream_key(route, key);
+                let joined = self.streams.get(&stream);
+                let rec = Arc::new(Record::new(base, fetched, slate, &dir, joined.clone())?);
+                if !joined.is_some_and(|s| Arc::ptr_eq(&s, &rec.shared)) {
+                    tracing::warn!(tenant = %route.tenant.id, path = %route.origin_path, "origin down: the live edge goes on with slate");
+                    self.streams.insert(stream, rec.shared.clone());
+                }
                 self.records.insert(key.clone(), rec.clone());
                 rec
             }
@@ -721,7 +806,7 @@ mod tests {
     }
 
     fn record(base: &MediaPlaylist) -> Record {
-        Record::new(base, SystemTime::now(), slate(), "/live/hls/").unwrap()
+        Record::new(base, SystemTime::now(), slate(), "/live/hls/", None).unwrap()
     }
 
     #[test]
@@ -779,11 +864,64 @@ mod tests {
     }
 
     #[test]
+    fn the_renditions_of_a_stream_start_and_end_the_slate_at_the_same_segments() {
+        // video's last good copy ends at 104; audio's was fetched later (105), a subtitle
+        // rendition's earlier (103)
+        let now = SystemTime::now();
+        let video = Record::new(&content(100, 5, 3), now, slate(), "/live/", None).unwrap();
+        let join = |base: MediaPlaylist| {
+            Record::new(&base, now, slate(), "/live/", Some(video.shared.clone())).unwrap()
+        };
+        let (audio, subs) = (join(content(101, 5, 3)), join(content(99, 5, 3)));
+        let slate_from = |r: &Record, n: u64| {
+            let p = r.during(n);
+            let i = p
+                .segments
+                .iter()
+                .position(|s| s.uri.contains("slate"))
+                .unwrap();
+            p.media_sequence + i as u64
+        };
+        assert_eq!(slate_from(&video, 2), 105);
+        assert_eq!(
+            slate_from(&audio, 2),
+            105,
+            "what video replaced, audio does"
+        );
+        assert_eq!(
+            subs.lead, 1,
+            "an older copy cannot show 104: slate from there"
+        );
+        assert_eq!(slate_from(&subs, 3), 104);
+        assert_eq!(audio.due(now) + 1, subs.due(now));
+        // the first rendition to see the origin back decides where content resumes, for all,
+        // whatever live edge the others see when they come back
+        video.shared.shown.store(3, Ordering::Relaxed);
+        let resumes = |r: &Record, p: MediaPlaylist| {
+            r.end_at(&p, now);
+            let out = r.after(&p).unwrap();
+            let i = out
+                .segments
+                .iter()
+                .position(|s| s.uri == "v0/108.ts")
+                .unwrap();
+            assert!(out.segments[i].discontinuity);
+            assert!(out.segments[i - 1].uri.contains("slate"));
+            out.media_sequence + i as u64
+        };
+        assert_eq!(resumes(&video, content(104, 5, 3)), 108);
+        assert_eq!(resumes(&audio, content(105, 5, 3)), 108);
+        assert_eq!(resumes(&subs, content(105, 5, 3)), 108);
+        // and no rendition's slate grows past it, even one still served the outage's copy
+        assert_eq!(audio.due(now + Duration::from_secs(60)), 3);
+    }
+
+    #[test]
     fn the_content_comes_back_after_the_slate_with_its_own_numbers() {
         let base = content(100, 5, 3);
         let r = record(&base);
-        r.shown.store(3, Ordering::Relaxed);
-        r.end.get_or_init(|| 3);
+        r.shared.shown.store(3, Ordering::Relaxed);
+        r.shared.end.get_or_init(|| 3);
         // the origin back: its window 103..107 (105, 106, 107 were being produced meanwhile;
         // the slate stood in for them)
         let p = content(103, 5, 3);

@@ -13,7 +13,7 @@ use crate::plugin::bindings::{DeviceClass, SessionCtx, Viewer};
 use crate::plugin::registry::Registry;
 use crate::plugin::{FailureKind, Input, PluginFailure};
 use crate::prefetch::{Job, Prefetcher};
-use crate::route::{Route, VariantHint, HINT_PARAM};
+use crate::route::{Route, VariantHint, GROUP_PARAM, HINT_PARAM};
 use crate::session::BreakRecord;
 use crate::session::{SessionKeys, SessionState, SessionStore};
 use crate::ssai::{self, Media, Policies};
@@ -351,12 +351,17 @@ impl Personalizer {
         let mut replayed = None;
         let result = match &manifest.parsed {
             Parsed::HlsMaster { playlist, view } => {
+                // slate mode lines up an outage's slate in the renditions of one master
+                let group = route
+                    .tenant
+                    .slate_outage
+                    .then(|| crate::route::group_of(&route.content_path));
                 let render = |edits: &[crate::plugin::bindings::Edit]| {
                     apply::hls_master(playlist, edits)
                         .map(|mut out| {
                             let dir = route.content_path.rsplit_once('/').map_or("", |(d, _)| d);
                             let base = created.then(|| format!("{session_prefix}{dir}/"));
-                            add_hints(&mut out, base.as_deref());
+                            add_hints(&mut out, base.as_deref(), group.as_deref());
                             let mut buf = Vec::with_capacity(manifest.body.len() + 512);
                             let _ = out.write_to(&mut buf);
                             buf
@@ -751,8 +756,8 @@ fn route_base_urls(mpd: &mut dash_mpd_core::MPD, route: &Route, session_prefix: 
 /// Tags variant and rendition URIs of a personalized master with what they are, so their
 /// media playlist requests get ads in the matching rendition; with `base`, relative URIs
 /// become absolute paths under the viewer's new session.
-pub(crate) fn add_hints(m: &mut m3u8_rs::MasterPlaylist, base: Option<&str>) {
-    fn tag(uri: &mut String, hint: VariantHint, base: Option<&str>) {
+pub(crate) fn add_hints(m: &mut m3u8_rs::MasterPlaylist, base: Option<&str>, group: Option<&str>) {
+    let tag = |uri: &mut String, hint: VariantHint, base: Option<&str>| {
         if uri.contains("://") || uri.is_empty() {
             return;
         }
@@ -766,7 +771,13 @@ pub(crate) fn add_hints(m: &mut m3u8_rs::MasterPlaylist, base: Option<&str>) {
         uri.push_str(HINT_PARAM);
         uri.push('=');
         uri.push_str(&hint.to_param());
-    }
+        if let Some(g) = group {
+            uri.push('&');
+            uri.push_str(GROUP_PARAM);
+            uri.push('=');
+            uri.push_str(g);
+        }
+    };
     for v in &mut m.variants {
         let hint = VariantHint::Video {
             bandwidth: v.bandwidth,
@@ -908,12 +919,12 @@ mod tests {
             _ => panic!(),
         };
         let mut m = parse();
-        add_hints(&mut m, None);
+        add_hints(&mut m, None, None);
         assert_eq!(m.variants[0].uri, "v0.m3u8?token=1&mf_v=v1000x180");
         assert_eq!(m.variants[1].uri, "https://cdn.example/v1.m3u8");
         assert_eq!(m.alternatives[0].uri.as_deref(), Some("a0.m3u8?mf_v=a"));
         let mut m = parse();
-        add_hints(&mut m, Some("/t/~tok/live/hls/"));
+        add_hints(&mut m, Some("/t/~tok/live/hls/"), None);
         assert_eq!(
             m.variants[0].uri,
             "/t/~tok/live/hls/v0.m3u8?token=1&mf_v=v1000x180"

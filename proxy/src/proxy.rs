@@ -239,7 +239,8 @@ impl EdgeProxy {
                         // slate mode needs each rendition's shape: masters name them
                         (crate::parse::Parsed::HlsMaster { playlist, .. }, true) => {
                             let mut out = playlist.clone();
-                            crate::personalize::add_hints(&mut out, None);
+                            let group = crate::route::group_of(&route.content_path);
+                            crate::personalize::add_hints(&mut out, None, Some(&group));
                             let mut buf = Vec::with_capacity(m.body.len() + 256);
                             let _ = out.write_to(&mut buf);
                             (Bytes::from(buf), None, false)

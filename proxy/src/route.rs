@@ -148,6 +148,8 @@ pub struct Route {
     pub prefix: String,
     /// Which rendition a personalized master pointed this media playlist request at.
     pub hint: Option<VariantHint>,
+    /// Which master listed it (`mf_g`, slate-mode tenants).
+    pub group: Option<String>,
     /// The session token from the URL (`/~<token>/`), not yet verified.
     pub session: Option<String>,
     /// The path as the viewer sees it below the tenant and session (`/live/hls/v1.m3u8`).
@@ -180,6 +182,19 @@ pub const LEAD_PARAM: &str = "mf_lead";
 /// media playlist request says which rendition it is (ads are matched to it). It never
 /// reaches the origin or a cache key.
 pub const HINT_PARAM: &str = "mf_v";
+
+/// Query parameter the masters of slate-mode tenants add next to `mf_v`: which master listed
+/// the rendition, so an outage's slate lines up in all of a stream's renditions
+/// ([`crate::outage`]). Never reaches the origin or a cache key.
+pub const GROUP_PARAM: &str = "mf_g";
+
+/// The `mf_g` value for a master at `path`: a stable (FNV-1a) hash, short and opaque.
+pub fn group_of(path: &str) -> String {
+    let h = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VariantHint {
@@ -358,6 +373,7 @@ impl Routes {
         origin_path.push_str(rest);
         let mut key_path = origin_path.clone();
         let mut hint = None;
+        let mut group = None;
         let mut slot = (None, None);
         let mut first_number = None;
         let mut lead = false;
@@ -380,6 +396,10 @@ impl Routes {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 match k {
                     HINT_PARAM => hint = VariantHint::parse(v),
+                    GROUP_PARAM => {
+                        group = (v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+                            .then(|| v.to_string())
+                    }
                     "mf_b" => slot.0 = Some(v.to_string()),
                     "mf_s" => slot.1 = v.parse::<u32>().ok(),
                     // DASH: the URL's segment number counts from `mf_n` at slot `mf_s`
@@ -418,6 +438,7 @@ impl Routes {
             class: Class::of(rest),
             prefix: prefix.to_string(),
             hint,
+            group,
             session,
             content_path: rest.to_string(),
             lead,

@@ -3,6 +3,7 @@
 //! so what is served is always either the origin manifest or a valid edited one.
 
 use crate::plugin::bindings::{Ad, Edit};
+use crate::route::VariantHint;
 use crate::session::Slot;
 use crate::stitch_dash::DashCreative;
 use crate::view::HlsMediaView;
@@ -261,6 +262,24 @@ pub struct RenditionWant {
     pub audio_only: bool,
     pub bandwidth: Option<u64>,
     pub height: Option<u32>,
+}
+
+impl RenditionWant {
+    /// The creative rendition for a content rendition, from its hint (none: the first).
+    pub fn for_hint(hint: Option<VariantHint>) -> Self {
+        match hint {
+            Some(VariantHint::Audio) => RenditionWant {
+                audio_only: true,
+                ..Default::default()
+            },
+            Some(VariantHint::Video { bandwidth, height }) => RenditionWant {
+                audio_only: false,
+                bandwidth: Some(bandwidth),
+                height,
+            },
+            None => RenditionWant::default(),
+        }
+    }
 }
 
 /// A creative's segments for one rendition, with URIs the viewer can fetch.

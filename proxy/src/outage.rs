@@ -20,7 +20,7 @@ use crate::manifest_cache::{Lookup, Manifest, ManifestCache};
 use crate::origin::OriginError;
 use crate::parse::Parsed;
 use crate::reload::Tenancy;
-use crate::route::{Class, Route, VariantHint};
+use crate::route::{Class, Route};
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use m3u8_rs::{MediaPlaylist, MediaSegment};
@@ -543,22 +543,6 @@ fn live_media(m: &Manifest) -> Option<&MediaPlaylist> {
     }
 }
 
-/// Which slate rendition fits a route's rendition.
-fn want_of(route: &Route) -> RenditionWant {
-    match route.hint {
-        Some(VariantHint::Audio) => RenditionWant {
-            audio_only: true,
-            ..Default::default()
-        },
-        Some(VariantHint::Video { bandwidth, height }) => RenditionWant {
-            audio_only: false,
-            bandwidth: Some(bandwidth),
-            height,
-        },
-        None => RenditionWant::default(),
-    }
-}
-
 impl Outages {
     /// The manifest to serve for `got` (what the manifest cache answered), for tenants in
     /// slate mode: slate while the origin fails, the content back after it, the origin's
@@ -646,7 +630,11 @@ impl Outages {
                 let base = live_media(&good)?;
                 let fmp4 = base.segments.iter().any(|s| s.map.is_some());
                 let packaging = if fmp4 { Packaging::Fmp4 } else { Packaging::Ts };
-                let slate_key = (route.tenant.id.clone(), packaging, want_of(route));
+                let slate_key = (
+                    route.tenant.id.clone(),
+                    packaging,
+                    RenditionWant::for_hint(route.hint),
+                );
                 let Some(media) = self.slates.get(&slate_key) else {
                     tracing::warn!(tenant = %route.tenant.id, path = %route.origin_path, "outage: no slate fetched for this rendition; serving stale");
                     return None;
@@ -745,7 +733,7 @@ async fn warm(outages: Arc<Outages>, tenancy: Arc<Tenancy>, route: Route, fmp4: 
         return;
     };
     let packaging = if fmp4 { Packaging::Fmp4 } else { Packaging::Ts };
-    let want = want_of(&route);
+    let want = RenditionWant::for_hint(route.hint);
     let media = match resolver.media(slate, packaging, want).await {
         Ok(m) => m,
         Err(e) => {

@@ -610,18 +610,7 @@ impl Personalizer {
             }
             None => &none,
         };
-        let want = match route.hint {
-            Some(VariantHint::Audio) => RenditionWant {
-                audio_only: true,
-                ..Default::default()
-            },
-            Some(VariantHint::Video { bandwidth, height }) => RenditionWant {
-                audio_only: false,
-                bandwidth: Some(bandwidth),
-                height,
-            },
-            None => RenditionWant::default(),
-        };
+        let want = RenditionWant::for_hint(route.hint);
         let proposals = ssai::propose(media, &plan, &state, creatives, &policies)
             .await
             .map_err(invalid)?;

@@ -141,8 +141,15 @@ impl Report {
             .collect()
     }
 
+    /// Holes jumped once playback has settled, like [`stalls`](Self::stalls): at start-up
+    /// hls.js may jump from 0 to where the first fragment's media begins (seen under load on
+    /// a VOD stream without ads); splices come later than that.
     pub fn holes(&self) -> Vec<Value> {
+        let started = self.0["startedAt"].as_f64().unwrap_or(0.0);
         self.list("holes")
+            .into_iter()
+            .filter(|s| s["t"].as_f64().unwrap_or(0.0) >= started + STARTUP)
+            .collect()
     }
 
     /// Seconds of media played since playback started, and seconds of wall time since then.

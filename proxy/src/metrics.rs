@@ -46,6 +46,9 @@ pub struct Metrics {
     /// `manifold_outage_manifests_total{tenant,mode}`: manifests answered while the origin
     /// fails: `stale` (the last good copy) or `slate` (the live edge advanced with slate).
     pub outage_manifests: IntCounterVec,
+    /// `manifold_beacons_dropped_total{tenant}`: ad segments whose beacons were not fired
+    /// because too many beacon tasks were running.
+    pub beacons_dropped: IntCounterVec,
 }
 
 /// Latency buckets from 100 µs to 10 s.
@@ -155,6 +158,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "manifold_outage_manifests_total",
             "Manifests answered while the origin fails: stale (last good copy) or slate",
             &["tenant", "mode"],
+        ),
+        beacons_dropped: counter(
+            &r,
+            "manifold_beacons_dropped_total",
+            "Ad segments whose beacons were dropped: too many beacon tasks in flight",
+            &["tenant"],
         ),
         registry: r,
     }

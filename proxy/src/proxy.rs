@@ -615,10 +615,6 @@ impl ProxyHttp for EdgeProxy {
             return Ok(true);
         }
         let class = route.class;
-        if let (Some(token), Some((b, slot))) = (&route.session, &route.ad_slot) {
-            // an ad segment at a tracked position: beacons fire in the background
-            self.beacons.on_ad_segment(&route.tenant, token, b, *slot);
-        }
         if route.content_path == "/tracking.json" {
             if let Some(token) = route.session.clone() {
                 let tenant = route.tenant.id.clone();
@@ -995,6 +991,26 @@ impl ProxyHttp for EdgeProxy {
         m.request_seconds
             .with_label_values(&[tenant, class])
             .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(r) = ctx.route.as_ref() {
+            if let (Some(token), Some((b, slot)), true) = (
+                &r.session,
+                &r.ad_slot,
+                e.is_none() && (200..300).contains(&status),
+            ) {
+                // an ad segment at a tracked position was served: its beacons are due
+                let catalog = ctx
+                    .tenancy
+                    .as_ref()
+                    .and_then(|t| t.personalizer.catalogs.get(&r.tenant.id).cloned());
+                let served = crate::tracking::Served {
+                    token,
+                    break_id: b,
+                    slot: *slot,
+                    path: &r.content_path,
+                };
+                self.beacons.on_ad_segment(&r.tenant, catalog, served);
+            }
+        }
         if ctx.route.is_some() {
             let result = match &ctx.cache_status {
                 Some(cs) => cache_result(cs),

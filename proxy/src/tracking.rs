@@ -1,7 +1,10 @@
 //! Ad tracking: impression and quartile beacons fired server-side when the viewer actually
-//! fetches the ad segment at that position (once per session, across nodes: the session store
-//! marks each beacon), in the background with retries; never on the request's path.
+//! fetched the ad segment at that position: after the segment was served (2xx), and only if
+//! the path is that slot's creative. Once per session, across nodes (the session store marks
+//! each beacon), in the background with retries and bounded concurrency; never on the
+//! request's path.
 
+use crate::ads::AdCatalog;
 use crate::egress::Egress;
 use crate::route::Tenant;
 use crate::session::{SessionKeys, SessionStore};
@@ -11,7 +14,12 @@ use std::time::Duration;
 pub struct Beacons {
     store: Arc<dyn SessionStore>,
     keys: SessionKeys,
+    /// Beacon tasks running at once; past it a segment's beacons are dropped (and counted).
+    inflight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Beacon tasks at once (each fires a slot's few beacons, retried, within seconds).
+const MAX_INFLIGHT: usize = 512;
 
 const ATTEMPTS: u32 = 3;
 /// Per beacon request.
@@ -19,34 +27,102 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Beacons {
     pub fn new(store: Arc<dyn SessionStore>, keys: SessionKeys) -> Self {
-        Beacons { store, keys }
+        Beacons {
+            store,
+            keys,
+            inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)),
+        }
     }
 
     /// A viewer fetched slot `slot` of break `break_id`: fire what is due there. Beacon URLs
     /// come from ad server answers: they go through the tenant's `egress` (public
     /// destinations, plus the tenant's own ad server).
-    pub fn on_ad_segment(&self, tenant: &Tenant, token: &str, break_id: &str, slot: u32) {
-        let Some(sid) = self.keys.verify(&tenant.id, token) else {
+    ///
+    /// `path` is the content path that was served: beacons fire only if it is a segment of
+    /// the creative the session recorded at that slot.
+    pub fn on_ad_segment(
+        &self,
+        tenant: &Tenant,
+        catalog: Option<Arc<AdCatalog>>,
+        served: Served<'_>,
+    ) {
+        let Some(catalog) = catalog else {
+            return;
+        };
+        let Some(sid) = self.keys.verify(&tenant.id, served.token) else {
+            return;
+        };
+        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+            crate::metrics::METRICS
+                .beacons_dropped
+                .with_label_values(&[&tenant.id])
+                .inc();
+            tracing::warn!(tenant = %tenant.id, "too many beacons in flight: dropped a segment's");
             return;
         };
         let (store, egress) = (self.store.clone(), tenant.egress.clone());
-        let (tenant, break_id) = (tenant.id.clone(), break_id.to_string());
+        let tenant = tenant.id.clone();
+        let (path, break_id, slot) = (
+            served.path.to_string(),
+            served.break_id.to_string(),
+            served.slot,
+        );
         tokio::spawn(async move {
-            if let Err(e) = fire_due(&store, &egress, &tenant, &sid, &break_id, slot).await {
+            let _permit = permit;
+            let at = At {
+                sid: &sid,
+                break_id: &break_id,
+                slot,
+                path: &path,
+            };
+            if let Err(e) = fire_due(&store, &egress, &tenant, &catalog, at).await {
                 tracing::warn!(tenant = %tenant, error = %e, "beacons not fired");
             }
         });
     }
 }
 
+/// An ad segment the proxy served: the viewer's session token, the slot its URI named, and
+/// the content path served.
+pub struct Served<'a> {
+    pub token: &'a str,
+    pub break_id: &'a str,
+    pub slot: u32,
+    pub path: &'a str,
+}
+
+struct At<'a> {
+    sid: &'a str,
+    break_id: &'a str,
+    slot: u32,
+    path: &'a str,
+}
+
+/// Whether `path` is a segment of `creative` (under one of its manifests' directories).
+fn of_creative(catalog: &AdCatalog, creative: &str, path: &str) -> bool {
+    let Some(c) = catalog.creative(creative) else {
+        return false;
+    };
+    [&c.hls, &c.hls_fmp4, &c.dash]
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.rfind('/').map(|i| &m[..=i]))
+        .any(|dir| path.starts_with(dir))
+}
+
 async fn fire_due(
     store: &Arc<dyn SessionStore>,
     egress: &Egress,
     tenant: &str,
-    sid: &str,
-    break_id: &str,
-    slot: u32,
+    catalog: &AdCatalog,
+    at: At<'_>,
 ) -> Result<(), String> {
+    let At {
+        sid,
+        break_id,
+        slot,
+        path,
+    } = at;
     let rec = store
         .get_break(sid, break_id)
         .await
@@ -60,6 +136,11 @@ async fn fire_due(
     let Some(ad_index) = s.ad else {
         return Ok(());
     };
+    if !of_creative(catalog, &s.creative, path) {
+        // a viewer can put any path there: not worth more than a debug line
+        tracing::debug!(tenant, path, creative = %s.creative, slot, "beacons not fired: not the slot's creative");
+        return Ok(());
+    }
     let Some(ad) = rec.ads.get(ad_index as usize) else {
         return Ok(());
     };

@@ -113,7 +113,8 @@ async fn beacons(origin: &Origin) -> BTreeMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
-    // a 40 s window over segments 10..30; a 26 s break at segment 13 (26 s) is all in it
+    // a 40 s window over segments 10..30; a 26 s break at segment 13 (26 s) is all in it, and
+    // the next one too far off to be announced (and prefetched) while the test runs
     let origin = Origin::start(&[
         "--elapsed",
         "60",
@@ -122,7 +123,7 @@ async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
         "--ad-first",
         "26",
         "--ad-every",
-        "120",
+        "600",
         "--ad-duration",
         "26",
     ])
@@ -147,8 +148,23 @@ async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
     }
     assert_eq!(origin.count("/vast").await.unwrap(), 1);
 
-    // the viewer plays the pod: every beacon of both ads fires, once
+    // the beacon parameters on anything but the slot's own ad segment fire nothing: a content
+    // segment, a path that is not there
+    for u in uris.iter().filter(|u| !u.contains("/slate/")) {
+        let (path, query) = u.split_once('?').expect("a tracked ad segment");
+        let session = &path[..path.find("/ads/").expect("an ad path")];
+        for other in [
+            format!("{session}/live/hls/v1/12.ts?{query}"),
+            format!("{session}/ads/nothing/here.ts?{query}"),
+        ] {
+            let (s, _, _) = get(&proxy.url(&other)).await;
+            assert!(s == 200 || s == 404, "{other}: {s}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(beacons(&origin).await.is_empty());
+
+    // the viewer plays the pod: every beacon of both ads fires, once
     for u in uris.iter().filter(|u| !u.contains("/slate/")) {
         let (s, _, _) = get(&proxy.url(u)).await;
         assert_eq!(s, 200, "{u}");
@@ -190,6 +206,7 @@ async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
 
     // a second viewer gets a decision of its own
     let other = session(&proxy, "t").await;
+
     let (_, _, m) = get(&proxy.url(&other["v2"])).await;
     assert_eq!(ads(&m).1[..2], ["ad15", "ad10"], "{m}");
     assert_eq!(origin.count("/vast").await.unwrap(), 2);

@@ -170,6 +170,9 @@ struct Failing {
     last: Result<Arc<Manifest>, Arc<OriginError>>,
 }
 
+/// No manifest answer is kept longer (moka adds TTLs to instants: they must not overflow).
+const MAX_TTL: Duration = Duration::from_secs(7 * 86_400);
+
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(4);
 
@@ -197,12 +200,16 @@ impl Manifest {
             Some(unit) => {
                 let window = policy
                     .stale_live_window
-                    .or_else(|| policy.stale_manifest_targets.map(|n| unit * n))
+                    .or_else(|| {
+                        policy
+                            .stale_manifest_targets
+                            .map(|n| unit.saturating_mul(n))
+                    })
                     .or(self.window)
-                    .unwrap_or(unit * 3);
-                self.ttl + window
+                    .unwrap_or(unit.saturating_mul(3));
+                self.ttl.saturating_add(window).min(MAX_TTL)
             }
-            None => self.ttl + policy.stale_if_error,
+            None => self.ttl.saturating_add(policy.stale_if_error).min(MAX_TTL),
         }
     }
 }
@@ -216,7 +223,7 @@ impl moka::Expiry<Arc<str>, Arc<Manifest>> for PerEntryTtl {
         value: &Arc<Manifest>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl.min(MAX_TTL))
     }
 }
 
@@ -388,6 +395,8 @@ impl ManifestCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::Class;
+    use moka::Expiry;
 
     fn h(cc: &str) -> HeaderMap {
         let mut m = HeaderMap::new();
@@ -468,6 +477,45 @@ mod tests {
             ttl_for(StatusCode::NOT_FOUND, &k, &h(""), &p),
             p.negative_ttl
         );
+    }
+
+    #[test]
+    fn huge_target_durations_and_refresh_periods_do_not_overflow_the_timers() {
+        // an origin saying #EXT-X-TARGETDURATION:18446744073709551615 is not taken as live HLS
+        let body = b"#EXTM3U\n#EXT-X-TARGETDURATION:18446744073709551615\n#EXTINF:6,\n1.ts\n";
+        let (kind, _) = parse(Class::HlsPlaylist, body);
+        assert!(matches!(kind, ManifestKind::Unparsed(ref w) if w.contains("TARGETDURATION")));
+        let policy = TenantCachePolicy {
+            stale_manifest_targets: Some(u32::MAX),
+            stale_if_error: Duration::MAX,
+            ..TenantCachePolicy::default()
+        };
+        for kind in [
+            ManifestKind::HlsMedia {
+                live: true,
+                target: Duration::MAX,
+            },
+            ManifestKind::DashDynamic {
+                refresh: Duration::MAX,
+            },
+            ManifestKind::HlsMaster,
+        ] {
+            let ttl = ttl_for(StatusCode::OK, &kind, &h(""), &policy);
+            let m = Manifest {
+                status: StatusCode::OK,
+                headers: vec![],
+                body: Bytes::new(),
+                kind,
+                parsed: Parsed::None,
+                ttl,
+                fetched: Instant::now(),
+                window: Some(Duration::MAX),
+            };
+            assert!(m.stale_limit(&policy) <= MAX_TTL);
+            assert!(PerEntryTtl
+                .expire_after_create(&Arc::from("k"), &Arc::new(m), Instant::now())
+                .is_some_and(|t| t <= MAX_TTL));
+        }
     }
 
     #[test]

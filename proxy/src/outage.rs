@@ -221,7 +221,7 @@ impl Record {
             None => {
                 // when that segment ended by its date-time, kept within two target durations
                 // of when the playlist was fetched (the origin's clock may not be ours)
-                let slack = Duration::from_secs(2 * base.target_duration.max(1));
+                let slack = Duration::from_secs(base.target_duration.clamp(1, 86_400) * 2);
                 let earliest = fetched.checked_sub(slack).unwrap_or(fetched);
                 let t0 = pdt_end
                     .map(|p| {

@@ -99,7 +99,7 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
             Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => {
                 let kind = ManifestKind::HlsMedia {
                     live: !m.end_list && m.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod),
-                    target: Duration::from_secs(m.target_duration.max(1)),
+                    target: Duration::from_secs(m.target_duration.clamp(1, MAX_TARGET_SECS)),
                 };
                 let view = view::hls_media_with_text(&m, body);
                 (kind, Parsed::HlsMedia { playlist: m, view })
@@ -175,11 +175,21 @@ fn media_problem(body: &[u8], m: &m3u8_rs::MediaPlaylist) -> Option<String> {
     if n > 0 && m.target_duration == 0 {
         return Some("no EXT-X-TARGETDURATION".into());
     }
+    if m.target_duration > MAX_TARGET_SECS {
+        return Some(format!(
+            "EXT-X-TARGETDURATION {} s is beyond {MAX_TARGET_SECS} s",
+            m.target_duration
+        ));
+    }
     m.segments
         .iter()
         .find(|s| !(s.duration.is_finite() && s.duration >= 0.0))
         .map(|s| format!("segment {} has duration {}", s.uri, s.duration))
 }
+
+/// Longest target duration or MPD refresh period taken as such: manifest timers derive from
+/// them (a day is far beyond any stream's, and keeps every sum and product of them small).
+pub const MAX_TARGET_SECS: u64 = 86_400;
 
 fn dash_kind(mpd: &dash_mpd_core::MPD) -> ManifestKind {
     if mpd.mpdtype.as_deref() == Some("dynamic") {
@@ -188,7 +198,8 @@ fn dash_kind(mpd: &dash_mpd_core::MPD) -> ManifestKind {
             .flatten()
             .filter(|d| !d.is_zero())
             .min()
-            .unwrap_or(FALLBACK_REFRESH);
+            .unwrap_or(FALLBACK_REFRESH)
+            .min(Duration::from_secs(MAX_TARGET_SECS));
         ManifestKind::DashDynamic { refresh }
     } else {
         ManifestKind::DashStatic

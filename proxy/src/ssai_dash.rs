@@ -46,7 +46,7 @@ impl DashMedia<'_> {
         let delay = self
             .mpd
             .suggestedPresentationDelay
-            .or(self.mpd.maxSegmentDuration.map(|d| d * 3))
+            .or(self.mpd.maxSegmentDuration.map(|d| d.saturating_mul(3)))
             .map_or(6.0, |d| d.as_secs_f64());
         self.now().map_or(0.0, |n| (n - delay).max(0.0))
     }

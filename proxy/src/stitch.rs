@@ -125,7 +125,8 @@ pub fn numbering(
                 .collect();
             (before.len(), before.iter().filter(|s| s.disc).count())
         };
-        let replaced_to = if ended { p.end.unwrap_or(first) } else { first };
+        // never before the start, even from records of a stream whose numbering went back
+        let replaced_to = if ended { p.end.unwrap_or(first) } else { first }.max(p.start);
         seq += slots_before as i64 - (replaced_to - p.start) as i64;
         let removed = p.content_discs.range(p.start..replaced_to).count() as i64;
         disc += tags_before as i64 - removed;

@@ -119,6 +119,8 @@ fn builder(
     connect_timeout: Duration,
 ) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
+        // HTTP(S)_PROXY from the environment would send requests past the address filter
+        .no_proxy()
         .dns_resolver(Arc::new(PublicResolver { trusted_name }))
         .redirect(redirect_policy(3, trusted))
         .connect_timeout(connect_timeout)

@@ -86,6 +86,8 @@ impl OriginClient {
                 continue;
             }
             let client = reqwest::Client::builder()
+                // the origin is reached directly, whatever HTTP(S)_PROXY says
+                .no_proxy()
                 .connect_timeout(t.connect_timeout)
                 .timeout(t.read_timeout)
                 // never follow an origin elsewhere: the tenant's origin is the only upstream

@@ -63,6 +63,7 @@ fn env() -> CallEnv {
         ads: None,
         deadline: Duration::from_millis(100),
         memory: 16 << 20,
+        share: std::sync::Arc::new(tokio::sync::Semaphore::new(8)),
     }
 }
 

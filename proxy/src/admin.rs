@@ -13,6 +13,7 @@
 //! | `DELETE /tenants/{id}/plugin` | stop running a plugin for the tenant |
 
 use crate::plugin::registry::{Registry, RegistryError};
+use crate::plugin::runtime::LoadError;
 use crate::reload::Live;
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -165,8 +166,17 @@ async fn auth(
 }
 
 fn error(e: RegistryError) -> Response {
+    if let RegistryError::Load(LoadError::Busy(_)) = &e {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "5")],
+            format!("{e}\n"),
+        )
+            .into_response();
+    }
     let status = match &e {
         RegistryError::UnknownTenant(_) => StatusCode::NOT_FOUND,
+        RegistryError::Load(LoadError::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         RegistryError::Load(_) => StatusCode::BAD_REQUEST,
         RegistryError::NoHistory => StatusCode::CONFLICT,
         RegistryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -209,6 +209,7 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
         ads: Some(Arc::new(SyntheticDecider)),
         deadline: opts.deadline,
         memory: 16 << 20,
+        share: Arc::new(tokio::sync::Semaphore::new(4)),
     };
     let viewer = Viewer {
         tenant: "check".into(),

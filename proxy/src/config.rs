@@ -3,7 +3,7 @@
 
 use bytesize::ByteSize;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,7 +74,7 @@ impl Default for PluginsConfig {
 }
 
 fn default_plugin_dir() -> PathBuf {
-    std::env::temp_dir().join("manifold-plugins")
+    crate::state_dir::default_root().join("plugins")
 }
 fn default_max_instances() -> u32 {
     256
@@ -246,6 +246,11 @@ pub struct TenantPluginConfig {
     /// Header carrying the viewer's country (e.g. `cf-ipcountry`).
     #[serde(default)]
     pub country_header: Option<String>,
+    /// Plugin instances this tenant may run at once (its share of `plugins.max_instances`).
+    /// Tenants without one split what the others leave equally. Shares add up to at most
+    /// the pool, so a tenant that saturates its share never makes another one busy.
+    #[serde(default)]
+    pub max_instances: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -254,6 +259,30 @@ pub enum FailPolicy {
     #[default]
     Open,
     Closed,
+}
+
+impl Config {
+    /// Each tenant's share of the plugin instance pool (see `TenantPluginConfig::max_instances`).
+    pub fn plugin_shares(&self) -> HashMap<String, usize> {
+        let max = self.plugins.max_instances as usize;
+        let explicit = |t: &TenantConfig| t.plugin.as_ref().and_then(|p| p.max_instances);
+        let set: usize = self
+            .tenants
+            .iter()
+            .filter_map(explicit)
+            .map(|n| n as usize)
+            .sum();
+        let others = self
+            .tenants
+            .iter()
+            .filter(|t| explicit(t).is_none())
+            .count();
+        let each = (max.saturating_sub(set) / others.max(1)).max(1);
+        self.tenants
+            .iter()
+            .map(|t| (t.id.clone(), explicit(t).map_or(each, |n| n as usize)))
+            .collect()
+    }
 }
 
 fn default_plugin_deadline() -> Duration {
@@ -307,7 +336,7 @@ pub struct ServerConfig {
 }
 
 fn default_upgrade_sock() -> PathBuf {
-    PathBuf::from("/tmp/manifold-upgrade.sock")
+    crate::state_dir::default_root().join("upgrade.sock")
 }
 
 impl Default for ServerConfig {
@@ -764,6 +793,9 @@ impl Config {
                 if p.deadline.is_zero() || p.deadline > Duration::from_secs(10) {
                     return Err((f("plugin.deadline"), "must be between 1ms and 10s".into()));
                 }
+                if p.max_instances == Some(0) {
+                    return Err((f("plugin.max_instances"), "must be at least 1".into()));
+                }
                 if p.memory.as_u64() < 1024 * 1024 || p.memory > self.plugins.max_memory {
                     return Err((
                         f("plugin.memory"),
@@ -850,6 +882,15 @@ impl Config {
                         format!("{:?} is not an http(s) URL template", a.url),
                     ));
                 }
+                if a.budget > crate::plugin::runtime::MAX_HOST_WAIT {
+                    return Err((
+                        format!("tenants[{i}].ad_server.budget"),
+                        format!(
+                            "at most {:?} (what a plugin call may wait on the host)",
+                            crate::plugin::runtime::MAX_HOST_WAIT
+                        ),
+                    ));
+                }
                 if a.timeout.is_zero() || a.budget < a.timeout {
                     return Err((
                         format!("tenants[{i}].ad_server.budget"),
@@ -862,6 +903,26 @@ impl Config {
             return Err((
                 "plugins.max_instances".into(),
                 "must be between 1 and 10000".into(),
+            ));
+        }
+        let explicit: u64 = self
+            .tenants
+            .iter()
+            .filter_map(|t| t.plugin.as_ref()?.max_instances)
+            .map(u64::from)
+            .sum();
+        let implicit = self
+            .tenants
+            .iter()
+            .filter(|t| t.plugin.as_ref().and_then(|p| p.max_instances).is_none())
+            .count() as u64;
+        if explicit + implicit > u64::from(self.plugins.max_instances) {
+            return Err((
+                "tenants.plugin.max_instances".into(),
+                format!(
+                    "the tenants' shares of plugin instances ({explicit} set, plus at least 1 for each of the {implicit} others) add up to more than plugins.max_instances ({})",
+                    self.plugins.max_instances
+                ),
             ));
         }
         if let Some(a) = &self.admin {
@@ -1130,5 +1191,34 @@ origin = "http://127.0.0.1:9000/base/"
             "cdn.example"
         );
         assert!(OriginUrl::parse("http://u:p@h").is_err());
+    }
+
+    #[test]
+    fn plugin_shares_split_the_pool_and_never_add_up_past_it() {
+        let t = |id: &str, share: &str| {
+            format!("[[tenants]]\nid = \"{id}\"\norigin = \"http://127.0.0.1:1\"\n[tenants.plugin]\n{share}\n")
+        };
+        let c = parse(&format!(
+            "[plugins]\nmax_instances = 32\n{}{}{}",
+            t("a", "max_instances = 8"),
+            t("b", ""),
+            t("c", "")
+        ))
+        .unwrap();
+        let shares = c.plugin_shares();
+        assert_eq!((shares["a"], shares["b"], shares["c"]), (8, 12, 12));
+        let e = parse(&format!(
+            "[plugins]\nmax_instances = 8\n{}{}",
+            t("a", "max_instances = 8"),
+            t("b", "")
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tenants.plugin.max_instances");
+        let e = parse(&format!(
+            "[plugins]\nmax_instances = 8\n{}",
+            t("a", "max_instances = 0")
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tenants[0].plugin.max_instances");
     }
 }

@@ -35,6 +35,7 @@ pub mod server;
 pub mod session;
 pub mod ssai;
 pub mod ssai_dash;
+pub mod state_dir;
 pub mod stitch;
 pub mod stitch_dash;
 pub mod storage;

@@ -78,6 +78,7 @@ fn plugin_registry(
     let mut registry = Registry::new(lasting.engine.clone(), &lasting.uploads)
         .map_err(|e| err("plugins.dir".into(), e.to_string()))?;
     let mut catalogs = HashMap::new();
+    let shares = config.plugin_shares();
     for (i, t) in config.tenants.iter().enumerate() {
         let tenant = routes
             .tenant(&t.id)
@@ -102,7 +103,7 @@ fn plugin_registry(
             }
             (None, c) => c.map(|c| c as Arc<dyn AdDecider>),
         };
-        let mut settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider)
+        let mut settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider, shares[&t.id])
             .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
         settings.prefetch = t
             .ad_server
@@ -126,10 +127,9 @@ fn plugin_registry(
         if registry.config_file_unchanged(&t.id, &wasm) {
             continue;
         }
-        let v = registry
-            .deploy_config_file(&t.id, &wasm, source)
+        registry
+            .prepare_config_file(&t.id, wasm, source)
             .map_err(|e| err(field.clone(), e.to_string()))?;
-        tracing::info!(tenant = %t.id, digest = %v.digest, version = v.version, "plugin loaded");
     }
     Ok((registry, catalogs))
 }
@@ -205,6 +205,8 @@ pub fn build(
         None => None,
     };
     let outages = previous.map_or_else(Default::default, |p| p.outages.clone());
+    // nothing below can fail: the config's plugin files become active with it
+    registry.activate_pending();
     Ok(Tenancy {
         cors,
         certificates,

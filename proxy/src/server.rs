@@ -100,6 +100,10 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
     let cache_lock: &'static CacheKeyLockImpl =
         Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
 
+    // the listener hand-over socket: in a directory only the proxy's user may write
+    if let Some(dir) = config.server.upgrade_sock.parent() {
+        crate::state_dir::ensure_private(dir).map_err(|m| err("server.upgrade_sock", m))?;
+    }
     let conf = ServerConf {
         threads: config.server.threads,
         // a runtime per thread (like nginx workers) measured ~2% faster on cache hits than work stealing

@@ -85,24 +85,40 @@ fn to_wit(ads: &[DecidedAd]) -> Vec<Ad> {
         .collect()
 }
 
-/// Memory, table and instance caps for one plugin instance. Records whether the memory cap
-/// was hit so a trap can be reported as what it was.
+/// Memory, table and instance caps for one plugin instance. The memory cap is on the sum of
+/// its memories (a component may have several). Records whether the cap was hit so a trap
+/// can be reported as what it was.
 pub struct Limiter {
     pub memory_max: usize,
     pub memory_exceeded: bool,
+    /// Bytes of linear memory the instance has, over all its memories.
+    pub memory_used: usize,
+}
+
+impl Limiter {
+    pub fn new(memory_max: usize) -> Limiter {
+        Limiter {
+            memory_max,
+            memory_exceeded: false,
+            memory_used: 0,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_max {
+        // instantiation asks too (current 0): initial memories count
+        let total = (self.memory_used.saturating_sub(current)).saturating_add(desired);
+        if total > self.memory_max {
             self.memory_exceeded = true;
             wasmtime::bail!("plugin memory limit of {} bytes reached", self.memory_max);
         }
+        self.memory_used = total;
         Ok(true)
     }
 
@@ -134,6 +150,10 @@ pub struct HostState {
     pub kv: Option<Arc<KvStore>>,
     pub ads: Option<Arc<dyn AdDecider>>,
     pub session: Option<SessionCtx>,
+    /// The breaks of the call's input: `decide-ads` decides these (and a pre-roll) only.
+    pub breaks: Vec<AdBreak>,
+    /// New ad decisions made during the call (at most [`MAX_DECISIONS`]).
+    pub decisions: usize,
     /// Log lines the plugin emitted (bounded), for `manifold plugin check`.
     pub log_lines: usize,
     /// Time spent in host calls that wait on the network (not counted against the deadline).
@@ -145,7 +165,41 @@ fn denied(what: &str) -> wasmtime::Error {
 }
 
 const MAX_LOG_LINES: usize = 100;
+/// New ad decisions one call may make (each can be a VAST chain and a session write).
+pub const MAX_DECISIONS: usize = 8;
+/// The break id a plugin may decide beside its input's breaks.
+pub const PREROLL_BREAK: &str = "preroll";
+/// Longest pre-roll a plugin may have decided.
+pub const MAX_PREROLL_SECS: f64 = 120.0;
 const MAX_LOG_LINE: usize = 2048;
+
+impl HostState {
+    /// The break to decide: the input's own copy (a plugin cannot stretch a break to get more
+    /// ads), or a bounded pre-roll; any other id traps.
+    fn decidable(&self, brk: AdBreak) -> wasmtime::Result<AdBreak> {
+        if let Some(b) = self.breaks.iter().find(|b| b.id == brk.id) {
+            return Ok(b.clone());
+        }
+        if brk.id == PREROLL_BREAK {
+            return Ok(AdBreak {
+                duration: brk.duration.clamp(0.0, MAX_PREROLL_SECS),
+                ..brk
+            });
+        }
+        let id: String = brk.id.chars().take(64).collect();
+        wasmtime::bail!(
+            "decide-ads: break {id:?} is not in the input (only its breaks and `{PREROLL_BREAK}`)"
+        )
+    }
+
+    fn count_decision(&mut self) -> wasmtime::Result<()> {
+        self.decisions += 1;
+        if self.decisions > MAX_DECISIONS {
+            wasmtime::bail!("decide-ads: more than {MAX_DECISIONS} new decisions in one call");
+        }
+        Ok(())
+    }
+}
 
 impl self::manifold::plugin::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
@@ -185,6 +239,7 @@ impl self::manifold::plugin::host::Host for HostState {
         let Some(ads) = self.ads.clone().filter(|_| self.caps.ads) else {
             return Err(denied("ads"));
         };
+        let brk = self.decidable(brk)?;
         let Some(s) = self.session.clone() else {
             let anon = Viewer {
                 tenant: self.tenant.to_string(),
@@ -197,11 +252,16 @@ impl self::manifold::plugin::host::Host for HostState {
                 country: None,
                 cmcd: vec![],
             };
-            return Ok(to_wit(&ads.decide(&self.tenant, None, &brk, &anon).await));
+            self.count_decision()?;
+            let started = std::time::Instant::now();
+            let decided = ads.decide(&self.tenant, None, &brk, &anon).await;
+            self.host_wait += started.elapsed();
+            return Ok(to_wit(&decided));
         };
         if let Some(cached) = s.cached.lock().get(&brk.id) {
             return Ok(to_wit(cached));
         }
+        self.count_decision()?;
         let started = std::time::Instant::now();
         let decided = ads.decide(&self.tenant, Some(&s.id), &brk, &s.viewer).await;
         // first writer wins: a concurrent request (another rendition, another node) may have

@@ -31,6 +31,7 @@ impl PluginSettings {
         tenant: &str,
         cfg: Option<&TenantPluginConfig>,
         ads: Option<Arc<dyn AdDecider>>,
+        share: usize,
     ) -> Result<PluginSettings, String> {
         let default_cfg;
         let cfg = match cfg {
@@ -46,6 +47,7 @@ impl PluginSettings {
                     kv_size: bytesize::ByteSize::kib(64),
                     pass_headers: Vec::new(),
                     country_header: None,
+                    max_instances: None,
                 };
                 &default_cfg
             }
@@ -62,6 +64,7 @@ impl PluginSettings {
                 ads,
                 deadline: cfg.deadline,
                 memory: cfg.memory.as_u64() as usize,
+                share: Arc::new(tokio::sync::Semaphore::new(share.max(1))),
             },
             fail: cfg.fail,
             pass_headers: cfg
@@ -106,22 +109,48 @@ impl Deployed {
     }
 }
 
-/// A tenant's plugin slot.
-pub struct Slot {
+/// A tenant's deployments. Shared by the registries of successive configs: a deploy or a
+/// rollback made while a reload is being built is what the new config serves.
+pub struct Deployments {
     active: ArcSwapOption<Deployed>,
     history: Mutex<Vec<Arc<Deployed>>>,
     next_version: std::sync::atomic::AtomicU64,
     /// Digest of the config's plugin file when it was last deployed (a reload redeploys it
     /// only if it changed, so admin uploads and rollbacks survive reloads).
     config_digest: Mutex<Option<String>>,
+}
+
+impl Default for Deployments {
+    fn default() -> Self {
+        Deployments {
+            active: ArcSwapOption::empty(),
+            history: Mutex::new(Vec::new()),
+            next_version: std::sync::atomic::AtomicU64::new(1),
+            config_digest: Mutex::new(None),
+        }
+    }
+}
+
+/// A tenant's plugin slot.
+pub struct Slot {
+    deployments: Arc<Deployments>,
     pub settings: PluginSettings,
 }
 
 impl Slot {
     /// The version requests should run now.
     pub fn active(&self) -> Option<Arc<Deployed>> {
-        self.active.load_full()
+        self.deployments.active.load_full()
     }
+}
+
+/// A config file's plugin, compiled and trial-run while a config was built, activated when
+/// that config is (so a refused config activates nothing).
+struct Pending {
+    tenant: String,
+    plugin: Arc<LoadedPlugin>,
+    file_digest: String,
+    source: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,6 +176,7 @@ pub struct Registry {
     pub engine: Arc<PluginEngine>,
     dir: PathBuf,
     slots: HashMap<String, Slot>,
+    pending: Mutex<Vec<Pending>>,
 }
 
 fn file_digest(wasm: &[u8]) -> String {
@@ -159,12 +189,12 @@ const HISTORY: usize = 10;
 
 impl Registry {
     pub fn new(engine: Arc<PluginEngine>, dir: &Path) -> Result<Registry, RegistryError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| RegistryError::Io(format!("creating {}: {e}", dir.display())))?;
+        crate::state_dir::ensure_private(dir).map_err(RegistryError::Io)?;
         Ok(Registry {
             engine,
             dir: dir.to_path_buf(),
             slots: HashMap::new(),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -172,49 +202,60 @@ impl Registry {
         self.slots.insert(
             tenant.to_string(),
             Slot {
-                active: ArcSwapOption::empty(),
-                history: Mutex::new(Vec::new()),
-                next_version: std::sync::atomic::AtomicU64::new(1),
-                config_digest: Mutex::new(None),
+                deployments: Arc::default(),
                 settings,
             },
         );
     }
 
     /// Takes over a tenant's deployment state from the registry a reload replaces.
+    /// The tenant keeps its deployments from the registry being replaced (shared, not copied).
     pub fn adopt(&mut self, tenant: &str, old: &Registry) {
-        let (Some(new), Some(prev)) = (self.slots.get(tenant), old.slots.get(tenant)) else {
-            return;
-        };
-        new.active.store(prev.active.load_full());
-        *new.history.lock() = prev.history.lock().clone();
-        new.next_version.store(
-            prev.next_version.load(std::sync::atomic::Ordering::Relaxed),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        *new.config_digest.lock() = prev.config_digest.lock().clone();
+        if let (Some(new), Some(prev)) = (self.slots.get_mut(tenant), old.slots.get(tenant)) {
+            new.deployments = prev.deployments.clone();
+        }
     }
 
-    /// Whether the config's plugin file is the one deployed from the config last time.
     pub fn config_file_unchanged(&self, tenant: &str, wasm: &[u8]) -> bool {
         let digest = file_digest(wasm);
         self.slots
             .get(tenant)
-            .is_some_and(|s| s.config_digest.lock().as_deref() == Some(digest.as_str()))
+            .is_some_and(|s| s.deployments.config_digest.lock().as_deref() == Some(digest.as_str()))
     }
 
-    /// Deploys the config's plugin file and remembers which file that was.
-    pub fn deploy_config_file(
+    /// Compiles and trial-runs a config file's plugin; [`activate_pending`](Self::activate_pending)
+    /// deploys it. Compiles wait for each other (a reload is not an upload to refuse).
+    pub fn prepare_config_file(
         &self,
         tenant: &str,
-        wasm: &[u8],
+        wasm: Vec<u8>,
         source: &str,
-    ) -> Result<VersionInfo, RegistryError> {
-        let v = self.deploy(tenant, wasm, source)?;
-        if let Some(s) = self.slots.get(tenant) {
-            *s.config_digest.lock() = Some(file_digest(wasm));
+    ) -> Result<(), RegistryError> {
+        let slot = self.slot_or_err(tenant)?;
+        let plugin = self.engine.load_waiting(&wasm)?;
+        self.engine.trial(&plugin, &slot.settings.env)?;
+        self.store_upload(&plugin, &wasm)?;
+        self.pending.lock().push(Pending {
+            tenant: tenant.to_string(),
+            plugin,
+            file_digest: file_digest(&wasm),
+            source: source.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Deploys what [`prepare_config_file`](Self::prepare_config_file) compiled: the config
+    /// these plugins came with is being activated.
+    pub fn activate_pending(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock());
+        for p in pending {
+            let Some(slot) = self.slots.get(&p.tenant) else {
+                continue;
+            };
+            let v = self.activate(slot, p.plugin, &p.source);
+            *slot.deployments.config_digest.lock() = Some(p.file_digest);
+            tracing::info!(tenant = %p.tenant, digest = %v.digest, version = v.version, "plugin loaded");
         }
-        Ok(v)
     }
 
     pub fn slot(&self, tenant: &str) -> Option<&Slot> {
@@ -239,6 +280,8 @@ impl Registry {
     }
 
     /// Validates, stores (by digest) and activates a plugin for a tenant.
+    /// Compiles (refused while another compile runs: the caller may retry), trial-runs and
+    /// activates an upload.
     pub fn deploy(
         &self,
         tenant: &str,
@@ -247,6 +290,13 @@ impl Registry {
     ) -> Result<VersionInfo, RegistryError> {
         let slot = self.slot_or_err(tenant)?;
         let plugin = self.engine.load(wasm)?;
+        self.engine.trial(&plugin, &slot.settings.env)?;
+        self.store_upload(&plugin, wasm)?;
+        Ok(self.activate(slot, plugin, source))
+    }
+
+    /// Keeps the component by digest, so a config can name it as `sha256:<hex>`.
+    fn store_upload(&self, plugin: &LoadedPlugin, wasm: &[u8]) -> Result<(), RegistryError> {
         let stored = self.dir.join(format!(
             "{}.wasm",
             plugin.digest.trim_start_matches("sha256:")
@@ -257,8 +307,13 @@ impl Registry {
                 .and_then(|_| std::fs::rename(&tmp, &stored))
                 .map_err(|e| RegistryError::Io(format!("storing {}: {e}", stored.display())))?;
         }
-        let mut history = slot.history.lock();
-        let version = slot
+        Ok(())
+    }
+
+    fn activate(&self, slot: &Slot, plugin: Arc<LoadedPlugin>, source: &str) -> VersionInfo {
+        let d = &slot.deployments;
+        let mut history = d.history.lock();
+        let version = d
             .next_version
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let deployed = Arc::new(Deployed {
@@ -271,26 +326,25 @@ impl Registry {
         if history.len() > HISTORY {
             history.remove(0);
         }
-        slot.active.store(Some(deployed.clone()));
-        Ok(deployed.info())
+        d.active.store(Some(deployed.clone()));
+        deployed.info()
     }
 
-    /// Re-activates the version before the active one.
     pub fn rollback(&self, tenant: &str) -> Result<VersionInfo, RegistryError> {
         let slot = self.slot_or_err(tenant)?;
-        let mut history = slot.history.lock();
+        let mut history = slot.deployments.history.lock();
         if history.len() < 2 {
             return Err(RegistryError::NoHistory);
         }
         history.pop();
         let previous = history.last().cloned().ok_or(RegistryError::NoHistory)?;
-        slot.active.store(Some(previous.clone()));
+        slot.deployments.active.store(Some(previous.clone()));
         Ok(previous.info())
     }
 
     /// Stops running a plugin for the tenant (manifests pass through).
     pub fn deactivate(&self, tenant: &str) -> Result<(), RegistryError> {
-        self.slot_or_err(tenant)?.active.store(None);
+        self.slot_or_err(tenant)?.deployments.active.store(None);
         Ok(())
     }
 
@@ -301,7 +355,13 @@ impl Registry {
             .map(|(t, s)| TenantPlugins {
                 tenant: t.clone(),
                 active: s.active().map(|d| d.info()),
-                history: s.history.lock().iter().map(|d| d.info()).collect(),
+                history: s
+                    .deployments
+                    .history
+                    .lock()
+                    .iter()
+                    .map(|d| d.info())
+                    .collect(),
             })
             .collect();
         out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
@@ -319,7 +379,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(engine(&dir.path().join("artifacts")));
         let mut reg = Registry::new(engine, &dir.path().join("plugins")).unwrap();
-        reg.add_tenant("t", PluginSettings::new("t", None, None).unwrap());
+        reg.add_tenant("t", PluginSettings::new("t", None, None, 4).unwrap());
         assert!(reg.slot("t").unwrap().active().is_none());
         let v1 = reg
             .deploy("t", &plugin_wasm("variant_filter"), "test")
@@ -354,5 +414,47 @@ mod tests {
         reg.deactivate("t").unwrap();
         assert!(reg.slot("t").unwrap().active().is_none());
         assert_eq!(reg.list()[0].history.len(), 1);
+    }
+
+    #[test]
+    fn a_rollback_made_while_a_reload_builds_is_what_the_new_config_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(engine(&dir.path().join("artifacts")));
+        let plugins = dir.path().join("plugins");
+        let mut old = Registry::new(engine.clone(), &plugins).unwrap();
+        old.add_tenant("t", PluginSettings::new("t", None, None, 4).unwrap());
+        let v1 = old
+            .deploy("t", &plugin_wasm("variant_filter"), "a")
+            .unwrap();
+        old.deploy("t", &plugin_wasm("misbehave"), "b").unwrap();
+        // a reload builds the next registry (and compiles a changed config file) ...
+        let mut new = Registry::new(engine, &plugins).unwrap();
+        new.add_tenant("t", PluginSettings::new("t", None, None, 4).unwrap());
+        new.adopt("t", &old);
+        new.prepare_config_file("t", plugin_wasm("scte35_breaks"), "file")
+            .unwrap();
+        // ... while the admin API, still on the old one, rolls back
+        let back = old.rollback("t").unwrap();
+        assert_eq!(back.digest, v1.digest);
+        assert_eq!(new.slot("t").unwrap().active().unwrap().version, 1);
+        // the config's file becomes active only with its config, on top of the rollback
+        new.activate_pending();
+        let active = new.slot("t").unwrap().active().unwrap();
+        assert_eq!(active.source, "file");
+        assert_eq!(new.list()[0].history.len(), 2, "{:?}", new.list());
+        assert!(new.config_file_unchanged("t", &plugin_wasm("scte35_breaks")));
+    }
+
+    #[test]
+    fn a_plugin_that_cannot_start_under_the_tenants_memory_is_not_deployed() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(engine(&dir.path().join("artifacts")));
+        let mut reg = Registry::new(engine, &dir.path().join("plugins")).unwrap();
+        let mut settings = PluginSettings::new("t", None, None, 4).unwrap();
+        settings.env.memory = 64 << 10;
+        reg.add_tenant("t", settings);
+        let e = reg.deploy("t", &plugin_wasm("misbehave"), "x").unwrap_err();
+        assert!(matches!(e, RegistryError::Load(LoadError::Trial(_))), "{e}");
+        assert!(reg.slot("t").unwrap().active().is_none());
     }
 }

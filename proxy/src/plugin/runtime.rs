@@ -35,6 +35,22 @@ pub struct EngineOptions {
 
 /// Edits a plugin may return in one call.
 pub const MAX_EDITS: usize = 10_000;
+/// Ads, over all pods, one plan may name.
+pub const MAX_PLAN_ADS: usize = 10_000;
+
+/// Bytes the host may lift out of a guest in one go: the returned plan, or the arguments of
+/// one host call. The canonical ABI lets many strings alias one guest buffer, so the guest's
+/// memory limit does not bound what the host allocates; this does (wasmtime's default is
+/// 128 MiB per call, and calls run by the hundred). A plan within its limits always fits.
+pub fn lift_budget() -> usize {
+    MAX_EDITS * std::mem::size_of::<Edit>()
+        + MAX_PLAN_ADS * std::mem::size_of::<super::bindings::Ad>()
+        + crate::apply::MAX_PLAN_BYTES
+}
+
+/// Time a call may spend waiting on the host (ad decisions, session writes) on top of its
+/// own deadline. Past `deadline + MAX_HOST_WAIT` the call is cut, in or out of a host call.
+pub const MAX_HOST_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a plugin call did not produce an edit plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +109,10 @@ pub enum LoadError {
     World(String),
     #[error("plugin artifact store: {0}")]
     Io(String),
+    #[error("refused by a trial instantiation under the tenant's limits: {0}")]
+    Trial(String),
+    #[error("busy: {0}; retry shortly")]
+    Busy(String),
 }
 
 /// A compiled plugin, ready to instantiate.
@@ -115,6 +135,9 @@ pub struct CallEnv {
     pub ads: Option<Arc<dyn AdDecider>>,
     pub deadline: Duration,
     pub memory: usize,
+    /// The tenant's share of the instance pool: taken before a global slot, so a tenant
+    /// that saturates its share is busy and no other tenant is.
+    pub share: Arc<Semaphore>,
 }
 
 /// The manifest a plugin is asked about.
@@ -124,6 +147,17 @@ pub enum Input<'a> {
     DashMpd(&'a DashMpd),
 }
 
+impl Input<'_> {
+    /// The breaks the input names: the only ones the plugin may have decided.
+    fn breaks(&self) -> Vec<super::bindings::AdBreak> {
+        match self {
+            Input::HlsMaster(_) => Vec::new(),
+            Input::HlsMedia(m) => m.breaks.clone(),
+            Input::DashMpd(m) => m.breaks.clone(),
+        }
+    }
+}
+
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<HostState>,
@@ -131,9 +165,15 @@ pub struct PluginEngine {
     compat: String,
     loaded: moka::sync::Cache<String, Arc<LoadedPlugin>>,
     permits: Semaphore,
+    /// Held while compiling: one compile at a time (each already uses every core).
+    compiling: parking_lot::Mutex<()>,
     max_memory: usize,
     ticker_stop: Arc<AtomicBool>,
 }
+
+/// Time a trial instantiation may take at least (a tenant's deadline may be shorter than a
+/// cold instantiation).
+const TRIAL_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The epoch advances every tick; deadlines are checked (and the guest yields) at each tick.
 const TICK: Duration = Duration::from_millis(1);
@@ -183,9 +223,7 @@ impl PluginEngine {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish());
 
-        std::fs::create_dir_all(&opts.artifacts_dir).map_err(|e| {
-            LoadError::Io(format!("creating {}: {e}", opts.artifacts_dir.display()))
-        })?;
+        crate::state_dir::ensure_private(&opts.artifacts_dir).map_err(LoadError::Io)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
@@ -209,6 +247,7 @@ impl PluginEngine {
             compat,
             loaded: moka::sync::Cache::new(opts.loaded_capacity.max(1)),
             permits: Semaphore::new(n as usize),
+            compiling: parking_lot::Mutex::new(()),
             max_memory: opts.max_memory,
             ticker_stop,
         })
@@ -230,8 +269,18 @@ impl PluginEngine {
     }
 
     /// The loaded plugin for these bytes: from memory, else from the artifact store, else
-    /// compiled (and stored). Fails if the bytes are not a component of the plugin world.
+    /// compiled (and stored). Fails if the bytes are not a component of the plugin world, or
+    /// with `Busy` if it needs compiling while another compile runs.
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        self.load_with(wasm, false)
+    }
+
+    /// As [`load`](Self::load), waiting for a running compile instead of refusing.
+    pub fn load_waiting(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        self.load_with(wasm, true)
+    }
+
+    fn load_with(&self, wasm: &[u8], wait: bool) -> Result<Arc<LoadedPlugin>, LoadError> {
         let digest = Self::digest(wasm);
         if let Some(p) = self.loaded.get(&digest) {
             return Ok(p);
@@ -247,6 +296,12 @@ impl PluginEngine {
                             .into(),
                     ));
                 }
+                let _compiling = match wait {
+                    true => self.compiling.lock(),
+                    false => self.compiling.try_lock().ok_or_else(|| {
+                        LoadError::Busy("another plugin is being compiled".into())
+                    })?,
+                };
                 let c = Component::new(&self.engine, wasm)
                     .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
                 self.write_artifact(&path, &c)?;
@@ -286,8 +341,13 @@ impl PluginEngine {
             Ok(Some(wasmtime::Precompiled::Component)) => {}
             _ => return None,
         }
+        if let Err(e) = crate::state_dir::trusted_file(path) {
+            tracing::warn!(error = %e, "ignoring plugin artifact");
+            return None;
+        }
         // SAFETY: artifacts are only ever written by `write_artifact` from bytes this engine
-        // compiled, into a directory owned by the proxy; tenant bytes are never deserialized.
+        // compiled, into a directory only the proxy's user may write (checked at start-up,
+        // and the file itself just now); tenant bytes are never deserialized.
         match unsafe { Component::deserialize_file(&self.engine, path) } {
             Ok(c) => Some(c),
             Err(e) => {
@@ -345,6 +405,77 @@ impl PluginEngine {
         result
     }
 
+    /// A fresh store for one call: the tenant's limits, the lift budget, the deadline.
+    fn store(
+        &self,
+        env: &CallEnv,
+        session: Option<SessionCtx>,
+        breaks: Vec<super::bindings::AdBreak>,
+        deadline: Instant,
+    ) -> Store<HostState> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                limiter: Limiter::new(env.memory.min(self.max_memory)),
+                tenant: env.tenant.clone(),
+                caps: env.caps,
+                kv: env.kv.clone(),
+                ads: env.ads.clone(),
+                session,
+                breaks,
+                decisions: 0,
+                log_lines: 0,
+                host_wait: Duration::ZERO,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(lift_budget());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            // time waiting on the host (the ad decision, bounded by its own budget) is not
+            // the plugin's, up to MAX_HOST_WAIT
+            let credit = ctx.data().host_wait.min(MAX_HOST_WAIT);
+            Ok(if Instant::now() >= deadline + credit {
+                UpdateDeadline::Interrupt
+            } else {
+                // let other requests run on this thread between ticks
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+
+    /// Instantiates a plugin once under a tenant's limits, calling nothing: one that cannot
+    /// be instantiated (pool limits, initial memory past the tenant's cap, a start function
+    /// that traps or spins) is refused when it is deployed, not on every request after.
+    pub fn trial(&self, plugin: &LoadedPlugin, env: &CallEnv) -> Result<(), LoadError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| LoadError::Io(format!("trial runtime: {e}")))?;
+        // a thread of its own: callers may be on a runtime's blocking pool
+        let trial = async {
+            let deadline = Instant::now() + env.deadline.max(TRIAL_DEADLINE);
+            let _permit = acquire(&self.permits, deadline, "no free plugin instance")
+                .await
+                .map_err(|_| LoadError::Busy("every plugin instance is in use".into()))?;
+            let mut store = self.store(env, None, Vec::new(), deadline);
+            match plugin.pre.instantiate_async(&mut store).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let l = &store.data().limiter;
+                    let why = classify(&e, l.memory_exceeded.then_some(l.memory_max));
+                    Err(LoadError::Trial(why.to_string()))
+                }
+            }
+        };
+        std::thread::scope(|sc| {
+            sc.spawn(|| rt.block_on(trial))
+                .join()
+                .unwrap_or_else(|_| Err(LoadError::Trial("trial run panicked".into())))
+        })
+    }
+
     async fn call_inner(
         &self,
         plugin: &LoadedPlugin,
@@ -354,45 +485,18 @@ impl PluginEngine {
         env: &CallEnv,
         session: Option<SessionCtx>,
     ) -> Result<Vec<Edit>, PluginFailure> {
-        let deadline = Instant::now() + env.deadline;
-        let _permit = match self.permits.try_acquire() {
-            Ok(p) => p,
-            // all instance slots busy: wait, within the deadline
-            Err(_) => tokio::time::timeout(env.deadline, self.permits.acquire())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(|| PluginFailure::new(FailureKind::Busy, "no free plugin instance"))?,
-        };
-        let mut store = Store::new(
-            &self.engine,
-            HostState {
-                limiter: Limiter {
-                    memory_max: env.memory.min(self.max_memory),
-                    memory_exceeded: false,
-                },
-                tenant: env.tenant.clone(),
-                caps: env.caps,
-                kv: env.kv.clone(),
-                ads: env.ads.clone(),
-                session,
-                log_lines: 0,
-                host_wait: Duration::ZERO,
-            },
-        );
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |ctx| {
-            // time waiting on the host (the ad decision, bounded by its own budget) is not
-            // the plugin's
-            Ok(if Instant::now() >= deadline + ctx.data().host_wait {
-                UpdateDeadline::Interrupt
-            } else {
-                // let other requests run on this thread between ticks
-                UpdateDeadline::Yield(1)
-            })
-        });
-        let result = async {
+        let started = Instant::now();
+        let deadline = started + env.deadline;
+        // the tenant's share first, then a pool slot: both waited for within the deadline
+        let _share = acquire(
+            &env.share,
+            deadline,
+            "the tenant's share of plugin instances is in use",
+        )
+        .await?;
+        let _permit = acquire(&self.permits, deadline, "no free plugin instance").await?;
+        let mut store = self.store(env, session, input.breaks(), deadline);
+        let call = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             match input {
                 Input::HlsMaster(m) => {
@@ -403,8 +507,22 @@ impl PluginEngine {
                 Input::HlsMedia(m) => instance.call_hls_media(&mut store, m, viewer, config).await,
                 Input::DashMpd(m) => instance.call_dash_mpd(&mut store, m, viewer, config).await,
             }
-        }
-        .await;
+        };
+        // epochs do not interrupt a guest blocked in a host call: the hard ceiling does
+        let ceiling = deadline + MAX_HOST_WAIT + TICK;
+        let result = match tokio::time::timeout_at(ceiling.into(), call).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(PluginFailure::new(
+                    FailureKind::Deadline,
+                    format!(
+                        "deadline exceeded: {:?} with host waits (at most {:?})",
+                        started.elapsed(),
+                        env.deadline + MAX_HOST_WAIT
+                    ),
+                ))
+            }
+        };
         match result {
             Ok(Ok(edits)) if edits.len() > MAX_EDITS => Err(PluginFailure::new(
                 FailureKind::InvalidPlan,
@@ -436,6 +554,15 @@ fn classify(e: &wasmtime::Error, memory_limit: Option<usize>) -> PluginFailure {
             format!("memory limit of {limit} bytes reached"),
         );
     }
+    if lift_refused(e) {
+        return PluginFailure::new(
+            FailureKind::InvalidPlan,
+            format!(
+                "the plugin handed the host more than {} bytes at once (the plan limits)",
+                lift_budget()
+            ),
+        );
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginFailure::new(FailureKind::Deadline, "deadline exceeded"),
         Some(t) => PluginFailure::new(FailureKind::Trap, t.to_string()),
@@ -448,6 +575,33 @@ fn classify(e: &wasmtime::Error, memory_limit: Option<usize>) -> PluginFailure {
             )
         }
     }
+}
+
+/// wasmtime refused to lift more than [`lift_budget`] (its error type is private: matched by
+/// text, and a test holds it to that).
+fn lift_refused(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| {
+        c.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
+}
+
+/// A permit of `pool`, waited for until `deadline`.
+async fn acquire<'a>(
+    pool: &'a Semaphore,
+    deadline: Instant,
+    busy: &str,
+) -> Result<tokio::sync::SemaphorePermit<'a>, PluginFailure> {
+    if let Ok(p) = pool.try_acquire() {
+        return Ok(p);
+    }
+    tokio::time::timeout_at(deadline.into(), pool.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        // a slot freed just as the deadline passed is no use: the call would fail at once
+        .filter(|_| Instant::now() < deadline)
+        .ok_or_else(|| PluginFailure::new(FailureKind::Busy, busy))
 }
 
 /// Component binaries carry layer 1 in the preamble; core modules layer 0.
@@ -514,6 +668,7 @@ pub(crate) mod tests {
             ads: None,
             deadline: Duration::from_millis(deadline_ms),
             memory: 16 << 20,
+            share: Arc::new(Semaphore::new(8)),
         }
     }
 
@@ -575,6 +730,170 @@ pub(crate) mod tests {
         assert_eq!(kind(run(&e, &p, "log", &env(100)).await), FailureKind::Trap);
         // and the engine still serves normal calls afterwards
         assert!(run(&e, &p, "noop", &env(100)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_aliased_plan_is_refused_before_the_host_lifts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let p = e.load(&plugin_wasm("misbehave")).unwrap();
+        // 25 tags aliasing one 4 MiB buffer: 100 MB if lifted whole, 4 MiB of guest memory
+        let f = run(&e, &p, "alias", &env(2000)).await.unwrap_err();
+        assert_eq!(f.kind, FailureKind::InvalidPlan, "{f}");
+        assert!(f.message.contains("bytes at once"), "{f}");
+        // a plan at its limits still fits the lift budget
+        assert!(lift_budget() < 8 << 20, "{}", lift_budget());
+        assert!(run(&e, &p, "noop", &env(100)).await.is_ok());
+    }
+
+    /// Counts decisions; `hang` never answers.
+    struct Decider {
+        calls: std::sync::atomic::AtomicUsize,
+        hang: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl AdDecider for Decider {
+        async fn decide(
+            &self,
+            _t: &str,
+            _s: Option<&str>,
+            brk: &super::super::bindings::AdBreak,
+            _v: &Viewer,
+        ) -> Vec<crate::session::DecidedAd> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            vec![crate::session::DecidedAd {
+                id: format!("{}-0", brk.id),
+                creative: "ad10".into(),
+                duration: brk.duration.min(10.0),
+                tracking: Default::default(),
+            }]
+        }
+    }
+
+    fn media_with_break() -> HlsMedia {
+        let mut m = media();
+        m.breaks = vec![super::super::bindings::AdBreak {
+            id: "b1".into(),
+            start: 0.0,
+            duration: 30.0,
+            first_segment: None,
+            scte35: None,
+        }];
+        m
+    }
+
+    #[tokio::test]
+    async fn decide_ads_decides_only_the_inputs_breaks_a_few_times_within_a_ceiling() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let p = e.load(&plugin_wasm("misbehave")).unwrap();
+        let decider = Arc::new(Decider {
+            calls: Default::default(),
+            hang: false,
+        });
+        let mut env = env(2000);
+        env.caps.ads = true;
+        env.ads = Some(decider.clone());
+        let call = |config: &'static str, env: CallEnv| {
+            let (e, p) = (&e, &p);
+            async move {
+                let m = media_with_break();
+                e.call(p, Input::HlsMedia(&m), &viewer(), config, &env, None)
+                    .await
+            }
+        };
+        // made-up break ids: the first one traps, nothing is decided
+        let f = call("mode=decide", env.clone()).await.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Trap, "{f}");
+        assert!(f.message.contains("not in the input"), "{f}");
+        assert_eq!(decider.calls.load(Ordering::Relaxed), 0);
+        // the input's own break, over and over: capped
+        let f = call("mode=decide;ids=input", env.clone())
+            .await
+            .unwrap_err();
+        assert!(f.message.contains("new decisions"), "{f}");
+        assert_eq!(
+            decider.calls.load(Ordering::Relaxed),
+            super::super::bindings::MAX_DECISIONS
+        );
+        // a decision that never answers: the call ends at its ceiling, host wait included
+        let hang = Arc::new(Decider {
+            calls: Default::default(),
+            hang: true,
+        });
+        let mut env = env.clone();
+        env.deadline = Duration::from_millis(50);
+        env.ads = Some(hang);
+        let started = Instant::now();
+        let f = call("mode=decide;ids=input", env).await.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Deadline, "{f}");
+        let took = started.elapsed();
+        assert!(took >= MAX_HOST_WAIT, "{took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_that_saturates_its_share_is_busy_and_no_other_tenant_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Arc::new(engine(dir.path())); // 8 instances
+        let p = e.load(&plugin_wasm("misbehave")).unwrap();
+        let mut attacker = env(400);
+        attacker.tenant = "attacker".into();
+        attacker.share = Arc::new(Semaphore::new(2));
+        let mut victim = env(400);
+        victim.tenant = "victim".into();
+        victim.share = Arc::new(Semaphore::new(6));
+        let spinners: Vec<_> = (0..12)
+            .map(|_| {
+                let (e, p, env) = (e.clone(), p.clone(), attacker.clone());
+                tokio::spawn(async move { run(&e, &p, "loop", &env).await.unwrap_err().kind })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..6 {
+            assert!(run(&e, &p, "noop", &victim).await.is_ok());
+        }
+        let mut kinds = Vec::new();
+        for s in spinners {
+            kinds.push(s.await.unwrap());
+        }
+        assert!(kinds.contains(&FailureKind::Busy), "{kinds:?}");
+        assert!(kinds.contains(&FailureKind::Deadline), "{kinds:?}");
+    }
+
+    #[test]
+    fn the_memory_cap_is_on_all_of_an_instances_memories() {
+        use wasmtime::ResourceLimiter;
+        let mut l = Limiter::new(10 << 20);
+        assert!(l.memory_growing(0, 6 << 20, None).unwrap());
+        // a second memory: together past the cap
+        assert!(l.memory_growing(0, 6 << 20, None).is_err());
+        assert!(l.memory_exceeded);
+        let mut l = Limiter::new(10 << 20);
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        // growing one of them counts the growth only
+        assert!(l.memory_growing(4 << 20, 6 << 20, None).unwrap());
+        assert!(l.memory_growing(6 << 20, 7 << 20, None).is_err());
+    }
+
+    #[test]
+    fn a_plugin_that_cannot_start_under_the_tenants_limits_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let p = e.load(&plugin_wasm("misbehave")).unwrap();
+        let mut env = env(100);
+        assert!(e.trial(&p, &env).is_ok());
+        // its initial memory alone is past this cap
+        env.memory = 64 << 10;
+        let err = e.trial(&p, &env).unwrap_err();
+        assert!(
+            matches!(err, LoadError::Trial(ref m) if m.contains("memory")),
+            "{err}"
+        );
     }
 
     #[tokio::test]

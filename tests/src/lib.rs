@@ -138,6 +138,26 @@ impl Drop for Origin {
 }
 
 /// The proxy, started from a config whose `[server]` section the harness writes.
+/// How the harness starts a proxy.
+pub struct Options<'a> {
+    /// `server.shutdown_grace`.
+    pub grace: &'a str,
+    /// `plugins.max_instances`.
+    pub max_instances: u32,
+    /// Extra environment for the process.
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            grace: "1s",
+            max_instances: 64,
+            env: &[],
+        }
+    }
+}
+
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
@@ -156,10 +176,21 @@ impl Proxy {
 
     /// As [`start`](Self::start), with `server.shutdown_grace` (e.g. `"10s"`).
     pub fn start_with_grace(tenants_toml: &str, grace: &str) -> Result<Proxy> {
+        Proxy::start_with(
+            tenants_toml,
+            &Options {
+                grace,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// As [`start`](Self::start), with harness options.
+    pub fn start_with(tenants_toml: &str, opts: &Options) -> Result<Proxy> {
         let mut last = None;
         // a freed port can be taken by someone else before the proxy binds it: retry
         for _ in 0..3 {
-            match Proxy::try_start(tenants_toml, grace) {
+            match Proxy::try_start(tenants_toml, opts) {
                 Ok(p) => return Ok(p),
                 Err(e) => last = Some(e),
             }
@@ -167,7 +198,7 @@ impl Proxy {
         Err(last.unwrap())
     }
 
-    fn try_start(tenants_toml: &str, grace: &str) -> Result<Proxy> {
+    fn try_start(tenants_toml: &str, opts: &Options) -> Result<Proxy> {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let config = tempfile::Builder::new().suffix(".toml").tempfile()?;
@@ -175,13 +206,14 @@ impl Proxy {
         let head = format!(
             "[server]\nlisten = [\"{addr}\"]\nthreads = 2\nshutdown_grace = \"{}\"\n\
              upgrade_sock = \"{}\"\n\n\
-             [plugins]\ndir = \"{}\"\nmax_instances = 64\n\n",
-            grace,
+             [plugins]\ndir = \"{}\"\nmax_instances = {}\n\n",
+            opts.grace,
             plugins.path().join("upgrade.sock").display(),
-            plugins.path().display()
+            plugins.path().display(),
+            opts.max_instances
         );
         std::fs::write(config.path(), format!("{head}{tenants_toml}"))?;
-        let mut child = Proxy::spawn(config.path(), false)?;
+        let mut child = Proxy::spawn_env(config.path(), false, opts.env)?;
         if let Err(e) = wait_for_port(addr, &mut child, "manifold") {
             let _ = child.kill();
             let _ = child.wait();
@@ -197,8 +229,13 @@ impl Proxy {
     }
 
     fn spawn(config: &std::path::Path, upgrade: bool) -> Result<Child> {
+        Proxy::spawn_env(config, upgrade, &[])
+    }
+
+    fn spawn_env(config: &std::path::Path, upgrade: bool, env: &[(&str, &str)]) -> Result<Child> {
         let mut cmd = Command::new(bin("manifold"));
         cmd.arg("serve").arg("--config").arg(config);
+        cmd.envs(env.iter().copied());
         if upgrade {
             cmd.arg("--upgrade");
         }

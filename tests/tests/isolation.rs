@@ -1,0 +1,198 @@
+//! Isolation under attack: adversarial plugins run beside a healthy tenant. The proxy stays up
+//! and within its memory, every request of the healthy tenant is personalized, and each
+//! attacker's requests fail with their own reason.
+
+use manifold_e2e::{plugin, Options, Origin, Proxy};
+use std::time::Duration;
+
+async fn get(url: &str) -> (u16, String, String) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let p = r
+        .headers()
+        .get("manifold-plugin")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("<none>")
+        .to_string();
+    (status, p, r.text().await.unwrap_or_default())
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmHWM`: peak resident memory).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("field")
+}
+
+fn tenant(id: &str, origin: &Origin, plugin_name: &str, plugin_toml: &str) -> String {
+    format!(
+        "[[tenants]]\nid = \"{id}\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\n{plugin_toml}\n",
+        origin.addr,
+        plugin(plugin_name).display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacking_plugins_cost_only_their_own_requests() {
+    let origin = Origin::start(&[]).unwrap();
+    let mut toml = tenant(
+        "healthy",
+        &origin,
+        "variant_filter",
+        "config = \"unknown=180\"\ndeadline = \"2s\"",
+    );
+    // 25 tags aliasing one 4 MiB buffer: 100 MB per call for a host that lifts it whole
+    toml += &tenant(
+        "bomb",
+        &origin,
+        "misbehave",
+        "config = \"mode=alias\"\ndeadline = \"2s\"",
+    );
+    // holds the longest deadline there is, and keeps many requests in flight
+    toml += &tenant(
+        "spinner",
+        &origin,
+        "misbehave",
+        "config = \"mode=loop\"\ndeadline = \"5s\"",
+    );
+    // asks decide-ads for made-up breaks, forever
+    toml += &tenant(
+        "decider",
+        &origin,
+        "misbehave",
+        "config = \"mode=decide\"\ndeadline = \"2s\"\ncapabilities = [\"ads\"]",
+    );
+    toml += "[[tenants.creatives]]\nname = \"ad10\"\nduration = 10.0\nhls = \"/ads/ad10/hls/master.m3u8\"\n";
+    // 16 instances: each of the 4 tenants gets a share of 4
+    let opts = Options {
+        max_instances: 16,
+        ..Options::default()
+    };
+    let proxy = Proxy::start_with(&toml, &opts).unwrap();
+    let master = |t: &str, n: usize| proxy.url(&format!("/{t}/live/hls/master.m3u8?n={n}"));
+    for n in 0..3 {
+        let (s, p, _) = get(&master("healthy", n)).await;
+        assert_eq!(s, 200);
+        assert!(p.starts_with("ok"), "{p}");
+    }
+    let baseline = status_kib(proxy.pid(), "VmHWM");
+
+    let mut attackers = Vec::new();
+    for i in 0..40 {
+        let url = master("spinner", i);
+        attackers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                out.push(("spinner", get(&url).await));
+            }
+            out
+        }));
+    }
+    for i in 0..8 {
+        let url = master("bomb", i);
+        attackers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for _ in 0..4 {
+                out.push(("bomb", get(&url).await));
+            }
+            out
+        }));
+    }
+    for i in 0..4 {
+        let url = master("decider", i);
+        attackers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for _ in 0..5 {
+                out.push(("decider", get(&url).await));
+            }
+            out
+        }));
+    }
+    // the healthy tenant's viewers, while all that runs: every request personalized
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..10 {
+        let tasks: Vec<_> = (0..3)
+            .map(|k| {
+                let url = master("healthy", 100 + round * 3 + k);
+                tokio::spawn(async move { get(&url).await })
+            })
+            .collect();
+        for t in tasks {
+            let (s, p, body) = t.await.unwrap();
+            assert_eq!(s, 200, "{body}");
+            assert!(p.starts_with("ok"), "healthy tenant under attack: {p}");
+            assert_eq!(body.matches("#EXT-X-STREAM-INF").count(), 2, "{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut reasons = std::collections::BTreeMap::<(&str, String), usize>::new();
+    for a in attackers {
+        for (t, (s, p, _)) in a.await.unwrap() {
+            assert_eq!(s, 200, "{t}: fail open serves the viewer");
+            let reason = p
+                .split("; ")
+                .find_map(|f| f.strip_prefix("reason="))
+                .unwrap_or(&p)
+                .to_string();
+            *reasons.entry((t, reason)).or_default() += 1;
+        }
+    }
+    eprintln!("attackers' outcomes: {reasons:?}");
+    for ((t, reason), _) in &reasons {
+        let expected: &[&str] = match *t {
+            "spinner" => &["deadline", "busy"],
+            "bomb" => &["invalid-plan"],
+            _ => &["trap"],
+        };
+        assert!(expected.contains(&reason.as_str()), "{t}: {reason}");
+    }
+    // the spinner saturated its own share
+    assert!(
+        reasons.contains_key(&("spinner", "busy".to_string())),
+        "{reasons:?}"
+    );
+    let peak = status_kib(proxy.pid(), "VmHWM");
+    let grown = peak.saturating_sub(baseline) / 1024;
+    eprintln!(
+        "peak resident memory: {} MiB, {grown} MiB over the baseline",
+        peak / 1024
+    );
+    assert!(
+        grown < 100,
+        "peak memory grew {grown} MiB under the plan bomb"
+    );
+    let (s, p, _) = get(&master("healthy", 999)).await;
+    assert_eq!(s, 200);
+    assert!(p.starts_with("ok"), "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_from_the_environment_are_not_used() {
+    let origin = Origin::start(&[]).unwrap();
+    // a proxy that refuses every connection: a client that used it would fail
+    let env = [
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("ALL_PROXY", "http://127.0.0.1:9"),
+        ("http_proxy", "http://127.0.0.1:9"),
+    ];
+    let opts = Options {
+        env: &env,
+        ..Options::default()
+    };
+    let toml = format!(
+        "[[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n",
+        origin.addr
+    );
+    let proxy = Proxy::start_with(&toml, &opts).unwrap();
+    let (s, _, body) = get(&proxy.url("/t/live/hls/master.m3u8")).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("#EXT-X-STREAM-INF"), "{body}");
+}

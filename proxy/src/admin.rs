@@ -1,6 +1,9 @@
 //! The admin API, on its own listener: deploy a tenant's plugin (validated against the world
 //! before it is accepted), list tenants and their plugin versions, roll back, deactivate.
-//! Bearer-token authenticated (compared in constant time).
+//! Bearer-token authenticated (compared in constant time): the operator's token (`[admin]
+//! token`) may do everything; a tenant's token (`[[tenants]] admin_token`) only manages that
+//! tenant's plugin and sees that tenant in `GET /tenants` (403 elsewhere). Once any token is
+//! configured, every request needs one, on loopback too.
 //!
 //! | request | |
 //! |---|---|
@@ -17,7 +20,7 @@ use crate::plugin::runtime::LoadError;
 use crate::reload::Live;
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -140,28 +143,73 @@ pub fn router(state: AdminState, max_upload: usize) -> Router {
         .with_state(state)
 }
 
+/// Who is calling: the operator, or one tenant's deployer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Operator,
+    Tenant(String),
+}
+
+impl Caller {
+    fn may_manage(&self, tenant: &str) -> bool {
+        match self {
+            Caller::Operator => true,
+            Caller::Tenant(t) => t == tenant,
+        }
+    }
+}
+
+fn forbidden(what: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        format!("this token may not {what}\n"),
+    )
+        .into_response()
+}
+
+/// Which caller a bearer token is: every configured token is compared (in constant time),
+/// so the answer takes as long whichever matched.
+fn caller(given: &str, operator: Option<&str>, tenants: &[(String, String)]) -> Option<Caller> {
+    let eq = |t: &str| -> bool { given.as_bytes().ct_eq(t.as_bytes()).into() };
+    let mut found = None;
+    if operator.is_some_and(eq) {
+        found = Some(Caller::Operator);
+    }
+    for (tenant, token) in tenants {
+        if eq(token) && found.is_none() {
+            found = Some(Caller::Tenant(tenant.clone()));
+        }
+    }
+    found
+}
+
 async fn auth(
     State(s): State<AdminState>,
     headers: HeaderMap,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(token) = &s.token {
+    let tenancy = s.live.load_full();
+    let who = if s.token.is_none() && tenancy.admin_tokens.is_empty() {
+        // no token configured at all: the listener is on loopback (config checks it)
+        Some(Caller::Operator)
+    } else {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let ok: bool = given.as_bytes().ct_eq(token.as_bytes()).into();
-        if !ok {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "missing or wrong bearer token\n",
-            )
-                .into_response();
-        }
-    }
+        caller(given, s.token.as_deref(), &tenancy.admin_tokens)
+    };
+    let Some(who) = who else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response();
+    };
+    req.extensions_mut().insert(who);
     next.run(req).await
 }
 
@@ -195,7 +243,10 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     (status, text).into_response()
 }
 
-async fn metrics(State(s): State<AdminState>) -> Response {
+async fn metrics(State(s): State<AdminState>, Extension(who): Extension<Caller>) -> Response {
+    if who != Caller::Operator {
+        return forbidden("read every tenant's metrics");
+    }
     let m = &crate::metrics::METRICS;
     m.plugins_loaded.set(
         s.live
@@ -215,11 +266,21 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
-async fn list(State(s): State<AdminState>) -> Response {
-    Json(s.live.load().registry.list()).into_response()
+async fn list(State(s): State<AdminState>, Extension(who): Extension<Caller>) -> Response {
+    let mut all = s.live.load().registry.list();
+    all.retain(|t| who.may_manage(&t.tenant));
+    Json(all).into_response()
 }
 
-async fn deploy(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn deploy(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if !who.may_manage(&id) {
+        return forbidden("deploy another tenant's plugin");
+    }
     if body.is_empty() {
         return (
             StatusCode::BAD_REQUEST,
@@ -249,7 +310,14 @@ async fn deploy(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes
     }
 }
 
-async fn rollback(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+async fn rollback(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    if !who.may_manage(&id) {
+        return forbidden("roll back another tenant's plugin");
+    }
     match s.live.load().registry.rollback(&id) {
         Ok(v) => {
             tracing::info!(tenant = %id, digest = %v.digest, version = v.version, "plugin rolled back");
@@ -259,7 +327,14 @@ async fn rollback(State(s): State<AdminState>, Path(id): Path<String>) -> Respon
     }
 }
 
-async fn deactivate(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+async fn deactivate(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    if !who.may_manage(&id) {
+        return forbidden("deactivate another tenant's plugin");
+    }
     match s.live.load().registry.deactivate(&id) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),

@@ -202,15 +202,7 @@ pub struct AdminConfig {
 impl AdminConfig {
     /// The token, resolved from the environment if it says `env:NAME`.
     pub fn resolved_token(&self) -> Result<Option<String>, String> {
-        match self.token.as_deref() {
-            Some(t) => match t.strip_prefix("env:") {
-                Some(var) => std::env::var(var)
-                    .map(Some)
-                    .map_err(|_| format!("environment variable {var} is not set")),
-                None => Ok(Some(t.to_string())),
-            },
-            None => Ok(None),
-        }
+        resolve_secret(self.token.as_deref())
     }
 }
 
@@ -452,6 +444,30 @@ pub struct TenantConfig {
     /// What of a viewer's request reaches the origin.
     #[serde(default)]
     pub forward: ForwardConfig,
+    /// Admin API token scoped to this tenant: it deploys, rolls back and deactivates this
+    /// tenant's plugin and lists this tenant only (`env:NAME` reads it from the environment).
+    #[serde(default)]
+    pub admin_token: Option<String>,
+}
+
+impl TenantConfig {
+    /// The scoped admin token, resolved from the environment if it says `env:NAME`.
+    pub fn resolved_admin_token(&self) -> Result<Option<String>, String> {
+        resolve_secret(self.admin_token.as_deref())
+    }
+}
+
+/// A secret given inline or as `env:NAME`.
+fn resolve_secret(v: Option<&str>) -> Result<Option<String>, String> {
+    match v {
+        Some(t) => match t.strip_prefix("env:") {
+            Some(var) => std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("environment variable {var} is not set")),
+            None => Ok(Some(t.to_string())),
+        },
+        None => Ok(None),
+    }
 }
 
 /// `[tenants.forward]`: what of a viewer's request the proxy passes to the origin. What is not
@@ -705,6 +721,13 @@ impl Config {
         let mut hosts = HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
             let f = |name: &str| format!("tenants[{i}].{name}");
+            match t.resolved_admin_token() {
+                Err(m) => return Err((f("admin_token"), m)),
+                Ok(Some(tok)) if tok.len() < 16 => {
+                    return Err((f("admin_token"), "must be at least 16 characters".into()))
+                }
+                _ => {}
+            }
             let id_ok = !t.id.is_empty()
                 && t.id.len() <= 64
                 && t.id.bytes().all(|b| {

@@ -41,6 +41,8 @@ pub struct Tenancy {
     pub certificates: Option<Arc<crate::tls::CertStore>>,
     /// Live playlists going on with slate while their origin is down (kept over reloads).
     pub outages: Arc<crate::outage::Outages>,
+    /// Admin tokens scoped to one tenant: (tenant, token).
+    pub admin_tokens: Vec<(String, String)>,
 }
 
 /// The current tenancy, read once per request.
@@ -205,9 +207,19 @@ pub fn build(
         None => None,
     };
     let outages = previous.map_or_else(Default::default, |p| p.outages.clone());
+    let mut admin_tokens = Vec::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        let token = t
+            .resolved_admin_token()
+            .map_err(|m| field_err(file, format!("tenants[{i}].admin_token"), m))?;
+        if let Some(token) = token {
+            admin_tokens.push((t.id.clone(), token));
+        }
+    }
     // nothing below can fail: the config's plugin files become active with it
     registry.activate_pending();
     Ok(Tenancy {
+        admin_tokens,
         cors,
         certificates,
         outages,

@@ -506,3 +506,82 @@ async fn plugin_check_command_reports_and_exits_by_outcome() {
     assert_eq!(code, 2);
     assert!(err.contains("not a valid WebAssembly component"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_tokens_manage_their_own_tenant_only() {
+    let origin = Origin::start(&[]).unwrap();
+    let admin_port = free_port();
+    // no operator token, on loopback: once a tenant token exists, every request needs a token
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
+         [[tenants]]\nid = \"a\"\norigin = \"http://{o}\"\nadmin_token = \"token-of-tenant-a-0123\"\n\
+         [tenants.plugin]\ndeadline = \"2s\"\n\
+         [[tenants]]\nid = \"b\"\norigin = \"http://{o}\"\nadmin_token = \"token-of-tenant-b-0123\"\n\
+         [tenants.plugin]\ndeadline = \"2s\"\n",
+        o = origin.addr
+    );
+    let _proxy = Proxy::start(&toml).unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let client = reqwest::Client::new();
+    let wasm = std::fs::read(plugin("variant_filter")).unwrap();
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut r = client.request(method, format!("{admin}{path}"));
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r
+    };
+    let (a, b) = (
+        Some("token-of-tenant-a-0123"),
+        Some("token-of-tenant-b-0123"),
+    );
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // without a token: refused, though on loopback
+    let r = call(reqwest::Method::GET, "/tenants", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 401);
+    // a's token deploys a's plugin, not b's
+    let r = call(reqwest::Method::PUT, "/tenants/a/plugin", a)
+        .body(wasm.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 201);
+    let r = call(reqwest::Method::PUT, "/tenants/b/plugin", a)
+        .body(wasm.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 403);
+    for (m, p) in [
+        (reqwest::Method::POST, "/tenants/b/plugin/rollback"),
+        (reqwest::Method::DELETE, "/tenants/b/plugin"),
+        (reqwest::Method::GET, "/metrics"),
+    ] {
+        let r = call(m, p, a).send().await.unwrap();
+        assert_eq!(status(r), 403, "{p}");
+    }
+    // each sees its own tenant only
+    let text = call(reqwest::Method::GET, "/tenants", b)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["tenant"].as_str())
+        .collect();
+    assert_eq!(names, ["b"]);
+    let r = call(reqwest::Method::DELETE, "/tenants/a/plugin", a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 204);
+}

@@ -145,7 +145,7 @@ async fn attacking_plugins_cost_only_their_own_requests() {
         }
     }
     eprintln!("attackers' outcomes: {reasons:?}");
-    for ((t, reason), _) in &reasons {
+    for (t, reason) in reasons.keys() {
         let expected: &[&str] = match *t {
             "spinner" => &["deadline", "busy"],
             "bomb" => &["invalid-plan"],

@@ -254,6 +254,31 @@ pub enum FailPolicy {
 }
 
 impl Config {
+    /// Each tenant's share of the manifest cache: its bytes, and entries in proportion.
+    pub fn manifest_quotas(&self) -> HashMap<String, crate::manifest_cache::Quota> {
+        let total = self.cache.manifest_memory.as_u64();
+        let explicit = |t: &TenantConfig| t.cache.manifest_memory.map(|b| b.as_u64());
+        let set: u64 = self.tenants.iter().filter_map(explicit).sum();
+        let others = self
+            .tenants
+            .iter()
+            .filter(|t| explicit(t).is_none())
+            .count() as u64;
+        let each = (total.saturating_sub(set) / others.max(1)).max(1 << 20);
+        self.tenants
+            .iter()
+            .map(|t| {
+                let bytes = explicit(t).unwrap_or(each);
+                let share = bytes as f64 / total.max(1) as f64;
+                let entries = ((self.cache.manifest_entries as f64 * share) as u64).max(16);
+                (
+                    t.id.clone(),
+                    crate::manifest_cache::Quota { bytes, entries },
+                )
+            })
+            .collect()
+    }
+
     /// Each tenant's share of the plugin instance pool (see `TenantPluginConfig::max_instances`).
     pub fn plugin_shares(&self) -> HashMap<String, usize> {
         let max = self.plugins.max_instances as usize;
@@ -369,6 +394,10 @@ pub struct CacheConfig {
     /// Manifests kept in the manifest cache (entries, all tenants).
     #[serde(default = "default_manifest_entries")]
     pub manifest_entries: u64,
+    /// Memory for cached manifests (all tenants; each tenant has its share, see
+    /// `[tenants.cache] manifest_memory`), their last good copies kept within the same bound.
+    #[serde(default = "default_manifest_memory")]
+    pub manifest_memory: ByteSize,
 }
 
 impl Default for CacheConfig {
@@ -378,6 +407,7 @@ impl Default for CacheConfig {
             max_object_size: default_max_object(),
             lock_timeout: default_lock_timeout(),
             manifest_entries: default_manifest_entries(),
+            manifest_memory: default_manifest_memory(),
         }
     }
 }
@@ -393,6 +423,9 @@ fn default_lock_timeout() -> Duration {
 }
 fn default_manifest_entries() -> u64 {
     10_000
+}
+fn default_manifest_memory() -> ByteSize {
+    ByteSize::mib(256)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -601,6 +634,10 @@ pub struct TenantCachePolicy {
     /// as the origin sent them, or `auto`: normalize for tenants that stitch ads.
     #[serde(default)]
     pub cmaf_timing: crate::cmaf_timing::CmafTiming,
+    /// This tenant's share of `cache.manifest_memory`; tenants without one split what the
+    /// others leave equally. A tenant's manifests never evict another tenant's.
+    #[serde(default)]
+    pub manifest_memory: Option<ByteSize>,
 }
 
 impl Default for TenantCachePolicy {
@@ -618,6 +655,7 @@ impl Default for TenantCachePolicy {
             stale_live_window: None,
             stale_manifest_targets: None,
             on_outage: OnOutage::Stale,
+            manifest_memory: None,
             cmaf_timing: Default::default(),
         }
     }
@@ -713,6 +751,25 @@ impl Config {
         }
         if c.manifest_entries == 0 {
             return Err(("cache.manifest_entries".into(), "must be positive".into()));
+        }
+        let shares: u64 = self
+            .tenants
+            .iter()
+            .filter_map(|t| t.cache.manifest_memory.map(|b| b.as_u64()))
+            .sum();
+        let others = self
+            .tenants
+            .iter()
+            .filter(|t| t.cache.manifest_memory.is_none())
+            .count() as u64;
+        if shares + (1 << 20) * others > c.manifest_memory.as_u64() {
+            return Err((
+                "cache.manifest_memory".into(),
+                format!(
+                    "{} does not hold the tenants' shares ({shares} bytes set, plus at least 1 MiB for each of the {others} others)",
+                    c.manifest_memory
+                ),
+            ));
         }
         if self.tenants.is_empty() {
             return Err(("tenants".into(), "needs at least one tenant".into()));

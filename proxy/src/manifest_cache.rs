@@ -10,6 +10,7 @@ use crate::parse::{parse, ManifestKind, Parsed};
 use crate::route::Route;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -227,56 +228,136 @@ impl moka::Expiry<Arc<str>, Arc<Manifest>> for PerEntryTtl {
     }
 }
 
-pub struct ManifestCache {
+/// What one tenant's manifests may hold: bytes (weighed, see [`weight`]) and entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+/// One tenant's manifests: its own caches, so no tenant's requests can evict another's.
+struct Shelf {
     entries: moka::future::Cache<Arc<str>, Arc<Manifest>>,
-    origin: OriginClient,
     /// The last 200 answer per key, for stale-if-error.
     last_good: moka::sync::Cache<Arc<str>, Arc<Manifest>>,
     failing: moka::sync::Cache<Arc<str>, Failing>,
-    capacity: u64,
+    quota: Quota,
 }
 
-impl ManifestCache {
-    pub fn new(max_entries: u64, origin: OriginClient) -> Self {
-        let entries = moka::future::Cache::builder()
-            .max_capacity(max_entries)
-            .expire_after(PerEntryTtl)
-            .build();
-        ManifestCache {
-            entries,
-            origin,
+/// What an entry costs: its body, its parsed forms (each segment or variant as m3u8-rs and
+/// the plugin view hold it, their strings about the text again; a DASH object tree is several
+/// times its text) and headers; at least the tenant's bytes per entry, so the entry count
+/// holds too.
+fn weight(m: &Manifest, floor: u64) -> u32 {
+    use std::mem::size_of;
+    let body = m.body.len();
+    let parsed = match &m.parsed {
+        Parsed::HlsMedia { playlist, .. } => {
+            let per = size_of::<m3u8_rs::MediaSegment>()
+                + size_of::<crate::plugin::bindings::Segment>()
+                + size_of::<std::ops::Range<usize>>();
+            body * 2 + playlist.segments.len() * per
+        }
+        Parsed::HlsMaster { playlist, .. } => {
+            let per =
+                size_of::<m3u8_rs::VariantStream>() + size_of::<crate::plugin::bindings::Variant>();
+            body * 2 + (playlist.variants.len() + playlist.alternatives.len()) * per
+        }
+        Parsed::Dash { .. } => body * 8,
+        Parsed::None => 0,
+    };
+    let est = (body + parsed + 2048) as u64;
+    est.max(floor).min(u32::MAX as u64) as u32
+}
+
+impl Shelf {
+    fn new(quota: Quota) -> Shelf {
+        let floor = quota.bytes / quota.entries.max(1);
+        Shelf {
+            entries: moka::future::Cache::builder()
+                .max_capacity(quota.bytes)
+                .weigher(move |_k, m: &Arc<Manifest>| weight(m, floor))
+                .expire_after(PerEntryTtl)
+                .build(),
             last_good: moka::sync::Cache::builder()
-                .max_capacity(max_entries)
+                .max_capacity(quota.bytes)
+                .weigher(move |_k, m: &Arc<Manifest>| weight(m, floor))
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
             failing: moka::sync::Cache::builder()
-                .max_capacity(max_entries)
+                .max_capacity(quota.entries)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
-            capacity: max_entries,
+            quota,
+        }
+    }
+}
+
+pub struct ManifestCache {
+    shelves: HashMap<String, Arc<Shelf>>,
+    /// For a key of no configured tenant (not routed: never used in practice).
+    fallback: Arc<Shelf>,
+    origin: OriginClient,
+}
+
+impl ManifestCache {
+    pub fn new(quotas: &HashMap<String, Quota>, origin: OriginClient) -> Self {
+        ManifestCache {
+            shelves: quotas
+                .iter()
+                .map(|(t, q)| (t.clone(), Arc::new(Shelf::new(*q))))
+                .collect(),
+            fallback: Arc::new(Shelf::new(Quota {
+                bytes: 1 << 20,
+                entries: 16,
+            })),
+            origin,
         }
     }
 
     /// The cache for a reloaded config: what was cached stays, so a reload neither refetches
     /// every manifest nor loses the answers that stand in for a failing origin. Keys carry the
     /// tenant's origin fingerprint (`route::Tenant::manifest_key`), so a tenant whose origin or
-    /// cache settings changed misses, and its old entries age out. A new capacity starts empty.
-    pub fn carry_over(&self, max_entries: u64, origin: OriginClient) -> ManifestCache {
-        if max_entries != self.capacity {
-            return ManifestCache::new(max_entries, origin);
-        }
+    /// cache settings changed misses, and its old entries age out. A tenant whose quota
+    /// changed starts empty.
+    pub fn carry_over(&self, quotas: &HashMap<String, Quota>, origin: OriginClient) -> Self {
+        let shelves = quotas
+            .iter()
+            .map(|(t, q)| {
+                let shelf = match self.shelves.get(t) {
+                    Some(s) if s.quota == *q => s.clone(),
+                    _ => Arc::new(Shelf::new(*q)),
+                };
+                (t.clone(), shelf)
+            })
+            .collect();
         ManifestCache {
-            entries: self.entries.clone(),
+            shelves,
+            fallback: self.fallback.clone(),
             origin,
-            last_good: self.last_good.clone(),
-            failing: self.failing.clone(),
-            capacity: max_entries,
+        }
+    }
+
+    /// The tenant's shelf for a key (`tenant|fingerprint|path`).
+    fn shelf(&self, key: &str) -> &Shelf {
+        let tenant = key.split('|').next().unwrap_or("");
+        self.shelves.get(tenant).unwrap_or(&self.fallback)
+    }
+
+    /// Weighed bytes and entries a tenant's manifests hold now (for tests and metrics).
+    pub async fn usage(&self, tenant: &str) -> (u64, u64) {
+        match self.shelves.get(tenant) {
+            Some(s) => {
+                s.entries.run_pending_tasks().await;
+                (s.entries.weighted_size(), s.entries.entry_count())
+            }
+            None => (0, 0),
         }
     }
 
     /// The last good answer, if it may still stand in for the failing origin.
     fn stale(&self, key: &Arc<str>, route: &Route) -> Option<(Arc<Manifest>, Lookup)> {
-        let m = self.last_good.get(key)?;
+        let m = self.shelf(key).last_good.get(key)?;
         let ok = m.fetched.elapsed() <= m.stale_limit(&route.tenant.cache);
         if ok {
             crate::metrics::METRICS
@@ -294,10 +375,11 @@ impl ManifestCache {
         route: &Route,
         last: Result<Arc<Manifest>, Arc<OriginError>>,
     ) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
-        let attempts = self.failing.get(key).map_or(0, |f| f.attempts) + 1;
+        let shelf = self.shelf(key);
+        let attempts = shelf.failing.get(key).map_or(0, |f| f.attempts) + 1;
         // a live manifest is retried at least once a target duration: when the origin comes
         // back, players get the new segments within one refresh
-        let unit = self
+        let unit = shelf
             .last_good
             .get(key)
             .and_then(|m| m.live_unit())
@@ -310,7 +392,7 @@ impl ManifestCache {
                 "origin failing for this manifest: retrying with backoff"
             );
         }
-        self.failing.insert(
+        shelf.failing.insert(
             key.clone(),
             Failing {
                 retry_at: Instant::now() + wait,
@@ -336,16 +418,17 @@ impl ManifestCache {
 
     /// The last good (200) answer for a key, however old (within the hour it is kept).
     pub fn last_good(&self, key: &Arc<str>) -> Option<Arc<Manifest>> {
-        self.last_good.get(key)
+        self.shelf(key).last_good.get(key)
     }
 
     /// The manifest for a routed request, fetching it if needed (one fetch per key at a time).
     pub async fn get(&self, route: &Route) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
         let key = self.key(route);
-        if let Some(m) = self.entries.get(&key).await {
+        let shelf = self.shelf(&key);
+        if let Some(m) = shelf.entries.get(&key).await {
             return Ok((m, Lookup::Hit));
         }
-        if let Some(f) = self.failing.get(&key) {
+        if let Some(f) = shelf.failing.get(&key) {
             if Instant::now() < f.retry_at {
                 // backing off: no origin fetch
                 return match self.stale(&key, route) {
@@ -354,7 +437,7 @@ impl ManifestCache {
                 };
             }
         }
-        let entry = self
+        let entry = shelf
             .entries
             .entry(key.clone())
             .or_try_insert_with(async {
@@ -379,9 +462,9 @@ impl ManifestCache {
         }
         if fresh {
             if m.status == StatusCode::OK {
-                self.last_good.insert(key.clone(), m.clone());
+                shelf.last_good.insert(key.clone(), m.clone());
             }
-            self.failing.invalidate(&key);
+            shelf.failing.invalidate(&key);
         }
         let lookup = if fresh {
             Lookup::Miss

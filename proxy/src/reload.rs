@@ -151,10 +151,10 @@ pub fn build(
             format!("cannot create origin HTTP client: {e}"),
         )
     })?;
-    let capacity = config.cache.manifest_entries;
+    let quotas = config.manifest_quotas();
     let manifests = Arc::new(match previous {
-        Some(p) => p.manifests.carry_over(capacity, origin),
-        None => ManifestCache::new(capacity, origin),
+        Some(p) => p.manifests.carry_over(&quotas, origin),
+        None => ManifestCache::new(&quotas, origin),
     });
     let (registry, catalogs) = plugin_registry(
         &config,

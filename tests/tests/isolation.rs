@@ -196,3 +196,58 @@ async fn proxies_from_the_environment_are_not_used() {
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("#EXT-X-STREAM-INF"), "{body}");
 }
+
+/// `Cache-Status` of a GET.
+async fn cache_status(url: &str) -> String {
+    let r = reqwest::get(url).await.expect("request");
+    r.headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_manifest_urls_stays_in_its_tenants_share() {
+    let origin = Origin::start(&[]).unwrap();
+    // 32 MiB of manifests: 16 MiB per tenant
+    let mut toml = "[cache]\nmanifest_memory = \"32MiB\"\n\n".to_string();
+    for t in ["flood", "other"] {
+        toml += &format!(
+            "[[tenants]]\nid = \"{t}\"\norigin = \"http://{}\"\n[tenants.cache]\nmaster_ttl = \"10m\"\nignore_origin_cache_control = true\n",
+            origin.addr
+        );
+    }
+    let proxy = Proxy::start(&toml).unwrap();
+    let other = proxy.url("/other/live/hls/master.m3u8");
+    assert!(cache_status(&other).await.contains("fwd=uri-miss"));
+    assert!(cache_status(&other).await.contains("hit"));
+    let baseline = status_kib(proxy.pid(), "VmRSS");
+    // 20k distinct VOD playlists (each cached for its VOD TTL) from 8 clients at once
+    let tasks: Vec<_> = (0..8)
+        .map(|k| {
+            let base = proxy.url("/flood/vod/hls/v2.m3u8");
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for i in 0..2500 {
+                    let r = client
+                        .get(format!("{base}?flood={k}-{i}"))
+                        .send()
+                        .await
+                        .expect("request");
+                    assert_eq!(r.status().as_u16(), 200);
+                    r.bytes().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let grown = status_kib(proxy.pid(), "VmRSS").saturating_sub(baseline) / 1024;
+    eprintln!("resident memory grew {grown} MiB over 20k distinct manifests");
+    assert!(grown < 96, "{grown} MiB for a 16 MiB share");
+    // the other tenant kept its cached master
+    let cs = cache_status(&other).await;
+    assert!(cs.contains("hit"), "{cs}");
+}

@@ -141,6 +141,8 @@ origin = "http://127.0.0.1:$ORIGIN_PORT"
 [[tenants]]
 id = "ssai"
 origin = "http://127.0.0.1:$ORIGIN_PORT"
+# every viewer of the load test comes from 127.0.0.1: no per-address session limit
+sessions = { per_client_per_minute = 0 }
 [tenants.plugin]
 file = "$PLUGIN"
 capabilities = ["ads", "log"]

@@ -103,6 +103,13 @@ pub struct SessionsConfig {
     /// Sessions kept by the memory store.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u64,
+    /// Memory the memory store may use for sessions (each weighed by what it holds).
+    #[serde(default = "default_session_memory")]
+    pub max_memory: ByteSize,
+}
+
+fn default_session_memory() -> ByteSize {
+    ByteSize::mib(256)
 }
 
 impl Default for SessionsConfig {
@@ -112,6 +119,7 @@ impl Default for SessionsConfig {
             store: default_store(),
             ttl: default_session_ttl(),
             max_sessions: default_max_sessions(),
+            max_memory: default_session_memory(),
         }
     }
 }
@@ -477,10 +485,49 @@ pub struct TenantConfig {
     /// What of a viewer's request reaches the origin.
     #[serde(default)]
     pub forward: ForwardConfig,
+    /// How fast viewers may start sessions.
+    #[serde(default)]
+    pub sessions: TenantSessionsConfig,
     /// Admin API token scoped to this tenant: it deploys, rolls back and deactivates this
     /// tenant's plugin and lists this tenant only (`env:NAME` reads it from the environment).
     #[serde(default)]
     pub admin_token: Option<String>,
+}
+
+/// `[tenants.sessions]`: session starts per client address and for the whole tenant, per
+/// minute, with a burst above that (`0` per minute: unlimited). A refused start gets 429.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSessionsConfig {
+    #[serde(default = "default_client_sessions")]
+    pub per_client_per_minute: u32,
+    #[serde(default = "default_client_burst")]
+    pub client_burst: u32,
+    #[serde(default)]
+    pub per_tenant_per_minute: u32,
+    #[serde(default = "default_tenant_burst")]
+    pub tenant_burst: u32,
+}
+
+impl Default for TenantSessionsConfig {
+    fn default() -> Self {
+        TenantSessionsConfig {
+            per_client_per_minute: default_client_sessions(),
+            client_burst: default_client_burst(),
+            per_tenant_per_minute: 0,
+            tenant_burst: default_tenant_burst(),
+        }
+    }
+}
+
+fn default_client_sessions() -> u32 {
+    300
+}
+fn default_client_burst() -> u32 {
+    600
+}
+fn default_tenant_burst() -> u32 {
+    10_000
 }
 
 impl TenantConfig {

@@ -33,6 +33,7 @@ pub mod route;
 pub mod scte35;
 pub mod server;
 pub mod session;
+pub mod session_limit;
 pub mod ssai;
 pub mod ssai_dash;
 pub mod state_dir;

@@ -49,6 +49,9 @@ pub struct Metrics {
     /// `manifold_beacons_dropped_total{tenant}`: ad segments whose beacons were not fired
     /// because too many beacon tasks were running.
     pub beacons_dropped: IntCounterVec,
+    /// `manifold_sessions_refused_total{tenant,reason}`: session starts refused (429) because
+    /// the `client` address or the whole `tenant` started too many lately.
+    pub sessions_refused: IntCounterVec,
 }
 
 /// Latency buckets from 100 µs to 10 s.
@@ -158,6 +161,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "manifold_outage_manifests_total",
             "Manifests answered while the origin fails: stale (last good copy) or slate",
             &["tenant", "mode"],
+        ),
+        sessions_refused: counter(
+            &r,
+            "manifold_sessions_refused_total",
+            "Session starts refused: the client address or the tenant started too many",
+            &["tenant", "reason"],
         ),
         beacons_dropped: counter(
             &r,

@@ -41,6 +41,8 @@ pub enum Outcome {
     Redirect(String),
     /// A session token this proxy did not sign.
     Forbidden,
+    /// No new session now: this client (or the tenant) started too many lately.
+    TooManySessions(crate::session_limit::Refused),
     /// The plugin failed and the tenant fails open: the origin manifest, with the reason.
     FailedOpen(PluginFailure),
     /// The plugin failed on a media playlist or MPD and the tenant fails open: the session's
@@ -59,6 +61,8 @@ pub struct Personalizer {
     pub store: Arc<dyn SessionStore>,
     pub policies: HashMap<String, Policies>,
     pub prefetcher: Arc<Prefetcher>,
+    /// How fast each tenant's viewers may start sessions.
+    pub session_limits: HashMap<String, Arc<crate::session_limit::SessionLimits>>,
 }
 
 /// Limits on what the viewer context carries from the request.
@@ -262,6 +266,15 @@ impl Personalizer {
                 None => return Outcome::Forbidden,
             },
             None => {
+                if let Some(limits) = self.session_limits.get(tenant) {
+                    if let Err(r) = limits.admit(client_ip) {
+                        crate::metrics::METRICS
+                            .sessions_refused
+                            .with_label_values(&[tenant.as_str(), r.as_str()])
+                            .inc();
+                        return Outcome::TooManySessions(r);
+                    }
+                }
                 // edge auth: a session a viewer token starts ends when the token does
                 let (id, t) = match grant {
                     Some(g) => self.keys.create_until(tenant, g.expires),

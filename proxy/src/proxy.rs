@@ -61,6 +61,8 @@ pub struct RequestCtx {
     upstream_recorded: bool,
     /// The CORS policy answering this request: the tenant's once routed, else the default.
     cors: Option<Arc<CorsPolicy>>,
+    /// `Retry-After` seconds for an answer the proxy makes (a refused session start).
+    retry_after: Option<u64>,
     /// The request's `Origin` (a page's, for CORS).
     origin: Option<http::HeaderValue>,
     /// Rewrites a CMAF fragment's timing on its way into the cache (tenants that normalize).
@@ -167,6 +169,10 @@ async fn respond_text(
             p.clone(),
         ));
     }
+    if let Some(secs) = ctx.retry_after {
+        headers.push((header::RETRY_AFTER, secs.to_string()));
+        headers.push((header::CACHE_CONTROL, "no-store".into()));
+    }
     if matches!(detail, "origin-error" | "origin-timeout") {
         // the origin is failing: players and CDNs that honour it come back shortly (the
         // manifest cache retries the origin at least once a target duration meanwhile)
@@ -229,6 +235,19 @@ impl EdgeProxy {
                             Bytes::new(),
                         )
                         .await;
+                    }
+                    Outcome::TooManySessions(r) => {
+                        ctx.retry_after = Some(r.retry_after().as_secs().max(1));
+                        let text = match r {
+                            crate::session_limit::Refused::Client(_) => {
+                                "too many new sessions from this address: retry later"
+                            }
+                            crate::session_limit::Refused::Tenant(_) => {
+                                "too many new sessions for this service: retry later"
+                            }
+                        };
+                        tracing::debug!(tenant = %route.tenant.id, client = ?session.client_addr(), why = r.as_str(), "session start refused");
+                        return respond_text(session, ctx, 429, "session-rate", text.into()).await;
                     }
                     Outcome::Forbidden => {
                         let text =
@@ -530,6 +549,7 @@ impl ProxyHttp for EdgeProxy {
             upstream_recorded: false,
             cors: None,
             origin: None,
+            retry_after: None,
             normalizer: None,
             leader: None,
             credentialed: false,

@@ -185,6 +185,24 @@ pub fn build(
         store: lasting.store.clone(),
         policies,
         prefetcher: lasting.prefetcher.clone(),
+        session_limits: config
+            .tenants
+            .iter()
+            .map(|t| {
+                let s = t.sessions;
+                let limits = crate::session_limit::SessionLimits::new(
+                    crate::session_limit::Rate {
+                        per_minute: s.per_client_per_minute,
+                        burst: s.client_burst,
+                    },
+                    crate::session_limit::Rate {
+                        per_minute: s.per_tenant_per_minute,
+                        burst: s.tenant_burst,
+                    },
+                );
+                (t.id.clone(), Arc::new(limits))
+            })
+            .collect(),
     });
     let readiness = Arc::new(Readiness::new(
         routes

@@ -23,7 +23,11 @@ use std::sync::Arc;
 /// other tenants meanwhile and plugin tenants get their fail policy until Redis answers.
 fn session_store(c: &SessionsConfig) -> Result<Arc<dyn SessionStore>, String> {
     if c.store == "memory" {
-        return Ok(Arc::new(MemoryStore::new(c.ttl, c.max_sessions)));
+        return Ok(Arc::new(MemoryStore::new(
+            c.ttl,
+            c.max_sessions,
+            c.max_memory.as_u64(),
+        )));
     }
     let store = RedisStore::new(&c.store, c.ttl).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -251,18 +251,103 @@ struct MemSession {
     decisions: BTreeMap<String, Vec<DecidedAd>>,
     beacons: BTreeSet<String>,
     claims: Vec<(String, String)>,
+    /// What it holds, about (what the store weighs it by).
+    bytes: usize,
 }
 
-/// The embedded store: sessions expire `ttl` after their last use.
+/// What one session may hold: past these the oldest breaks (and their facts and decisions)
+/// are dropped, and further beacons are not recorded (nor fired twice: they are not fired).
+pub const MAX_SESSION_BREAKS: usize = 256;
+pub const MAX_SESSION_DECISIONS: usize = 256;
+pub const MAX_SESSION_BEACONS: usize = 4096;
+
+impl MemSession {
+    /// Keeps the newest breaks (by first segment) within [`MAX_SESSION_BREAKS`].
+    fn prune(&mut self) {
+        while self.breaks.len() > MAX_SESSION_BREAKS {
+            let oldest = self
+                .breaks
+                .iter()
+                .min_by_key(|(_, r)| r.start_seq)
+                .map(|(id, _)| id.clone());
+            let Some(id) = oldest else { break };
+            self.breaks.remove(&id);
+            self.facts.remove(&id);
+            self.decisions.remove(&id);
+        }
+        while self.decisions.len() > MAX_SESSION_DECISIONS {
+            let Some(id) = self
+                .decisions
+                .keys()
+                .find(|k| !self.breaks.contains_key(*k))
+                .cloned()
+            else {
+                break;
+            };
+            self.decisions.remove(&id);
+        }
+    }
+
+    fn measure(&mut self) {
+        let breaks: usize = self
+            .breaks
+            .iter()
+            .map(|(id, r)| id.len() + 96 + r.slots.len() * 160 + r.ads.len() * 256)
+            .sum();
+        let decisions: usize = self
+            .decisions
+            .iter()
+            .map(|(id, ads)| {
+                id.len()
+                    + 64
+                    + ads
+                        .iter()
+                        .map(|a| {
+                            a.id.len()
+                                + a.creative.len()
+                                + 64
+                                + a.tracking
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        k.len() + v.iter().map(|u| u.len() + 24).sum::<usize>()
+                                    })
+                                    .sum::<usize>()
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        let facts = self.facts.len() * 96
+            + self
+                .facts
+                .values()
+                .map(|f| f.content_discs.len() * 16)
+                .sum::<usize>();
+        let beacons: usize = self.beacons.iter().map(|b| b.len() + 48).sum();
+        let claims: usize = self
+            .claims
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum();
+        self.bytes = 512 + breaks + decisions + facts + beacons + claims;
+    }
+}
+
+/// The embedded store: sessions expire `ttl` after their last use, and are weighed by what
+/// they hold within `max_memory` (at least `max_memory / max_sessions` each, so the count
+/// bound holds too).
 pub struct MemoryStore {
     sessions: moka::sync::Cache<String, Arc<Mutex<MemSession>>>,
 }
 
 impl MemoryStore {
-    pub fn new(ttl: Duration, max_sessions: u64) -> Self {
+    pub fn new(ttl: Duration, max_sessions: u64, max_memory: u64) -> Self {
+        let floor = (max_memory / max_sessions.max(1)).max(1);
         MemoryStore {
             sessions: moka::sync::Cache::builder()
-                .max_capacity(max_sessions)
+                .max_capacity(max_memory)
+                .weigher(move |_k, s: &Arc<Mutex<MemSession>>| {
+                    (s.lock().bytes as u64).max(floor).min(u32::MAX as u64) as u32
+                })
                 .time_to_idle(ttl)
                 .build(),
         }
@@ -270,21 +355,45 @@ impl MemoryStore {
 
     fn session(&self, sid: &str) -> Arc<Mutex<MemSession>> {
         self.sessions.get_with(sid.to_string(), || {
-            Arc::new(Mutex::new(MemSession::default()))
+            let mut s = MemSession::default();
+            s.measure();
+            Arc::new(Mutex::new(s))
         })
+    }
+
+    /// Changes a session, then weighs it again (moka weighs on insert).
+    fn update<R>(&self, sid: &str, f: impl FnOnce(&mut MemSession) -> R) -> R {
+        let s = self.session(sid);
+        let r = {
+            let mut g = s.lock();
+            let r = f(&mut g);
+            g.prune();
+            g.measure();
+            r
+        };
+        self.sessions.insert(sid.to_string(), s);
+        r
+    }
+
+    /// Sessions held and their weighed bytes (for tests and metrics).
+    pub fn usage(&self) -> (u64, u64) {
+        self.sessions.run_pending_tasks();
+        (self.sessions.entry_count(), self.sessions.weighted_size())
     }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError> {
-        let s = self.session(sid);
-        if !claims.is_empty() {
-            let mut s = s.lock();
+        if claims.is_empty() {
+            self.session(sid);
+            return Ok(());
+        }
+        self.update(sid, |s| {
             if s.claims.is_empty() {
                 s.claims = claims.to_vec();
             }
-        }
+        });
         Ok(())
     }
 
@@ -323,18 +432,19 @@ impl SessionStore for MemoryStore {
         id: &str,
         rec: &BreakRecord,
     ) -> Result<BreakRecord, StoreError> {
-        let s = self.session(sid);
-        let mut s = s.lock();
-        let stands = s
-            .breaks
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(rec.clone()));
-        Ok(BreakRecord::clone(stands))
+        Ok(self.update(sid, |s| {
+            let stands = s
+                .breaks
+                .entry(id.to_string())
+                .or_insert_with(|| Arc::new(rec.clone()));
+            BreakRecord::clone(stands)
+        }))
     }
 
     async fn add_facts(&self, sid: &str, id: &str, facts: &BreakFacts) -> Result<(), StoreError> {
-        let s = self.session(sid);
-        merge(s.lock().facts.entry(id.to_string()).or_default(), facts);
+        self.update(sid, |s| {
+            merge(s.facts.entry(id.to_string()).or_default(), facts)
+        });
         Ok(())
     }
 
@@ -344,18 +454,18 @@ impl SessionStore for MemoryStore {
         id: &str,
         ads: &[DecidedAd],
     ) -> Result<Vec<DecidedAd>, StoreError> {
-        let s = self.session(sid);
-        let mut s = s.lock();
-        Ok(s.decisions
-            .entry(id.to_string())
-            .or_insert_with(|| ads.to_vec())
-            .clone())
+        Ok(self.update(sid, |s| {
+            s.decisions
+                .entry(id.to_string())
+                .or_insert_with(|| ads.to_vec())
+                .clone()
+        }))
     }
 
     async fn mark_beacon(&self, sid: &str, key: &str) -> Result<bool, StoreError> {
-        let s = self.session(sid);
-        let inserted = s.lock().beacons.insert(key.to_string());
-        Ok(inserted)
+        Ok(self.update(sid, |s| {
+            s.beacons.len() < MAX_SESSION_BEACONS && s.beacons.insert(key.to_string())
+        }))
     }
 }
 
@@ -615,8 +725,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn memory_store_bounds_each_session_and_weighs_what_it_holds() {
+        // 1 MiB for at most 1000 sessions: each weighs at least 1 KiB
+        let s = MemoryStore::new(Duration::from_secs(60), 1000, 1 << 20);
+        for i in 0..(MAX_SESSION_BREAKS as u64 + 44) {
+            s.record_break("long", &format!("b{i}"), &rec(i))
+                .await
+                .unwrap();
+        }
+        let st = s.get("long").await.unwrap();
+        assert_eq!(st.breaks.len(), MAX_SESSION_BREAKS);
+        assert!(st.breaks.contains_key("b299") && !st.breaks.contains_key("b0"));
+        let (_, heavy) = s.usage();
+        assert!(heavy > 2 << 10, "{heavy}");
+        // a flood of new sessions: the store stays within its memory, evicting
+        for i in 0..5000 {
+            s.create(&format!("bot{i}"), &[]).await.unwrap();
+        }
+        let (n, bytes) = s.usage();
+        assert!(bytes <= 1 << 20, "{bytes}");
+        assert!(n <= 1024, "{n}");
+    }
+
+    #[tokio::test]
     async fn memory_store_first_writer_wins_and_facts_merge() {
-        let s = MemoryStore::new(Duration::from_secs(60), 100);
+        let s = MemoryStore::new(Duration::from_secs(60), 100, 64 << 20);
         assert!(!s.get("x").await.unwrap().exists);
         s.create("x", &[]).await.unwrap();
         assert_eq!(

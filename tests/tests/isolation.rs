@@ -251,3 +251,76 @@ async fn a_flood_of_distinct_manifest_urls_stays_in_its_tenants_share() {
     let cs = cache_status(&other).await;
     assert!(cs.contains("hit"), "{cs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_minting_sessions_is_held_to_its_rate() {
+    let origin = Origin::start(&[]).unwrap();
+    let toml = tenant(
+        "t",
+        &origin,
+        "variant_filter",
+        "config = \"unknown=180\"\ndeadline = \"2s\"\n\
+         [tenants.sessions]\nper_client_per_minute = 60\nclient_burst = 100",
+    );
+    let proxy = Proxy::start(&toml).unwrap();
+    let master = proxy.url("/t/live/hls/master.m3u8");
+    let baseline = status_kib(proxy.pid(), "VmRSS");
+    let started = std::time::Instant::now();
+    // 20k session starts from one address, 8 at a time
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = master.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let (mut ok, mut refused) = (0u32, 0u32);
+                for _ in 0..2500 {
+                    let r = client.get(&url).send().await.expect("request");
+                    match r.status().as_u16() {
+                        200 => ok += 1,
+                        429 => {
+                            assert!(r.headers().contains_key("retry-after"));
+                            refused += 1
+                        }
+                        s => panic!("status {s}"),
+                    }
+                    r.bytes().await.unwrap();
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let (o, r) = t.await.unwrap();
+        ok += o;
+        refused += r;
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let allowed = 100.0 + 60.0 * minutes + 2.0;
+    eprintln!(
+        "{ok} sessions started, {refused} refused in {:.0} s",
+        minutes * 60.0
+    );
+    assert!(
+        f64::from(ok) <= allowed,
+        "{ok} started, at most {allowed:.0}"
+    );
+    assert_eq!(ok + refused, 20_000);
+    let grown = status_kib(proxy.pid(), "VmRSS").saturating_sub(baseline) / 1024;
+    eprintln!("resident memory grew {grown} MiB");
+    assert!(grown < 64, "{grown} MiB");
+    // a viewer on another address starts a session as usual
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let r = other.get(&master).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let p = r
+        .headers()
+        .get("manifold-plugin")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(p.starts_with("ok"), "{p}");
+}

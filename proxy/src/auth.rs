@@ -266,16 +266,25 @@ impl TenantAuth {
     /// The viewer token of a request: the header (`Bearer ` stripped) first, else the query
     /// parameter (percent-decoded).
     pub fn token_of<'a>(&self, req: &'a RequestHeader) -> Option<Cow<'a, str>> {
-        if let Some(v) = req.headers.get(&self.header) {
-            let v = v.to_str().unwrap_or("").trim();
+        let header = req.headers.get(&self.header).map(|v| v.as_bytes());
+        self.token_in(header, req.uri.query())
+    }
+
+    /// [`token_of`](Self::token_of) on a header value's bytes and a query string.
+    pub fn token_in<'a>(
+        &self,
+        header: Option<&'a [u8]>,
+        query: Option<&'a str>,
+    ) -> Option<Cow<'a, str>> {
+        if let Some(v) = header {
+            let v = std::str::from_utf8(v).unwrap_or("").trim();
             let v = match v.split_once(' ') {
                 Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
                 _ => v,
             };
             return Some(Cow::Borrowed(v));
         }
-        let q = req.uri.query()?;
-        url::form_urlencoded::parse(q.as_bytes())
+        url::form_urlencoded::parse(query?.as_bytes())
             .find(|(k, _)| k == self.query_param.as_str())
             .map(|(_, v)| v)
     }

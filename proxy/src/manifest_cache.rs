@@ -124,7 +124,7 @@ impl Manifest {
 }
 
 /// How long a manifest answer stays cached (zero: coalesced while in flight, never stored).
-fn ttl_for(
+pub fn ttl_for(
     status: StatusCode,
     kind: &ManifestKind,
     headers: &HeaderMap,
@@ -196,7 +196,7 @@ impl Manifest {
     /// How long past its fetch this answer may stand in for a failing origin: live manifests
     /// for the tenant's stale window (by default their own live window: a player that
     /// buffered all of it has nothing left to play), masters and VOD for `stale_if_error`.
-    fn stale_limit(&self, policy: &TenantCachePolicy) -> Duration {
+    pub fn stale_limit(&self, policy: &TenantCachePolicy) -> Duration {
         match self.live_unit() {
             Some(unit) => {
                 let window = policy

@@ -381,16 +381,17 @@ fn ads(media: &str) -> (Vec<String>, Vec<String>) {
 /// rendition v1 and B rendition v0, then the viewer fetches every ad segment through both
 /// nodes at once. Returns the ad server requests and the beacon hits once they settle.
 async fn one_viewer_two_nodes(store: Option<&Redis>) -> (u64, BTreeMap<String, u64>) {
-    // a 40 s window over segments 10..30; a 26 s break at segment 13 (26 s) is all in it
+    // an 80 s window over segments 0..30 (slack for a slow start); a 26 s break at segment 13
+    // (26 s) is all in it
     let origin = Origin::start(&[
         "--elapsed",
         "60",
         "--window",
-        "20",
+        "40",
         "--ad-first",
         "26",
         "--ad-every",
-        "120",
+        "600",
         "--ad-duration",
         "26",
     ])

@@ -113,13 +113,14 @@ async fn beacons(origin: &Origin) -> BTreeMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
-    // a 40 s window over segments 10..30; a 26 s break at segment 13 (26 s) is all in it, and
+    // an 80 s window over segments 0..30 (slack for a slow start); a 26 s break at segment 13
+    // (26 s) is all in it, and
     // the next one too far off to be announced (and prefetched) while the test runs
     let origin = Origin::start(&[
         "--elapsed",
         "60",
         "--window",
-        "20",
+        "40",
         "--ad-first",
         "26",
         "--ad-every",

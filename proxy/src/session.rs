@@ -478,7 +478,14 @@ pub struct RedisStore {
     /// Made on first use, on the runtime serving requests (its driver task lives there).
     manager: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
     ttl_secs: i64,
+    /// Circuit breaker: after Redis failed, requests fail at once (their fail policy) until
+    /// this instant, then one tries again. Without it, requests queued on a connection
+    /// attempt each waited out their own timeout in turn (N requests, N × 0.5 s).
+    open_until: parking_lot::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long the breaker stays open after a Redis failure.
+const BREAKER_OPEN: Duration = Duration::from_secs(2);
 
 impl RedisStore {
     /// A store for `url`, checked but not connected: the connection is made on first use
@@ -490,6 +497,7 @@ impl RedisStore {
             client,
             manager: tokio::sync::OnceCell::new(),
             ttl_secs: ttl.as_secs().max(1) as i64,
+            open_until: parking_lot::Mutex::new(None),
         })
     }
 
@@ -507,7 +515,39 @@ impl RedisStore {
         Ok(())
     }
 
+    /// A Redis error: opens the breaker.
+    fn trip(&self, e: redis::RedisError) -> StoreError {
+        *self.open_until.lock() = Some(std::time::Instant::now() + BREAKER_OPEN);
+        redis_err(e)
+    }
+
+    fn check_breaker(&self) -> Result<(), StoreError> {
+        let mut open = self.open_until.lock();
+        match *open {
+            Some(t) if std::time::Instant::now() < t => Err(StoreError(
+                "redis failed moments ago: not retried yet (circuit open)".into(),
+            )),
+            Some(_) => {
+                // half open: this request tries; the others keep failing fast until it is done
+                *open = Some(std::time::Instant::now() + BREAKER_OPEN);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn close_breaker(&self) {
+        let mut open = self.open_until.lock();
+        if open.is_some() {
+            *open = None;
+        }
+    }
+
     async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
+        if self.manager.initialized() {
+            // connected once: its commands fail fast while the breaker is open
+            self.check_breaker()?;
+        }
         // a viewer's request waits on this: one quick retry, not the default six with
         // backoff (seconds per request while Redis is down); reconnects do the same
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -515,12 +555,15 @@ impl RedisStore {
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(500)));
         self.manager
-            .get_or_try_init(|| {
+            .get_or_try_init(|| async {
+                // requests queued behind a failed attempt find the breaker open here
+                self.check_breaker()?;
                 redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+                    .await
+                    .map_err(|e| self.trip(e))
             })
             .await
             .cloned()
-            .map_err(redis_err)
     }
 
     fn key(sid: &str) -> String {
@@ -549,7 +592,8 @@ impl SessionStore for RedisStore {
         pipe.expire(&key, self.ttl_secs)
             .query_async::<()>(&mut c)
             .await
-            .map_err(redis_err)
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())
     }
 
     async fn get_break(
@@ -564,7 +608,8 @@ impl SessionStore for RedisStore {
             .arg(format!("b:{break_id}"))
             .query_async(&mut c)
             .await
-            .map_err(redis_err)?;
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())?;
         Ok(v.and_then(|v| serde_json::from_str(&v).ok()).map(Arc::new))
     }
 
@@ -576,7 +621,8 @@ impl SessionStore for RedisStore {
             .expire(&key, self.ttl_secs)
             .query_async(&mut c)
             .await
-            .map_err(redis_err)?;
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())?;
         let mut st = SessionState {
             exists: !fields.is_empty(),
             ..Default::default()
@@ -605,7 +651,8 @@ impl SessionStore for RedisStore {
                 .arg(format!("{key}:disc:{id}"))
                 .query_async(&mut c)
                 .await
-                .map_err(redis_err)?;
+                .map_err(|e| self.trip(e))
+                .inspect(|_| self.close_breaker())?;
             if !discs.is_empty() {
                 st.facts.entry(id).or_default().content_discs = discs;
             }
@@ -628,7 +675,8 @@ impl SessionStore for RedisStore {
             .expire(&key, self.ttl_secs)
             .query_async(&mut c)
             .await
-            .map_err(redis_err)?;
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())?;
         Ok(stored
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_else(|| rec.clone()))
@@ -649,7 +697,10 @@ impl SessionStore for RedisStore {
             )
             .expire(&set, self.ttl_secs);
         }
-        pipe.query_async::<()>(&mut c).await.map_err(redis_err)
+        pipe.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())
     }
 
     async fn record_decision(
@@ -667,7 +718,8 @@ impl SessionStore for RedisStore {
             .expire(&key, self.ttl_secs)
             .query_async(&mut c)
             .await
-            .map_err(redis_err)?;
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())?;
         Ok(stored
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_else(|| ads.to_vec()))
@@ -681,7 +733,8 @@ impl SessionStore for RedisStore {
             .expire(&set, self.ttl_secs)
             .query_async(&mut c)
             .await
-            .map_err(redis_err)?;
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())?;
         Ok(added == 1)
     }
 }
@@ -722,6 +775,40 @@ mod tests {
             slots: vec![],
             ads: vec![],
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blackholed_redis_fails_requests_promptly_not_one_after_another() {
+        // accepts connections and never answers
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for c in listener.incoming().take(64) {
+                conns.push(c);
+            }
+        });
+        let store =
+            Arc::new(RedisStore::new(&format!("redis://{addr}"), Duration::from_secs(60)).unwrap());
+        let started = std::time::Instant::now();
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { s.get(&format!("s{i}")).await.is_err() })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.unwrap(), "a blackholed store answers with an error");
+        }
+        let took = started.elapsed();
+        // one attempt's timeouts (a connection try and its retry), not eight in turn
+        assert!(took < Duration::from_millis(2500), "{took:?}");
+        // and while the breaker is open, at once
+        let started = std::time::Instant::now();
+        let e = store.get("again").await.unwrap_err();
+        assert!(e.0.contains("circuit open"), "{}", e.0);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        drop(held);
     }
 
     #[tokio::test]

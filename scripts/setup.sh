@@ -32,3 +32,9 @@ if ! cmp -s "$browser/package-lock.json" "$stamp" 2>/dev/null; then
   (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   cp "$browser/package-lock.json" "$stamp"
 fi
+
+# cargo-deny (licences, bans and sources of the dependency tree), from crates.io
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "setup: cargo install cargo-deny" >&2
+  cargo install cargo-deny --locked --quiet
+fi

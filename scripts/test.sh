@@ -12,6 +12,9 @@ scripts/build-plugins.sh
 cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check && cargo clippy --release --locked -- -D warnings)
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# licences, bans and sources (offline: advisories need GitHub's RustSec database, see
+# docs/security.md)
+cargo deny --offline check licenses bans sources
 # the end-to-end tests run the built binaries
 cargo build --workspace --locked
 cargo test --workspace --locked

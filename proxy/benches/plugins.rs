@@ -64,6 +64,7 @@ fn env() -> CallEnv {
         deadline: Duration::from_millis(100),
         memory: 16 << 20,
         share: std::sync::Arc::new(tokio::sync::Semaphore::new(8)),
+        cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(8)),
     }
 }
 

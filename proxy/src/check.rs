@@ -210,6 +210,7 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
         deadline: opts.deadline,
         memory: 16 << 20,
         share: Arc::new(tokio::sync::Semaphore::new(4)),
+        cpu: Arc::new(tokio::sync::Semaphore::new(4)),
     };
     let viewer = Viewer {
         tenant: "check".into(),

@@ -654,13 +654,14 @@ impl Personalizer {
         mut records: BTreeMap<String, BreakRecord>,
         proposals: Vec<(String, BreakRecord)>,
     ) -> Result<BTreeMap<String, BreakRecord>, PluginFailure> {
-        for (id, rec) in proposals {
-            let standing = self
-                .store
-                .record_break(sid, &id, &rec)
-                .await
-                .map_err(store_failure)?;
-            records.insert(id, standing);
+        // one round trip for all of them (a viewer joining sees several breaks at once)
+        let standing = self
+            .store
+            .record_breaks(sid, &proposals)
+            .await
+            .map_err(store_failure)?;
+        for ((id, _), rec) in proposals.into_iter().zip(standing) {
+            records.insert(id, rec);
         }
         Ok(records)
     }

@@ -81,6 +81,10 @@ fn plugin_registry(
         .map_err(|e| err("plugins.dir".into(), e.to_string()))?;
     let mut catalogs = HashMap::new();
     let shares = config.plugin_shares();
+    // each tenant's share of the cores, in proportion to its share of the instances
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = config.plugins.max_instances.max(1) as usize;
+    let cpu_of = |share: usize| (cores * share).div_ceil(pool).clamp(1, cores);
     for (i, t) in config.tenants.iter().enumerate() {
         let tenant = routes
             .tenant(&t.id)
@@ -105,8 +109,14 @@ fn plugin_registry(
             }
             (None, c) => c.map(|c| c as Arc<dyn AdDecider>),
         };
-        let mut settings = PluginSettings::new(&t.id, t.plugin.as_ref(), decider, shares[&t.id])
-            .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
+        let mut settings = PluginSettings::new(
+            &t.id,
+            t.plugin.as_ref(),
+            decider,
+            shares[&t.id],
+            cpu_of(shares[&t.id]),
+        )
+        .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
         settings.prefetch = t
             .ad_server
             .as_ref()

@@ -218,6 +218,19 @@ pub trait SessionStore: Send + Sync {
         rec: &BreakRecord,
     ) -> Result<BreakRecord, StoreError>;
     /// Merges newly seen facts about a break.
+    /// [`record_break`](Self::record_break) for several breaks (Redis: one round trip).
+    async fn record_breaks(
+        &self,
+        sid: &str,
+        recs: &[(String, BreakRecord)],
+    ) -> Result<Vec<BreakRecord>, StoreError> {
+        let mut out = Vec::with_capacity(recs.len());
+        for (id, rec) in recs {
+            out.push(self.record_break(sid, id, rec).await?);
+        }
+        Ok(out)
+    }
+
     async fn add_facts(
         &self,
         sid: &str,
@@ -680,6 +693,39 @@ impl SessionStore for RedisStore {
         Ok(stored
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_else(|| rec.clone()))
+    }
+
+    async fn record_breaks(
+        &self,
+        sid: &str,
+        recs: &[(String, BreakRecord)],
+    ) -> Result<Vec<BreakRecord>, StoreError> {
+        if recs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn().await?;
+        let key = Self::key(sid);
+        let mut pipe = redis::pipe();
+        for (id, rec) in recs {
+            pipe.hset_nx(&key, format!("b:{id}"), json(rec)).ignore();
+        }
+        for (id, _) in recs {
+            pipe.hget(&key, format!("b:{id}"));
+        }
+        pipe.expire(&key, self.ttl_secs).ignore();
+        let stored: Vec<Option<String>> = pipe
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())?;
+        Ok(recs
+            .iter()
+            .zip(stored.into_iter().chain(std::iter::repeat(None)))
+            .map(|((_, rec), s)| {
+                s.and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_else(|| rec.clone())
+            })
+            .collect())
     }
 
     async fn add_facts(&self, sid: &str, id: &str, facts: &BreakFacts) -> Result<(), StoreError> {

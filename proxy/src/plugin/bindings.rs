@@ -154,6 +154,8 @@ pub struct HostState {
     pub breaks: Vec<AdBreak>,
     /// New ad decisions made during the call (at most [`MAX_DECISIONS`]).
     pub decisions: usize,
+    /// The tenant's core share this call holds (see `CallEnv::cpu`).
+    pub cpu: Option<CpuSlot>,
     /// Log lines the plugin emitted (bounded), for `manifold plugin check`.
     pub log_lines: usize,
     /// Time spent in host calls that wait on the network (not counted against the deadline).
@@ -172,6 +174,40 @@ pub const PREROLL_BREAK: &str = "preroll";
 /// Longest pre-roll a plugin may have decided.
 pub const MAX_PREROLL_SECS: f64 = 120.0;
 const MAX_LOG_LINE: usize = 2048;
+
+/// A call's slot of its tenant's core share: one permit of `pool` while `held`.
+pub struct CpuSlot {
+    pool: Arc<tokio::sync::Semaphore>,
+    held: bool,
+}
+
+impl CpuSlot {
+    /// A slot whose permit the caller took (and forgot) already.
+    pub fn held(pool: Arc<tokio::sync::Semaphore>) -> CpuSlot {
+        CpuSlot { pool, held: true }
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.pool.add_permits(1);
+        }
+    }
+
+    async fn reacquire(&mut self) {
+        if !self.held {
+            if let Ok(p) = self.pool.acquire().await {
+                p.forget();
+                self.held = true;
+            }
+        }
+    }
+}
+
+impl Drop for CpuSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
 
 impl HostState {
     /// The break to decide: the input's own copy (a plugin cannot stretch a break to get more
@@ -254,7 +290,13 @@ impl self::manifold::plugin::host::Host for HostState {
             };
             self.count_decision()?;
             let started = std::time::Instant::now();
+            if let Some(c) = self.cpu.as_mut() {
+                c.release();
+            }
             let decided = ads.decide(&self.tenant, None, &brk, &anon).await;
+            if let Some(c) = self.cpu.as_mut() {
+                c.reacquire().await;
+            }
             self.host_wait += started.elapsed();
             return Ok(to_wit(&decided));
         };
@@ -263,6 +305,10 @@ impl self::manifold::plugin::host::Host for HostState {
         }
         self.count_decision()?;
         let started = std::time::Instant::now();
+        // the network wait holds no core: other calls of the tenant run meanwhile
+        if let Some(c) = self.cpu.as_mut() {
+            c.release();
+        }
         let decided = ads.decide(&self.tenant, Some(&s.id), &brk, &s.viewer).await;
         // first writer wins: a concurrent request (another rendition, another node) may have
         // decided this break already, and then everyone plays that decision
@@ -274,6 +320,9 @@ impl self::manifold::plugin::host::Host for HostState {
             }
         };
         s.cached.lock().insert(brk.id.clone(), standing.clone());
+        if let Some(c) = self.cpu.as_mut() {
+            c.reacquire().await;
+        }
         self.host_wait += started.elapsed();
         Ok(to_wit(&standing))
     }

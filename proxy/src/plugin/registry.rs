@@ -32,6 +32,7 @@ impl PluginSettings {
         cfg: Option<&TenantPluginConfig>,
         ads: Option<Arc<dyn AdDecider>>,
         share: usize,
+        cpu: usize,
     ) -> Result<PluginSettings, String> {
         let default_cfg;
         let cfg = match cfg {
@@ -65,6 +66,7 @@ impl PluginSettings {
                 deadline: cfg.deadline,
                 memory: cfg.memory.as_u64() as usize,
                 share: Arc::new(tokio::sync::Semaphore::new(share.max(1))),
+                cpu: Arc::new(tokio::sync::Semaphore::new(cpu.max(1))),
             },
             fail: cfg.fail,
             pass_headers: cfg
@@ -379,7 +381,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(engine(&dir.path().join("artifacts")));
         let mut reg = Registry::new(engine, &dir.path().join("plugins")).unwrap();
-        reg.add_tenant("t", PluginSettings::new("t", None, None, 4).unwrap());
+        reg.add_tenant("t", PluginSettings::new("t", None, None, 4, 2).unwrap());
         assert!(reg.slot("t").unwrap().active().is_none());
         let v1 = reg
             .deploy("t", &plugin_wasm("variant_filter"), "test")
@@ -422,14 +424,14 @@ mod tests {
         let engine = Arc::new(engine(&dir.path().join("artifacts")));
         let plugins = dir.path().join("plugins");
         let mut old = Registry::new(engine.clone(), &plugins).unwrap();
-        old.add_tenant("t", PluginSettings::new("t", None, None, 4).unwrap());
+        old.add_tenant("t", PluginSettings::new("t", None, None, 4, 2).unwrap());
         let v1 = old
             .deploy("t", &plugin_wasm("variant_filter"), "a")
             .unwrap();
         old.deploy("t", &plugin_wasm("misbehave"), "b").unwrap();
         // a reload builds the next registry (and compiles a changed config file) ...
         let mut new = Registry::new(engine, &plugins).unwrap();
-        new.add_tenant("t", PluginSettings::new("t", None, None, 4).unwrap());
+        new.add_tenant("t", PluginSettings::new("t", None, None, 4, 2).unwrap());
         new.adopt("t", &old);
         new.prepare_config_file("t", plugin_wasm("scte35_breaks"), "file")
             .unwrap();
@@ -450,7 +452,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(engine(&dir.path().join("artifacts")));
         let mut reg = Registry::new(engine, &dir.path().join("plugins")).unwrap();
-        let mut settings = PluginSettings::new("t", None, None, 4).unwrap();
+        let mut settings = PluginSettings::new("t", None, None, 4, 2).unwrap();
         settings.env.memory = 64 << 10;
         reg.add_tenant("t", settings);
         let e = reg.deploy("t", &plugin_wasm("misbehave"), "x").unwrap_err();

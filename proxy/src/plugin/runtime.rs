@@ -3,8 +3,8 @@
 //! fresh `Store` for every call, with a deadline and a memory cap.
 
 use super::bindings::{
-    AdDecider, Capabilities, DashMpd, Edit, HlsMaster, HlsMedia, HostState, Limiter, PluginPre,
-    SessionCtx, Viewer,
+    AdDecider, Capabilities, CpuSlot, DashMpd, Edit, HlsMaster, HlsMedia, HostState, Limiter,
+    PluginPre, SessionCtx, Viewer,
 };
 use super::kv::KvStore;
 use sha2::{Digest, Sha256};
@@ -138,6 +138,11 @@ pub struct CallEnv {
     /// The tenant's share of the instance pool: taken before a global slot, so a tenant
     /// that saturates its share is busy and no other tenant is.
     pub share: Arc<Semaphore>,
+    /// The tenant's share of the cores: how many of its calls execute at once (the others
+    /// wait, within their deadline). A spinning plugin burns its own share, not the cores
+    /// every other tenant's calls and the proxy's requests run on. Released while the call
+    /// waits on the host.
+    pub cpu: Arc<Semaphore>,
 }
 
 /// The manifest a plugin is asked about.
@@ -423,6 +428,7 @@ impl PluginEngine {
                 ads: env.ads.clone(),
                 session,
                 breaks,
+                cpu: None,
                 decisions: 0,
                 log_lines: 0,
                 host_wait: Duration::ZERO,
@@ -495,7 +501,16 @@ impl PluginEngine {
         )
         .await?;
         let _permit = acquire(&self.permits, deadline, "no free plugin instance").await?;
+        let cpu = acquire(
+            &env.cpu,
+            deadline,
+            "the tenant's share of the cores is in use",
+        )
+        .await?;
+        cpu.forget();
         let mut store = self.store(env, session, input.breaks(), deadline);
+        // held in the store: the host gives it back while the call waits on the network
+        store.data_mut().cpu = Some(CpuSlot::held(env.cpu.clone()));
         let call = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             match input {
@@ -669,6 +684,7 @@ pub(crate) mod tests {
             deadline: Duration::from_millis(deadline_ms),
             memory: 16 << 20,
             share: Arc::new(Semaphore::new(8)),
+            cpu: Arc::new(Semaphore::new(8)),
         }
     }
 
@@ -862,6 +878,37 @@ pub(crate) mod tests {
         }
         assert!(kinds.contains(&FailureKind::Busy), "{kinds:?}");
         assert!(kinds.contains(&FailureKind::Deadline), "{kinds:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenants_calls_execute_within_its_share_of_the_cores() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Arc::new(engine(dir.path()));
+        let p = e.load(&plugin_wasm("misbehave")).unwrap();
+        let mut spinner = env(600);
+        spinner.cpu = Arc::new(Semaphore::new(1));
+        let calls: Vec<_> = [600, 200]
+            .into_iter()
+            .map(|ms| {
+                let (e, p) = (e.clone(), p.clone());
+                let mut env = spinner.clone();
+                env.deadline = Duration::from_millis(ms);
+                tokio::spawn(async move {
+                    if ms == 200 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    run(&e, &p, "loop", &env).await.unwrap_err().kind
+                })
+            })
+            .collect();
+        let mut kinds = Vec::new();
+        for c in calls {
+            kinds.push(c.await.unwrap());
+        }
+        kinds.sort_by_key(|k| k.as_str());
+        // one spun to its deadline on the tenant's one core; the other never got to run
+        assert_eq!(kinds, [FailureKind::Busy, FailureKind::Deadline]);
+        assert_eq!(spinner.cpu.available_permits(), 1, "the slot is given back");
     }
 
     #[test]

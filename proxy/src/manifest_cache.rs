@@ -224,7 +224,13 @@ impl moka::Expiry<Arc<str>, Arc<Manifest>> for PerEntryTtl {
         value: &Arc<Manifest>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl.min(MAX_TTL))
+        // what is left of it: an entry carried into a new cache keeps its own expiry
+        Some(
+            value
+                .ttl
+                .saturating_sub(value.fetched.elapsed())
+                .min(MAX_TTL),
+        )
     }
 }
 
@@ -268,6 +274,26 @@ fn weight(m: &Manifest, floor: u64) -> u32 {
     };
     let est = (body + parsed + 2048) as u64;
     est.max(floor).min(u32::MAX as u64) as u32
+}
+
+/// Copies a shelf's manifests into another (a reload that changed the tenant's quota). Runs
+/// the cache's async inserts on a thread of its own: reloads build on a blocking thread.
+fn refill(from: &Shelf, to: &Shelf) {
+    for (k, v) in from.last_good.iter() {
+        to.last_good.insert((*k).clone(), v);
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            rt.block_on(async {
+                for (k, v) in from.entries.iter() {
+                    to.entries.insert((*k).clone(), v).await;
+                }
+            })
+        });
+    });
 }
 
 impl Shelf {
@@ -319,14 +345,20 @@ impl ManifestCache {
     /// every manifest nor loses the answers that stand in for a failing origin. Keys carry the
     /// tenant's origin fingerprint (`route::Tenant::manifest_key`), so a tenant whose origin or
     /// cache settings changed misses, and its old entries age out. A tenant whose quota
-    /// changed starts empty.
+    /// changed (a tenant added or removed changes the split) gets a new shelf with its
+    /// entries moved over, as many as the new quota holds.
     pub fn carry_over(&self, quotas: &HashMap<String, Quota>, origin: OriginClient) -> Self {
         let shelves = quotas
             .iter()
             .map(|(t, q)| {
                 let shelf = match self.shelves.get(t) {
                     Some(s) if s.quota == *q => s.clone(),
-                    _ => Arc::new(Shelf::new(*q)),
+                    Some(old) => {
+                        let new = Arc::new(Shelf::new(*q));
+                        refill(old, &new);
+                        new
+                    }
+                    None => Arc::new(Shelf::new(*q)),
                 };
                 (t.clone(), shelf)
             })

@@ -403,6 +403,16 @@ pub fn plugin(name: &str) -> PathBuf {
 }
 
 /// Runs `manifold` with arguments to completion: (exit code, stdout, stderr).
+/// A `[[tenants]]` section for `origin` running the sample plugin `plugin_name`, with more
+/// `[tenants.plugin]` lines.
+pub fn plugin_tenant(id: &str, origin: &Origin, plugin_name: &str, plugin_toml: &str) -> String {
+    format!(
+        "[[tenants]]\nid = \"{id}\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\n{plugin_toml}\n",
+        origin.addr,
+        plugin(plugin_name).display()
+    )
+}
+
 pub fn run_manifold(args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(bin("manifold")).args(args).output()?;
     Ok((

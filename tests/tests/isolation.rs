@@ -2,7 +2,8 @@
 //! and within its memory, every request of the healthy tenant is personalized, and each
 //! attacker's requests fail with their own reason.
 
-use manifold_e2e::{plugin, Options, Origin, Proxy};
+use manifold_e2e::plugin_tenant as tenant;
+use manifold_e2e::{Options, Origin, Proxy};
 use std::time::Duration;
 
 async fn get(url: &str) -> (u16, String, String) {
@@ -29,14 +30,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("field")
-}
-
-fn tenant(id: &str, origin: &Origin, plugin_name: &str, plugin_toml: &str) -> String {
-    format!(
-        "[[tenants]]\nid = \"{id}\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\n{plugin_toml}\n",
-        origin.addr,
-        plugin(plugin_name).display()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

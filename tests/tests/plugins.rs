@@ -1,6 +1,7 @@
 //! Tenants' WebAssembly plugins end to end: sample plugins personalize manifests, misbehaving
 //! plugins are contained, plugins are deployed and rolled back through the admin API.
 
+use manifold_e2e::plugin_tenant as tenant;
 use manifold_e2e::{free_port, plugin, run_manifold, tool, Origin, Proxy};
 use reqwest::header::HeaderMap;
 use std::time::Duration;
@@ -49,14 +50,6 @@ hls = "/ads/slate/hls/master.m3u8"
 hls_fmp4 = "/ads/slate/cmaf/master.m3u8"
 slate = true
 "#
-}
-
-fn tenant(id: &str, origin: &Origin, plugin_name: &str, plugin_toml: &str) -> String {
-    format!(
-        "[[tenants]]\nid = \"{id}\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\n{plugin_toml}\n",
-        origin.addr,
-        plugin(plugin_name).display()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,14 +109,10 @@ fn plugin_registry(
             }
             (None, c) => c.map(|c| c as Arc<dyn AdDecider>),
         };
-        let mut settings = PluginSettings::new(
-            &t.id,
-            t.plugin.as_ref(),
-            decider,
-            shares[&t.id],
-            cpu_of(shares[&t.id]),
-        )
-        .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
+        let share = shares.get(&t.id).copied().unwrap_or(1);
+        let mut settings =
+            PluginSettings::new(&t.id, t.plugin.as_ref(), decider, share, cpu_of(share))
+                .map_err(|m| err(format!("tenants[{i}].plugin"), m))?;
         settings.prefetch = t
             .ad_server
             .as_ref()

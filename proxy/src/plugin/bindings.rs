@@ -228,6 +228,21 @@ impl HostState {
         )
     }
 
+    /// Waits on the network for the plugin: holding no core (other calls of the tenant run
+    /// meanwhile), and not counted against its deadline (up to `MAX_HOST_WAIT`).
+    async fn on_host<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        if let Some(c) = self.cpu.as_mut() {
+            c.release();
+        }
+        let out = wait.await;
+        if let Some(c) = self.cpu.as_mut() {
+            c.reacquire().await;
+        }
+        self.host_wait += started.elapsed();
+        out
+    }
+
     fn count_decision(&mut self) -> wasmtime::Result<()> {
         self.decisions += 1;
         if self.decisions > MAX_DECISIONS {
@@ -276,9 +291,10 @@ impl self::manifold::plugin::host::Host for HostState {
             return Err(denied("ads"));
         };
         let brk = self.decidable(brk)?;
+        let tenant = self.tenant.clone();
         let Some(s) = self.session.clone() else {
             let anon = Viewer {
-                tenant: self.tenant.to_string(),
+                tenant: tenant.to_string(),
                 session_id: None,
                 query: vec![],
                 headers: vec![],
@@ -289,41 +305,28 @@ impl self::manifold::plugin::host::Host for HostState {
                 cmcd: vec![],
             };
             self.count_decision()?;
-            let started = std::time::Instant::now();
-            if let Some(c) = self.cpu.as_mut() {
-                c.release();
-            }
-            let decided = ads.decide(&self.tenant, None, &brk, &anon).await;
-            if let Some(c) = self.cpu.as_mut() {
-                c.reacquire().await;
-            }
-            self.host_wait += started.elapsed();
+            let decided = self.on_host(ads.decide(&tenant, None, &brk, &anon)).await;
             return Ok(to_wit(&decided));
         };
         if let Some(cached) = s.cached.lock().get(&brk.id) {
             return Ok(to_wit(cached));
         }
         self.count_decision()?;
-        let started = std::time::Instant::now();
-        // the network wait holds no core: other calls of the tenant run meanwhile
-        if let Some(c) = self.cpu.as_mut() {
-            c.release();
-        }
-        let decided = ads.decide(&self.tenant, Some(&s.id), &brk, &s.viewer).await;
-        // first writer wins: a concurrent request (another rendition, another node) may have
-        // decided this break already, and then everyone plays that decision
-        let standing = match s.store.record_decision(&s.id, &brk.id, &decided).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(tenant = %self.tenant, error = %e, "session store: decision not cached");
-                decided
-            }
-        };
+        let standing = self
+            .on_host(async {
+                let decided = ads.decide(&tenant, Some(&s.id), &brk, &s.viewer).await;
+                // first writer wins: a concurrent request (another rendition, another node)
+                // may have decided this break already, and then everyone plays that decision
+                match s.store.record_decision(&s.id, &brk.id, &decided).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(tenant = %tenant, error = %e, "session store: decision not cached");
+                        decided
+                    }
+                }
+            })
+            .await;
         s.cached.lock().insert(brk.id.clone(), standing.clone());
-        if let Some(c) = self.cpu.as_mut() {
-            c.reacquire().await;
-        }
-        self.host_wait += started.elapsed();
         Ok(to_wit(&standing))
     }
 

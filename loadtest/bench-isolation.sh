@@ -104,20 +104,31 @@ run() { # name
   target/release/manifold-loadtest "$HEALTHY" --viewers "$VIEWERS" --ramp 5 --duration "$DURATION" \
     --proxy-pid "$MANIFOLD_PID" --json "$RESULTS/$1.json" >"$RESULTS/$1.txt"
 }
-attack() { # keeps one request in flight, again and again, and counts outcomes
-  while true; do
-    curl -s -o /dev/null -D - "$ATTACK?a=$1" | tr -d '\r' | awk -F': ' 'tolower($1)=="manifold-plugin" {print $2}'
-  done >>"$work/attacker-$1.out"
+attack() { # keeps ATTACKERS requests in flight from one curl process, and logs each outcome
+  # (one client process, not a shell loop per request: spawning processes every time a batch
+  # of spinning calls ends took the cores from the proxy and the load generator alike)
+  for i in $(seq $((ATTACKERS * 10))); do
+    echo "url = \"$ATTACK?a=$i\""
+    echo 'output = "/dev/null"'
+  done >"$work/attack.cfg"
+  while [[ ! -e $work/stop ]]; do
+    curl -s --no-progress-meter -Z --parallel-max "$ATTACKERS" -K "$work/attack.cfg" \
+      -w '%header{manifold-plugin}\n' 2>/dev/null || true
+  done >>"$work/attacker.out"
 }
 
 echo "== baseline: $VIEWERS viewers of the healthy tenant" >&2
 run baseline
 echo "== under attack: the same, with $ATTACKERS spinning requests in flight" >&2
-for i in $(seq "$ATTACKERS"); do attack "$i" & pids+=($!); done
+attack &
+attacker=$!
+pids+=($attacker)
 sleep 2
 run attacked
-for i in $(seq "$ATTACKERS"); do kill "${pids[-$i]}" 2>/dev/null || true; done
-outcomes=$(cat "$work"/attacker-*.out | sed 's/; version=[0-9]*//; s/; us=[0-9]*//' | sort | uniq -c | awk '{c=$1; $1=""; printf "%s×%s; ", c, $0}')
+touch "$work/stop"
+pkill -f -- "-K $work/attack.cfg" || true
+wait "$attacker" 2>/dev/null || true
+outcomes=$(grep -E '(served|version)='  "$work/attacker.out" | sed 's/; version=[0-9]*//; s/; us=[0-9]*//' | sort | uniq -c | awk '{c=$1; $1=""; printf "%s×%s; ", c, $0}')
 
 row() {
   jq -r --arg n "$1" '[$n, .latency_ms.manifest.p50, .latency_ms.manifest.p99, .latency_ms.segment.p99,

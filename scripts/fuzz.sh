@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes Manifold's parsers with cargo-fuzz (libFuzzer): the HLS and DASH personalization
-# paths, SCTE-35 decoding and VAST parsing (fuzz/fuzz_targets/). Not part of CI.
+# paths, SCTE-35 decoding, VAST parsing, routing, session and auth tokens, config parsing and
+# the manifest cache's TTL arithmetic (fuzz/fuzz_targets/). Not part of CI.
 #
 #   scripts/fuzz.sh                 # every target for 60 s
 #   scripts/fuzz.sh hls vast        # some targets
@@ -26,7 +27,8 @@ SANITIZER="${FUZZ_SANITIZER:-none}"
 JOBS="${FUZZ_JOBS:-1}" # parallel fuzzing processes per target
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(hls dash scte35 vast)
+    TARGETS=()
+    for f in fuzz_targets/*.rs; do TARGETS+=("$(basename "$f" .rs)"); done
 fi
 
 if ! rustup toolchain list | grep -q '^nightly'; then

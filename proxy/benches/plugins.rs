@@ -65,6 +65,7 @@ fn env() -> CallEnv {
         memory: 16 << 20,
         share: std::sync::Arc::new(tokio::sync::Semaphore::new(8)),
         cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(8)),
+        demoted: Default::default(),
     }
 }
 
@@ -254,6 +255,13 @@ async fn personalize(
     out.len()
 }
 
+struct HeldMaster(manifold::plugin::bindings::HlsMaster);
+impl manifold::plugin::Subject for HeldMaster {
+    fn input(&self) -> Option<Input<'_>> {
+        Some(Input::HlsMaster(&self.0))
+    }
+}
+
 thread_local! {
     /// The benchmark's one session (first call records the break, later ones reuse it).
     static SESSION: std::cell::RefCell<SessionState> = std::cell::RefCell::new(SessionState::default());
@@ -265,7 +273,7 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path());
+    let e = std::sync::Arc::new(engine(dir.path()));
     let noop = e.load(&wasm("misbehave")).unwrap();
     let breaks = e.load(&wasm("scte35_breaks")).unwrap();
     let master = parse(
@@ -292,6 +300,25 @@ fn benches(c: &mut Criterion) {
                 &viewer(),
                 "mode=noop",
                 &env(),
+                None,
+            )
+            .await
+            .unwrap()
+        })
+    });
+
+    // the proxy's path: the same call handed to the plugin runtime and awaited from this one
+    let held = std::sync::Arc::new(HeldMaster(master_view.clone()));
+    let config: std::sync::Arc<str> = "mode=noop".into();
+    let who = std::sync::Arc::new(viewer());
+    c.bench_function("plugin/instantiate+noop call, on the plugin runtime", |b| {
+        b.to_async(&rt).iter(|| async {
+            e.call_isolated(
+                &noop,
+                held.clone(),
+                who.clone(),
+                config.clone(),
+                env(),
                 None,
             )
             .await

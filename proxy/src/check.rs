@@ -211,6 +211,7 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
         memory: 16 << 20,
         share: Arc::new(tokio::sync::Semaphore::new(4)),
         cpu: Arc::new(tokio::sync::Semaphore::new(4)),
+        demoted: Default::default(),
     };
     let viewer = Viewer {
         tenant: "check".into(),

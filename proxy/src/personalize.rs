@@ -227,12 +227,23 @@ fn invalid(e: apply::InvalidPlan) -> PluginFailure {
     PluginFailure::new(FailureKind::InvalidPlan, e.0)
 }
 
+impl crate::plugin::Subject for Manifest {
+    fn input(&self) -> Option<Input<'_>> {
+        match &self.parsed {
+            Parsed::HlsMaster { view, .. } => Some(Input::HlsMaster(view)),
+            Parsed::HlsMedia { view, .. } => Some(Input::HlsMedia(&view.view)),
+            Parsed::Dash { view, .. } => Some(Input::DashMpd(view)),
+            Parsed::None => None,
+        }
+    }
+}
+
 impl Personalizer {
     /// Personalizes `manifest` for the viewer making `req`, if the tenant runs a plugin.
     pub async fn run(
         &self,
         route: &Route,
-        manifest: &Manifest,
+        manifest: &Arc<Manifest>,
         req: &RequestHeader,
         client_ip: Option<IpAddr>,
         access: Option<&Access>,
@@ -349,6 +360,7 @@ impl Personalizer {
             };
             viewer.headers.extend(Grant::viewer_headers(claims));
         }
+        let viewer = Arc::new(viewer);
         let decisions = Arc::new(parking_lot::Mutex::new(std::mem::take(
             &mut state.decisions,
         )));
@@ -356,14 +368,14 @@ impl Personalizer {
             id: sid.clone(),
             store: self.store.clone(),
             cached: decisions.clone(),
-            viewer: viewer.clone(),
+            viewer: (*viewer).clone(),
         };
         let engine = &self.registry.engine;
         let plugin = &deployed.plugin;
         // the plugin failure a replayed manifest stands in for
         let mut replayed = None;
         let result = match &manifest.parsed {
-            Parsed::HlsMaster { playlist, view } => {
+            Parsed::HlsMaster { playlist, .. } => {
                 // slate mode lines up an outage's slate in the renditions of one master
                 let group = route
                     .tenant
@@ -382,12 +394,12 @@ impl Personalizer {
                         .map_err(invalid)
                 };
                 match engine
-                    .call(
+                    .call_isolated(
                         plugin,
-                        Input::HlsMaster(view),
-                        &viewer,
-                        &s.config,
-                        &s.env,
+                        manifest.clone(),
+                        viewer.clone(),
+                        s.config.clone(),
+                        s.env.clone(),
                         Some(session_ctx),
                     )
                     .await
@@ -407,12 +419,12 @@ impl Personalizer {
             }
             Parsed::HlsMedia { playlist, view } => {
                 match engine
-                    .call(
+                    .call_isolated(
                         plugin,
-                        Input::HlsMedia(&view.view),
-                        &viewer,
-                        &s.config,
-                        &s.env,
+                        manifest.clone(),
+                        viewer.clone(),
+                        s.config.clone(),
+                        s.env.clone(),
                         Some(session_ctx),
                     )
                     .await
@@ -466,12 +478,12 @@ impl Personalizer {
             }
             Parsed::Dash { mpd, view, .. } => {
                 match engine
-                    .call(
+                    .call_isolated(
                         plugin,
-                        Input::DashMpd(view),
-                        &viewer,
-                        &s.config,
-                        &s.env,
+                        manifest.clone(),
+                        viewer.clone(),
+                        s.config.clone(),
+                        s.env.clone(),
                         Some(session_ctx),
                     )
                     .await

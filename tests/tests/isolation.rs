@@ -32,6 +32,29 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .expect("field")
 }
 
+/// A `/proc/.../stat` line: name, CPU seconds (user + system), nice value.
+fn stat(path: &std::path::Path) -> Option<(String, f64, i64)> {
+    let stat = std::fs::read_to_string(path).ok()?; // a thread may have exited meanwhile
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let f: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // fields 14 and 15 (utime, stime, in USER_HZ = 100 ticks/s) and 19 (nice)
+    let nice = f.get(16)?.parse().ok()?;
+    Some((
+        stat[open + 1..close].to_string(),
+        (ticks(11) + ticks(12)) / 100.0,
+        nice,
+    ))
+}
+
+/// The proxy's threads, by `stat`.
+fn threads(pid: u32) -> Vec<(String, f64, i64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("proc tasks")
+        .filter_map(|t| stat(&t.ok()?.path().join("stat")))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacking_plugins_cost_only_their_own_requests() {
     let origin = Origin::start(&[]).unwrap();
@@ -164,6 +187,23 @@ async fn attacking_plugins_cost_only_their_own_requests() {
     let (s, p, _) = get(&master("healthy", 999)).await;
     assert_eq!(s, 200);
     assert!(p.starts_with("ok"), "{p}");
+
+    // where the spinning ran: once the spinner had run long, on the demoted plugin threads,
+    // at the lowest priority, not on the proxy's workers or the healthy tenant's threads
+    let threads = threads(proxy.pid());
+    let nice_of = |name: &str| threads.iter().find(|t| t.0 == name).map(|t| t.2);
+    let cpu_of = |name: &str| -> f64 { threads.iter().filter(|t| t.0 == name).map(|t| t.1).sum() };
+    eprintln!("proxy threads: {threads:?}");
+    let main = stat(std::path::Path::new(&format!("/proc/{}/stat", proxy.pid())))
+        .expect("proxy stat")
+        .2;
+    assert_eq!(nice_of("plugin"), Some(main), "{threads:?}");
+    assert_eq!(
+        nice_of("plugin-demoted"),
+        Some((main + 19).min(19)),
+        "{threads:?}"
+    );
+    assert!(cpu_of("plugin-demoted") >= 1.0, "{threads:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,12 @@
 //! Step 4 of the data path: the tenant's WebAssembly plugin decides, in a sandbox.
 
 pub mod bindings;
+pub mod executor;
 pub mod kv;
 pub mod registry;
 pub mod runtime;
 
 pub use bindings::Capabilities;
 pub use runtime::{
-    CallEnv, EngineOptions, FailureKind, Input, LoadedPlugin, PluginEngine, PluginFailure,
+    CallEnv, EngineOptions, FailureKind, Input, LoadedPlugin, PluginEngine, PluginFailure, Subject,
 };

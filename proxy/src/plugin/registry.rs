@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 /// How a tenant's plugin is run (from its config; defaults for tenants without one).
 #[derive(Clone)]
 pub struct PluginSettings {
-    pub config: String,
+    pub config: Arc<str>,
     pub env: CallEnv,
     pub fail: FailPolicy,
     pub pass_headers: Vec<String>,
@@ -55,7 +55,7 @@ impl PluginSettings {
         };
         let caps = Capabilities::parse(&cfg.capabilities)?;
         Ok(PluginSettings {
-            config: cfg.config.clone(),
+            config: cfg.config.as_str().into(),
             env: CallEnv {
                 tenant: tenant.into(),
                 caps,
@@ -67,6 +67,7 @@ impl PluginSettings {
                 memory: cfg.memory.as_u64() as usize,
                 share: Arc::new(tokio::sync::Semaphore::new(share.max(1))),
                 cpu: Arc::new(tokio::sync::Semaphore::new(cpu.max(1))),
+                demoted: Default::default(),
             },
             fail: cfg.fail,
             pass_headers: cfg

@@ -6,6 +6,10 @@ use super::bindings::{
     AdDecider, Capabilities, CpuSlot, DashMpd, Edit, HlsMaster, HlsMedia, HostState, Limiter,
     PluginPre, SessionCtx, Viewer,
 };
+use super::executor::{Demotion, LONG_CALL};
+
+/// [`LONG_CALL`] in epoch ticks.
+const LONG_CALL_TICKS: u32 = (LONG_CALL.as_millis() / TICK.as_millis()) as u32;
 use super::kv::KvStore;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -143,6 +147,9 @@ pub struct CallEnv {
     /// every other tenant's calls and the proxy's requests run on. Released while the call
     /// waits on the host.
     pub cpu: Arc<Semaphore>,
+    /// Set while the tenant's plugin recently ran long: its calls then execute at low
+    /// priority ([`super::executor`]).
+    pub demoted: Arc<Demotion>,
 }
 
 /// The manifest a plugin is asked about.
@@ -150,6 +157,12 @@ pub enum Input<'a> {
     HlsMaster(&'a HlsMaster),
     HlsMedia(&'a HlsMedia),
     DashMpd(&'a DashMpd),
+}
+
+/// What owns an input the plugin runtime can borrow: a cached manifest, shared by every
+/// request personalizing it, so nothing is copied to hand it to another thread.
+pub trait Subject: Send + Sync + 'static {
+    fn input(&self) -> Option<Input<'_>>;
 }
 
 impl Input<'_> {
@@ -411,6 +424,33 @@ impl PluginEngine {
         result
     }
 
+    /// [`call`](Self::call) on the plugin runtime ([`super::executor`]): the proxy's path, so
+    /// its worker threads never execute wasm.
+    pub async fn call_isolated(
+        self: &Arc<Self>,
+        plugin: &Arc<LoadedPlugin>,
+        subject: Arc<impl Subject>,
+        viewer: Arc<Viewer>,
+        config: Arc<str>,
+        env: CallEnv,
+        session: Option<SessionCtx>,
+    ) -> Result<Vec<Edit>, PluginFailure> {
+        let (engine, plugin) = (self.clone(), plugin.clone());
+        let demoted = env.demoted.active();
+        let call = async move {
+            let input = subject.input().ok_or_else(|| {
+                PluginFailure::new(
+                    FailureKind::Trap,
+                    "no manifest view to call the plugin with",
+                )
+            })?;
+            engine
+                .call(&plugin, input, &viewer, &config, &env, session)
+                .await
+        };
+        super::executor::run(call, demoted).await?
+    }
+
     /// A fresh store for one call: the tenant's limits, the lift budget, the deadline.
     fn store(
         &self,
@@ -438,7 +478,16 @@ impl PluginEngine {
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(lift_budget());
         store.set_epoch_deadline(1);
+        let (mut ticks, demoted) = (0u32, env.demoted.clone());
         store.epoch_deadline_callback(move |ctx| {
+            // called only while guest code executes, once per tick it executed through (a
+            // guest the OS kept off the cores for 30 ms sees one tick on resuming, not 30):
+            // the count is the call's CPU time in ticks, not its wall time, so a quick plugin
+            // on a busy machine is not taken for a spinner
+            ticks += 1;
+            if ticks > LONG_CALL_TICKS {
+                demoted.mark();
+            }
             // time waiting on the host (the ad decision, bounded by its own budget) is not
             // the plugin's, up to MAX_HOST_WAIT
             let credit = ctx.data().host_wait.min(MAX_HOST_WAIT);
@@ -686,6 +735,7 @@ pub(crate) mod tests {
             memory: 16 << 20,
             share: Arc::new(Semaphore::new(8)),
             cpu: Arc::new(Semaphore::new(8)),
+            demoted: Arc::default(),
         }
     }
 
@@ -910,6 +960,41 @@ pub(crate) mod tests {
         assert_eq!(spinner.cpu.available_permits(), 1, "the slot is given back");
     }
 
+    struct Held(HlsMedia);
+    impl Subject for Held {
+        fn input(&self) -> Option<Input<'_>> {
+            Some(Input::HlsMedia(&self.0))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_call_demotes_its_tenant_and_quick_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Arc::new(engine(dir.path()));
+        let p = e.load(&plugin_wasm("misbehave")).unwrap();
+        let isolated = |mode: &str, env: &CallEnv| {
+            e.call_isolated(
+                &p,
+                Arc::new(Held(media())),
+                Arc::new(viewer()),
+                format!("mode={mode}").into(),
+                env.clone(),
+                None,
+            )
+        };
+        let (quick, spinner) = (env(100), env(100));
+        for _ in 0..20 {
+            assert!(isolated("noop", &quick).await.unwrap().is_empty());
+        }
+        assert!(!quick.demoted.active());
+        let f = isolated("loop", &spinner).await.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Deadline);
+        assert!(spinner.demoted.active());
+        assert!(!quick.demoted.active());
+        // a demoted tenant's calls still run, on the low-priority threads
+        assert!(isolated("noop", &spinner).await.unwrap().is_empty());
+    }
+
     #[test]
     fn the_memory_cap_is_on_all_of_an_instances_memories() {
         use wasmtime::ResourceLimiter;
@@ -924,6 +1009,71 @@ pub(crate) mod tests {
         // growing one of them counts the growth only
         assert!(l.memory_growing(4 << 20, 6 << 20, None).unwrap());
         assert!(l.memory_growing(6 << 20, 7 << 20, None).is_err());
+    }
+
+    /// A plugin of the WIT world with two memories of `pages` 64 KiB pages each (its
+    /// functions trap; only instantiation matters): the main module's, and a second core
+    /// module's (`split`) or the same module's (not `split`). No Rust toolchain emits one, an
+    /// attacker's hand-made binary would.
+    fn two_memories(pages: u32, split: bool) -> Vec<u8> {
+        let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit");
+        let mut resolve = wit_parser::Resolve::default();
+        let (pkg, _) = resolve.push_dir(wit).unwrap();
+        let world = resolve.select_world(&[pkg], Some("plugin")).unwrap();
+        let dummy =
+            wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+        let text = wasmprinter::print_bytes(&dummy).unwrap();
+        let one = "(memory (;0;) 0)";
+        assert!(text.contains(one), "no memory where expected:\n{text}");
+        let memories = match split {
+            true => format!("(memory {pages})"),
+            false => format!("(memory {pages}) (memory {pages})"),
+        };
+        let mut module = wat::parse_str(text.replacen(one, &memories, 1)).unwrap();
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .unwrap();
+        let component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .encode()
+            .unwrap();
+        if !split {
+            return component;
+        }
+        // appended last, so no index the component already uses moves
+        let text = wasmprinter::print_bytes(&component).unwrap();
+        let body = text.trim_end().strip_suffix(')').unwrap();
+        let extra =
+            format!("(core module $extra (memory {pages})) (core instance (instantiate $extra)))");
+        wat::parse_str(format!("{body}{extra}")).unwrap()
+    }
+
+    #[test]
+    fn two_memories_share_one_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let env = env(100); // 16 MiB
+                            // in two core modules, 2 x 5 MiB: within the cap
+        let small = e.load(&two_memories(80, true)).unwrap();
+        assert!(e.trial(&small, &env).is_ok());
+        // 2 x 10 MiB: each within the cap, together past it
+        let big = e.load(&two_memories(160, true)).unwrap();
+        let err = e.trial(&big, &env).unwrap_err();
+        assert!(
+            matches!(err, LoadError::Trial(ref m) if m.contains("memory")),
+            "{err}"
+        );
+        // two memories in one module are refused as they are loaded
+        let err = e.load(&two_memories(1, false)).err().unwrap();
+        assert!(
+            matches!(err, LoadError::Invalid(ref m) if m.contains("memories count")),
+            "{err}"
+        );
     }
 
     #[test]

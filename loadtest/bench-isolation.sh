@@ -27,7 +27,7 @@ command -v jq >/dev/null || { sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"; $sud
 if [[ -z ${NO_BUILD:-} ]]; then
   scripts/setup.sh
   scripts/build-plugins.sh
-  cargo build --release --locked -p manifold -p manifold-loadtest
+  cargo build --release --locked -p manifold -p manifold-origin -p manifold-loadtest
 fi
 PLUGINS=$PWD/target/wasm32-wasip2/release
 mkdir -p "$RESULTS"

@@ -30,7 +30,7 @@ if ((${#missing[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-[[ -n ${NO_BUILD:-} ]] || cargo build --release --locked -p manifold -p manifold-loadtest
+[[ -n ${NO_BUILD:-} ]] || cargo build --release --locked -p manifold -p manifold-origin -p manifold-loadtest
 
 work=$(mktemp -d)
 pids=()

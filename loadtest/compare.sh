@@ -72,7 +72,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [[ -z ${NO_BUILD:-} ]]; then
   scripts/setup.sh
   [[ -f target/wasm32-wasip2/release/scte35_breaks.wasm ]] || scripts/build-plugins.sh
-  cargo build --release --locked -p manifold -p manifold-loadtest
+  cargo build --release --locked -p manifold -p manifold-origin -p manifold-loadtest
 fi
 PLUGIN=$PWD/target/wasm32-wasip2/release/scte35_breaks.wasm
 [[ -f $PLUGIN ]] || { echo "$PLUGIN is missing: scripts/build-plugins.sh" >&2; exit 2; }

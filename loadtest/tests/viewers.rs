@@ -3,13 +3,13 @@
 //! errors and no consistency violations and download segments; injected origin faults must be
 //! counted by kind.
 
-use manifold_loadtest::origin::control::{Class, Faults};
-use manifold_loadtest::origin::{serve, Origin, OriginOptions};
 use manifold_loadtest::viewers::http::ClientOptions;
 use manifold_loadtest::viewers::player::{PlayerOptions, Protocol};
 use manifold_loadtest::viewers::report::Summary;
 use manifold_loadtest::viewers::run::{run, Progress, RunConfig};
 use manifold_loadtest::viewers::scenario::{Scenario, ScenarioKind};
+use manifold_origin::control::{Class, Faults};
+use manifold_origin::{serve, Origin, OriginOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

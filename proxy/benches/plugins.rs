@@ -14,7 +14,7 @@ use manifold::session::SessionState;
 use manifold::ssai::{self, Media, Policies};
 use manifold::ssai_dash::{self, DashMedia};
 use manifold::stitch_dash::DashCreative;
-use manifold_loadtest::origin::{Origin, OriginOptions};
+use manifold_origin::{Origin, OriginOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

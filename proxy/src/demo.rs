@@ -2,7 +2,7 @@
 
 use crate::config::{Config, OriginUrl};
 use anyhow::{bail, Context, Result};
-use manifold_loadtest::origin::{serve, Origin, OriginOptions};
+use manifold_origin::{serve, Origin, OriginOptions};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -805,7 +805,7 @@ mod tests {
     use super::*;
     use crate::config::CreativeConfig;
     use crate::route::Tenant;
-    use manifold_loadtest::origin::{Origin, OriginOptions};
+    use manifold_origin::{Origin, OriginOptions};
     use std::net::SocketAddr;
     use std::time::Instant;
 
@@ -869,7 +869,7 @@ mod tests {
         let origin = Arc::new(Origin::new(&OriginOptions::new(media)).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(manifold_loadtest::origin::serve(listener, origin.clone()));
+        tokio::spawn(manifold_origin::serve(listener, origin.clone()));
         (origin, addr)
     }
 
@@ -1133,14 +1133,12 @@ mod tests {
             t.elapsed()
         );
         // HTTP errors
-        origin
-            .faults
-            .set(manifold_loadtest::origin::control::Faults {
-                status: Some(503),
-                path_prefix: Some("/vast".into()),
-                remaining: Some(1),
-                ..Default::default()
-            });
+        origin.faults.set(manifold_origin::control::Faults {
+            status: Some(503),
+            path_prefix: Some("/vast".into()),
+            remaining: Some(1),
+            ..Default::default()
+        });
         assert!(matches!(
             decide(addr, "", 30.0).await,
             Err(VastError::Status { status: 503, .. })

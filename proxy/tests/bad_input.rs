@@ -12,7 +12,7 @@ use manifold::session::SessionState;
 use manifold::ssai::{self, Media, Policies};
 use manifold::ssai_dash::{self, DashMedia};
 use manifold::stitch_dash::DashCreative;
-use manifold_loadtest::origin::{Origin, OriginOptions};
+use manifold_origin::{Origin, OriginOptions};
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;

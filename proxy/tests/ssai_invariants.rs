@@ -9,7 +9,7 @@ use manifold::plugin::bindings::Ad;
 use manifold::route::Class;
 use manifold::session::SessionState;
 use manifold::ssai::{self, Media, Policies};
-use manifold_loadtest::origin::{Origin, OriginOptions};
+use manifold_origin::{Origin, OriginOptions};
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -108,7 +108,7 @@ impl Origin {
         Ok(serde_json::from_slice(&body)?)
     }
 
-    /// Sets the fault knobs (JSON as in `manifold_loadtest::origin::control::Faults`).
+    /// Sets the fault knobs (JSON as in `manifold_origin::control::Faults`).
     pub async fn set_faults(&self, faults: serde_json::Value) -> Result<()> {
         let resp = reqwest::Client::new()
             .put(self.url("/_origin/faults"))

@@ -11,7 +11,7 @@ use super::report::{
     ScenarioInfo, SegmentFetches, Summary, ViewerStats,
 };
 use super::scenario::{Rng, Scenario, ScenarioKind};
-use crate::origin::control::{Class, CountersView};
+use manifold_origin::control::{Class, CountersView};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::IsTerminal;

@@ -314,7 +314,7 @@ mod tests {
     use super::*;
 
     fn library() -> Library {
-        let media = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
+        let media = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"));
         Library::load(media, 2).unwrap()
     }
 

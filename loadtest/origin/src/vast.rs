@@ -320,15 +320,15 @@ fn wrapper(out: &mut String, req: &Request, depth: u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{handle, OriginOptions};
     use super::*;
+    use crate::{handle, OriginOptions};
     use axum::extract::State;
     use axum::http::Method;
     use std::path::PathBuf;
     use std::sync::Arc;
 
     fn origin() -> Arc<Origin> {
-        let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
+        let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"));
         Arc::new(Origin::new(&OriginOptions::new(media)).unwrap())
     }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use manifold_loadtest::origin::{self, Origin, OriginOptions};
+use manifold_origin::{self as origin, Origin, OriginOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: String,
     /// The sample media directory.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"))]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"))]
     media: PathBuf,
     /// Segment and target duration in seconds (the sample media exists for 2 and 6).
     #[arg(long, default_value_t = 2)]

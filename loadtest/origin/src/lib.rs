@@ -455,7 +455,7 @@ mod tests {
     use super::*;
 
     fn origin(segment_secs: u32) -> Origin {
-        let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
+        let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"));
         let opts = OriginOptions {
             segment_secs,
             ad_first_secs: 12 * segment_secs as u64,
@@ -608,7 +608,7 @@ mod tests {
 
     #[test]
     fn options_are_validated() {
-        let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
+        let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"));
         let bad = OriginOptions {
             ad_len_secs: 5,
             ..OriginOptions::new(media.clone())

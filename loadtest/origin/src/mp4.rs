@@ -184,7 +184,7 @@ mod tests {
     use super::*;
 
     fn media(path: &str) -> Vec<u8> {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media/");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media/");
         std::fs::read(format!("{root}{path}")).unwrap()
     }
 

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub plugin_seconds: HistogramVec,
     /// `manifold_plugin_failures_total{tenant,kind}`: trap, deadline, memory, invalid-plan...
     pub plugin_failures: IntCounterVec,
+    /// `manifold_plugin_demoted_calls_total{tenant}`: calls run at low priority because the
+    /// tenant's plugin recently ran long (`plugin/executor.rs`).
+    pub plugin_demoted_calls: IntCounterVec,
     /// `manifold_ad_decisions_total{tenant,outcome}`: filled, slate (nothing to play),
     /// timeout, error.
     pub ad_decisions: IntCounterVec,
@@ -136,6 +139,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "manifold_plugin_failures_total",
             "Plugin failures by kind",
             &["tenant", "kind"],
+        ),
+        plugin_demoted_calls: counter(
+            &r,
+            "manifold_plugin_demoted_calls_total",
+            "Plugin calls run at low priority: the tenant's plugin recently executed past 20 ms",
+            &["tenant"],
         ),
         ad_decisions: counter(
             &r,

@@ -437,6 +437,12 @@ impl PluginEngine {
     ) -> Result<Vec<Edit>, PluginFailure> {
         let (engine, plugin) = (self.clone(), plugin.clone());
         let demoted = env.demoted.active();
+        if demoted {
+            crate::metrics::METRICS
+                .plugin_demoted_calls
+                .with_label_values(&[&*env.tenant])
+                .inc();
+        }
         let call = async move {
             let input = subject.input().ok_or_else(|| {
                 PluginFailure::new(
@@ -991,8 +997,16 @@ pub(crate) mod tests {
         assert_eq!(f.kind, FailureKind::Deadline);
         assert!(spinner.demoted.active());
         assert!(!quick.demoted.active());
-        // a demoted tenant's calls still run, on the low-priority threads
+        // a demoted tenant's calls still run, on the low-priority threads, and are counted
+        let demoted = || {
+            crate::metrics::METRICS
+                .plugin_demoted_calls
+                .with_label_values(&["t"])
+                .get()
+        };
+        let before = demoted();
         assert!(isolated("noop", &spinner).await.unwrap().is_empty());
+        assert_eq!(demoted(), before + 1);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod personalize;
 pub mod plugin;
 pub mod prefetch;
 pub mod proxy;
+pub mod readiness;
 pub mod reload;
 pub mod route;
 pub mod scte35;

@@ -5,7 +5,6 @@
 //! and keys. An invalid new config is refused with a log line and the old one keeps serving;
 //! changes to sections that need a restart are reported and not applied.
 
-use crate::admin::Readiness;
 use crate::ads::AdCatalog;
 use crate::config::{Config, ConfigError};
 use crate::manifest_cache::ManifestCache;
@@ -15,6 +14,7 @@ use crate::plugin::bindings::AdDecider;
 use crate::plugin::registry::{PluginSettings, Registry};
 use crate::plugin::PluginEngine;
 use crate::prefetch::Prefetcher;
+use crate::readiness::Readiness;
 use crate::route::Routes;
 use crate::session::{SessionKeys, SessionStore};
 use crate::ssai::Policies;

@@ -7,7 +7,7 @@
 //!
 //! A tenant whose plugin recently ran long (one call executing past [`LONG_CALL`]) is demoted
 //! ([`Demotion`]): for [`DEMOTION`] its calls execute on a second runtime whose threads run at a
-//! lower OS priority ([`NICE`]). When the cores are contended, the proxy's own work and
+//! lower OS priority (`NICE`). When the cores are contended, the proxy's own work and
 //! tenants with quick plugins go first and the spinner gets what is left; when they are not,
 //! it still gets whole cores. (An unprivileged process cannot raise a thread's priority
 //! again, hence two runtimes rather than one thread changing priority.)

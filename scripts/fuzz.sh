@@ -48,7 +48,7 @@ mkdir -p logs
 summary=()
 status=0
 for t in "${TARGETS[@]}"; do
-    mkdir -p "corpus/$t"
+    mkdir -p "corpus/$t" "seeds/$t"
     log="logs/$t.log"
     echo "== $t: ${SECONDS_PER_TARGET}s"
     set +e

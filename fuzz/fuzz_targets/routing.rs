@@ -41,7 +41,9 @@ fuzz_target!(|data: &[u8]| {
     let path = parts.next().unwrap_or("/");
     let query = parts.next();
     if let Ok(r) = routes().route(host, path, query) {
-        assert!(!r.origin_path.split(['/', '?']).any(|s| s == ".." || s == "."));
+        // the path part: a query may hold anything, origins do not resolve dots in it
+        let path = r.origin_path.split('?').next().unwrap_or_default();
+        assert!(!path.split('/').any(|s| s == ".." || s == "."), "{:?}", r.origin_path);
         assert!(r.content_path.starts_with('/'), "{:?}", r.content_path);
     }
 });

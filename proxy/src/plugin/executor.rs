@@ -70,7 +70,8 @@ fn runtime(demoted: bool) -> Result<&'static Runtime, PluginFailure> {
     cell.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut b = Builder::new_multi_thread();
-        b.worker_threads(cores).thread_name(name).enable_time();
+        // time and I/O: host calls (ad decisions, session writes) use the network
+        b.worker_threads(cores).thread_name(name).enable_all();
         if demoted {
             b.on_thread_start(lower_priority);
         }

@@ -847,6 +847,53 @@ pub(crate) mod tests {
         }
     }
 
+    /// Decides after a round trip on a socket, as the VAST decider does.
+    struct NetDecider(std::net::SocketAddr);
+
+    #[async_trait::async_trait]
+    impl AdDecider for NetDecider {
+        async fn decide(
+            &self,
+            _t: &str,
+            _s: Option<&str>,
+            brk: &super::super::bindings::AdBreak,
+            _v: &Viewer,
+        ) -> Vec<crate::session::DecidedAd> {
+            let connected = tokio::net::TcpStream::connect(self.0).await;
+            assert!(connected.is_ok(), "{connected:?}");
+            vec![crate::session::DecidedAd {
+                id: format!("{}-0", brk.id),
+                creative: "ad10".into(),
+                duration: brk.duration.min(10.0),
+                tracking: Default::default(),
+            }]
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn host_calls_on_the_plugin_runtime_can_use_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Arc::new(engine(dir.path()));
+        let p = e.load(&plugin_wasm("misbehave")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut env = env(2000);
+        env.caps.ads = true;
+        env.ads = Some(Arc::new(NetDecider(listener.local_addr().unwrap())));
+        let f = e
+            .call_isolated(
+                &p,
+                Arc::new(Held(media_with_break())),
+                Arc::new(viewer()),
+                "mode=decide;ids=input".into(),
+                env,
+                None,
+            )
+            .await
+            .unwrap_err();
+        // every decision made it (the cap ended the call), none failed in the host
+        assert!(f.message.contains("new decisions"), "{f}");
+    }
+
     fn media_with_break() -> HlsMedia {
         let mut m = media();
         m.breaks = vec![super::super::bindings::AdBreak {

@@ -13,7 +13,7 @@
 # simulator's manifests, SCTE-35 sections and VAST documents) plus what earlier runs found
 # (fuzz/corpus/<target>, not committed). A crash leaves its input in fuzz/artifacts/<target>/;
 # reproduce with `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/crash-...`, then
-# make it a regression test (proxy/tests/bad_input.rs or the module's unit tests).
+# make it a regression test (proxy/ssai/tests/bad_input.rs or the module's unit tests).
 #
 # Prints, per target, the executions and the final coverage; a summary line at the end.
 set -euo pipefail

@@ -3,12 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold::apply;
-use manifold::parse::{parse, Parsed};
-use manifold::plugin::bindings::Edit;
-use manifold::route::Class;
-use manifold::session::SessionState;
-use manifold::ssai_dash::{self, DashMedia};
+use manifold_ssai::apply::RenditionWant;
+use manifold_ssai::asked::Class;
+use manifold_ssai::parse::{parse, Parsed};
+use manifold_ssai::pipeline::{self, Context, InMemory};
+use manifold_ssai::ssai_dash::DashMedia;
+use manifold_ssai::types::Edit;
 use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
 
 fuzz_target!(|data: &[u8]| {
@@ -30,29 +30,18 @@ fuzz_target!(|data: &[u8]| {
             edits.push(Edit::DropRepresentation(id));
         }
     }
-    let Ok((dropped, plan)) = apply::dash(mpd, view, &edits) else {
-        return;
-    };
     let media = DashMedia { mpd, view };
     let policies = policies(pick);
-    let catalog = Catalog::get();
-    let mut state = SessionState::default();
+    let cx = Context {
+        creatives: Catalog::get(),
+        policies: &policies,
+        want: RenditionWant::default(),
+    };
+    let ledger = InMemory::default();
+    // twice: the second pass sees the first one's records, as a reload does
     for _ in 0..2 {
-        let Ok(recs) = block_on(ssai_dash::propose(
-            &media, &plan, &state, catalog, &policies,
-        )) else {
-            return;
-        };
-        for (id, r) in recs {
-            state.breaks.entry(id).or_insert(r);
-        }
-        if let Ok(out) = block_on(ssai_dash::render(
-            &media,
-            dropped.clone(),
-            &state.breaks,
-            catalog,
-            &policies,
-        )) {
+        let run = pipeline::run(&media, &edits, ledger.state(), &ledger, &cx);
+        if let Ok(out) = block_on(run) {
             let _ = out.to_string();
         }
     }

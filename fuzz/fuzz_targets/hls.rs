@@ -1,15 +1,16 @@
-//! HLS: parse → plugin plan (checked by `apply`) → stitch → serialize, as the proxy does for
-//! a personalized master or media playlist. Whatever the origin sends must give a manifest
+//! HLS: parse → plugin plan → the SSAI pipeline (`manifold_ssai::pipeline`) → serialize, as
+//! the proxy does for a personalized master or media playlist. Whatever the origin sends must give a manifest
 //! or an error; a stitched media playlist must parse again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold::apply::{self, RenditionWant};
-use manifold::parse::{parse, Parsed};
-use manifold::plugin::bindings::{Edit, UriRewrite};
-use manifold::route::Class;
-use manifold::session::SessionState;
-use manifold::ssai::{self, Media};
+use manifold_ssai::apply::RenditionWant;
+use manifold_ssai::asked::Class;
+use manifold_ssai::master::Master;
+use manifold_ssai::parse::{parse, Parsed};
+use manifold_ssai::pipeline::{self, Context, InMemory, Scratch};
+use manifold_ssai::ssai::Media;
+use manifold_ssai::types::{Edit, UriRewrite};
 use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +26,14 @@ fuzz_target!(|data: &[u8]| {
                 edits.push(Edit::DropVariant(0));
                 edits.push(Edit::DropRendition(0));
             }
-            if let Ok(out) = apply::hls_master(playlist, &edits) {
+            let policies = policies(pick);
+            let cx = Context {
+                creatives: Catalog::get(),
+                policies: &policies,
+                want: RenditionWant::default(),
+            };
+            let run = pipeline::run(&Master { playlist }, &edits, Default::default(), &Scratch, &cx);
+            if let Ok(out) = block_on(run) {
                 let mut buf = Vec::new();
                 let _ = out.write_to(&mut buf);
             }
@@ -37,42 +45,25 @@ fuzz_target!(|data: &[u8]| {
                 view.view.segments.len(),
                 !view.view.live,
             );
-            let Ok(plan) = apply::media_plan(view, &edits) else {
-                return;
-            };
             let media = Media {
                 playlist,
                 view,
                 body: data,
             };
             let policies = policies(pick);
-            let catalog = Catalog::get();
-            let mut state = SessionState::default();
-            // twice: the second pass sees the first one's records, as a reload does
-            for _ in 0..2 {
-                let Ok(recs) = block_on(ssai::propose(&media, &plan, &state, catalog, &policies))
-                else {
-                    return;
-                };
-                for (id, r) in recs {
-                    state.breaks.entry(id).or_insert(r);
-                }
-                for (id, f) in ssai::observe(&media, &state.breaks, &state.facts) {
-                    state.facts.insert(id, f);
-                }
-                let want = RenditionWant {
+            let cx = Context {
+                creatives: Catalog::get(),
+                policies: &policies,
+                want: RenditionWant {
                     audio_only: pick & 64 != 0,
                     ..RenditionWant::default()
-                };
-                if let Ok(out) = block_on(ssai::render(
-                    &media,
-                    &plan,
-                    &state.breaks,
-                    &state.facts,
-                    catalog,
-                    want,
-                    &policies,
-                )) {
+                },
+            };
+            let ledger = InMemory::default();
+            // twice: the second pass sees the first one's records, as a reload does
+            for _ in 0..2 {
+                let run = pipeline::run(&media, &edits, ledger.state(), &ledger, &cx);
+                if let Ok(out) = block_on(run) {
                     assert!(
                         m3u8_rs::parse_playlist_res(&out).is_ok(),
                         "stitched playlist does not parse:\n{}",

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold::scte35;
+use manifold_ssai::scte35;
 
 fuzz_target!(|data: &[u8]| {
     let binary = scte35::decode(data);

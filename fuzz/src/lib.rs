@@ -4,9 +4,9 @@
 //! record → render → serialize), with plans that exercise every edit kind.
 
 use async_trait::async_trait;
-use manifold::apply::{AdMedia, Creatives, Packaging, RenditionWant};
-use manifold::plugin::bindings::{Ad, AdBreak, Edit, Fill, Insert, Tag, UriRewrite};
-use manifold::stitch_dash::DashCreative;
+use manifold_ssai::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use manifold_ssai::types::{Ad, AdBreak, Edit, Fill, Insert, Tag, UriRewrite};
+use manifold_ssai::stitch_dash::DashCreative;
 use std::sync::{Arc, OnceLock};
 
 /// An ad creative's MPD as the origin simulator serves it (10 s, CMAF, 3 renditions).
@@ -132,11 +132,11 @@ pub fn pick(data: &[u8]) -> u8 {
 }
 
 /// Tenant stitching policies, chosen by `pick` (so every combination gets fuzzed).
-pub fn policies(pick: u8) -> manifold::ssai::Policies {
-    use manifold::apply::Overlong;
-    use manifold::ssai::JoinPolicy;
-    use manifold::stitch::Markers;
-    manifold::ssai::Policies {
+pub fn policies(pick: u8) -> manifold_ssai::ssai::Policies {
+    use manifold_ssai::apply::Overlong;
+    use manifold_ssai::ssai::JoinPolicy;
+    use manifold_ssai::stitch::Markers;
+    manifold_ssai::ssai::Policies {
         markers: if pick & 4 == 0 {
             Markers::Pass
         } else {

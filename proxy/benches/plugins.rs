@@ -5,15 +5,17 @@
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
-use manifold::apply::{self, AdMedia, Creatives, Packaging, RenditionWant};
+use manifold::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use manifold::ledger::{BreakFacts, BreakRecord, SessionState};
 use manifold::parse::{parse, Parsed};
+use manifold::pipeline::{self, Context, Format, Ledger};
 use manifold::plugin::bindings::{DeviceClass, Viewer};
-use manifold::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine};
+use manifold::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine, Wire};
 use manifold::route::Class;
-use manifold::session::SessionState;
-use manifold::ssai::{self, Media, Policies};
-use manifold::ssai_dash::{self, DashMedia};
+use manifold::ssai::{Media, Policies};
+use manifold::ssai_dash::DashMedia;
 use manifold::stitch_dash::DashCreative;
+use manifold::types::Edit;
 use manifold_origin::{Origin, OriginOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,35 +152,15 @@ async fn personalize_dash(
     engine: &PluginEngine,
     plugin: &manifold::plugin::LoadedPlugin,
     mpd: &dash_mpd_core::MPD,
-    view: &manifold::plugin::bindings::DashMpd,
+    view: &manifold::types::DashMpd,
+    wire: &Wire,
     creatives: &Resolved,
 ) -> usize {
     let edits = engine
-        .call(
-            plugin,
-            Input::DashMpd(view),
-            &viewer(),
-            "pod=ad10",
-            &env(),
-            None,
-        )
+        .call(plugin, wire.input(), &viewer(), "pod=ad10", &env(), None)
         .await
         .unwrap();
-    let (dropped, plan) = apply::dash(mpd, view, &edits).unwrap();
-    let media = DashMedia { mpd, view };
-    let policies = Policies::default();
-    let mut state = SESSION.with(|s| s.borrow().clone());
-    let fresh = ssai_dash::propose(&media, &plan, &state, creatives, &policies)
-        .await
-        .unwrap();
-    let recorded = !fresh.is_empty();
-    state.breaks.extend(fresh);
-    let out = ssai_dash::render(&media, dropped, &state.breaks, creatives, &policies)
-        .await
-        .unwrap();
-    if recorded {
-        SESSION.with(|s| *s.borrow_mut() = state);
-    }
+    let out = run_session(&DashMedia { mpd, view }, &edits, creatives).await;
     out.to_string().len()
 }
 
@@ -194,7 +176,14 @@ async fn pipeline(
     let Parsed::HlsMedia { playlist, view } = parsed else {
         panic!("not media")
     };
-    personalize(engine, plugin, &playlist, &view, body, config, creatives).await
+    // the plugin's copy of the view: made on the first call, cached with the manifest
+    let wire = Wire::hls_media(&view.view);
+    let media = Media {
+        playlist: &playlist,
+        view: &view,
+        body,
+    };
+    personalize(engine, plugin, &media, &wire, config, creatives).await
 }
 
 /// The per-request part: the parse and view are cached with the origin manifest; the session
@@ -203,62 +192,61 @@ async fn pipeline(
 async fn personalize(
     engine: &PluginEngine,
     plugin: &manifold::plugin::LoadedPlugin,
-    playlist: &m3u8_rs::MediaPlaylist,
-    view: &manifold::view::HlsMediaView,
-    body: &[u8],
+    media: &Media<'_>,
+    wire: &Wire,
     config: &str,
     creatives: &Resolved,
 ) -> usize {
     let edits = engine
-        .call(
-            plugin,
-            Input::HlsMedia(&view.view),
-            &viewer(),
-            config,
-            &env(),
-            None,
-        )
+        .call(plugin, wire.input(), &viewer(), config, &env(), None)
         .await
         .unwrap();
-    let media = Media {
-        playlist,
-        view,
-        body,
-    };
-    let plan = apply::media_plan(view, &edits).unwrap();
-    let policies = Policies::default();
-    let mut state = SESSION.with(|s| s.borrow().clone());
-    let fresh = ssai::propose(&media, &plan, &state, creatives, &policies)
-        .await
-        .unwrap();
-    let recorded = !fresh.is_empty();
-    for (id, rec) in fresh {
-        state.breaks.insert(id, rec);
-    }
-    for (id, f) in ssai::observe(&media, &state.breaks, &state.facts) {
-        state.facts.insert(id, f);
-    }
-    let out = ssai::render(
-        &media,
-        &plan,
-        &state.breaks,
-        &state.facts,
-        creatives,
-        RenditionWant::default(),
-        &policies,
-    )
-    .await
-    .unwrap();
-    if recorded {
-        SESSION.with(|s| *s.borrow_mut() = state);
-    }
+    let out = run_session(media, &edits, creatives).await;
     out.len()
 }
 
-struct HeldMaster(manifold::plugin::bindings::HlsMaster);
+/// The pipeline for the benchmark's one session: the first call records its breaks, later
+/// ones reuse them (as every reload after the first does).
+async fn run_session<F: Format>(format: &F, edits: &[Edit], creatives: &Resolved) -> F::Out {
+    let policies = Policies::default();
+    let cx = Context {
+        creatives,
+        policies: &policies,
+        want: RenditionWant::default(),
+    };
+    let state = SESSION.with(|s| s.borrow().clone());
+    pipeline::run(format, edits, state, &BenchSession, &cx)
+        .await
+        .unwrap()
+}
+
+/// The benchmark's session ledger: the first iteration records the breaks, later ones read
+/// them back (facts are learned again each time, as before a session store round trip).
+struct BenchSession;
+
+#[async_trait]
+impl Ledger for BenchSession {
+    async fn record(&self, p: &[(String, BreakRecord)]) -> Result<Vec<BreakRecord>, String> {
+        SESSION.with(|s| {
+            let mut s = s.borrow_mut();
+            let standing = p.iter().map(|(id, r)| {
+                s.breaks
+                    .entry(id.clone())
+                    .or_insert_with(|| r.clone())
+                    .clone()
+            });
+            Ok(standing.collect())
+        })
+    }
+    async fn learn(&self, _id: &str, _f: &BreakFacts) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+struct HeldMaster(Wire);
 impl manifold::plugin::Subject for HeldMaster {
     fn input(&self) -> Option<Input<'_>> {
-        Some(Input::HlsMaster(&self.0))
+        Some(self.0.input())
     }
 }
 
@@ -292,11 +280,12 @@ fn benches(c: &mut Criterion) {
         panic!()
     };
 
+    let master_wire = Wire::hls_master(&master_view);
     c.bench_function("plugin/instantiate+noop call", |b| {
         b.to_async(&rt).iter(|| async {
             e.call(
                 &noop,
-                Input::HlsMaster(&master_view),
+                master_wire.input(),
                 &viewer(),
                 "mode=noop",
                 &env(),
@@ -308,7 +297,7 @@ fn benches(c: &mut Criterion) {
     });
 
     // the proxy's path: the same call handed to the plugin runtime and awaited from this one
-    let held = std::sync::Arc::new(HeldMaster(master_view.clone()));
+    let held = std::sync::Arc::new(HeldMaster(master_wire.clone()));
     let config: std::sync::Arc<str> = "mode=noop".into();
     let who = std::sync::Arc::new(viewer());
     c.bench_function("plugin/instantiate+noop call, on the plugin runtime", |b| {
@@ -348,6 +337,17 @@ fn benches(c: &mut Criterion) {
         panic!()
     };
     assert_eq!(v60.view.breaks.len(), 3, "{:?}", v60.view.breaks);
+    let (w300, w60) = (Wire::hls_media(&v300.view), Wire::hls_media(&v60.view));
+    let m300 = Media {
+        playlist: &pl300,
+        view: &v300,
+        body: &p300,
+    };
+    let m60 = Media {
+        playlist: &pl60,
+        view: &v60,
+        body: &p60,
+    };
 
     c.bench_function(
         "pipeline/300 segments, 1 break: parse+plugin+apply+serialize",
@@ -359,17 +359,8 @@ fn benches(c: &mut Criterion) {
     c.bench_function(
         "pipeline/300 segments, 1 break: plugin+apply+serialize (parse cached)",
         |b| {
-            b.to_async(&rt).iter(|| {
-                personalize(
-                    &e,
-                    &breaks,
-                    &pl300,
-                    &v300,
-                    &p300,
-                    "pod=ad10,ad10,ad10",
-                    &creatives,
-                )
-            })
+            b.to_async(&rt)
+                .iter(|| personalize(&e, &breaks, &m300, &w300, "pod=ad10,ad10,ad10", &creatives))
         },
     );
     SESSION.with(|s| *s.borrow_mut() = SessionState::default());
@@ -384,7 +375,7 @@ fn benches(c: &mut Criterion) {
         "pipeline/60 segments, 3 breaks: plugin+apply+serialize (parse cached)",
         |b| {
             b.to_async(&rt)
-                .iter(|| personalize(&e, &breaks, &pl60, &v60, &p60, "pod=ad10", &creatives))
+                .iter(|| personalize(&e, &breaks, &m60, &w60, "pod=ad10", &creatives))
         },
     );
     // live DASH ($Number$), a 10 s break in the window: one ad period
@@ -400,11 +391,12 @@ fn benches(c: &mut Criterion) {
         panic!()
     };
     assert_eq!(view.breaks.len(), 1, "{:?}", view.breaks);
+    let wire = Wire::dash_mpd(&view);
     c.bench_function(
         "pipeline/live MPD, 1 break: plugin+periods+serialize (parse cached)",
         |b| {
             b.to_async(&rt)
-                .iter(|| personalize_dash(&e, &breaks, &mpd, &view, &creatives))
+                .iter(|| personalize_dash(&e, &breaks, &mpd, &view, &wire, &creatives))
         },
     );
     c.bench_function("pipeline/live MPD, 1 break: including parse", |b| {
@@ -413,9 +405,15 @@ fn benches(c: &mut Criterion) {
             let Parsed::Dash { mpd, view, .. } = parsed else {
                 panic!()
             };
-            personalize_dash(&e, &breaks, &mpd, &view, &creatives).await
+            let wire = Wire::dash_mpd(&view);
+            personalize_dash(&e, &breaks, &mpd, &view, &wire, &creatives).await
         })
     });
+    // once per origin fetch, on its first plugin call: the core's view in the bindings' types
+    c.bench_function(
+        "parse/300 segments: the view converted for the plugin",
+        |b| b.iter(|| Wire::hls_media(&v300.view)),
+    );
     c.bench_function("parse/300 segments (m3u8-rs + view)", |b| {
         b.iter(|| parse(Class::HlsPlaylist, &p300))
     });

@@ -2,16 +2,19 @@
 //! on the sample manifests (parse → plugin → apply → serialize) and prints what it did and how
 //! long it took.
 
-use crate::apply::{self, AdMedia, Creatives, Packaging, RenditionWant};
+use crate::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use crate::master::Master;
 use crate::parse::{parse, Parsed};
-use crate::plugin::bindings::{AdBreak, AdDecider, DeviceClass, Edit, Viewer};
+use crate::pipeline::{self, Context, Failed, Format, Scratch};
+use crate::plugin::bindings::{AdDecider, DeviceClass, Viewer};
 use crate::plugin::kv::KvStore;
-use crate::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine};
+use crate::plugin::{CallEnv, Capabilities, EngineOptions, PluginEngine, Wire};
 use crate::route::Class;
 use crate::session::{DecidedAd, SessionState};
-use crate::ssai::{self, Media, Policies};
-use crate::ssai_dash;
+use crate::ssai::{Media, Policies};
+use crate::ssai_dash::DashMedia;
 use crate::stitch_dash::DashCreative;
+use crate::types::{AdBreak, Edit};
 use async_trait::async_trait;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -111,46 +114,19 @@ impl AdDecider for SyntheticDecider {
 }
 
 /// Plan, lay out and stitch a media playlist for a throwaway session.
-async fn stateless(
-    media: &Media<'_>,
+/// The plan run as the proxy runs it, for a session of its own that sees everything first.
+async fn stateless<F: Format>(
+    format: &F,
     edits: &[Edit],
     creatives: &dyn Creatives,
-) -> Result<Vec<u8>, apply::InvalidPlan> {
-    let plan = apply::media_plan(media.view, edits)?;
+) -> Result<F::Out, Failed> {
     let policies = Policies::default();
-    let mut state = SessionState::default();
-    for (id, rec) in ssai::propose(media, &plan, &state, creatives, &policies).await? {
-        state.breaks.insert(id, rec);
-    }
-    for (id, f) in ssai::observe(media, &state.breaks, &state.facts) {
-        state.facts.insert(id, f);
-    }
-    ssai::render(
-        media,
-        &plan,
-        &state.breaks,
-        &state.facts,
+    let cx = Context {
         creatives,
-        RenditionWant::default(),
-        &policies,
-    )
-    .await
-}
-
-async fn stateless_dash(
-    mpd: &dash_mpd_core::MPD,
-    view: &crate::plugin::bindings::DashMpd,
-    edits: &[Edit],
-    creatives: &dyn Creatives,
-) -> Result<dash_mpd_core::MPD, apply::InvalidPlan> {
-    let (dropped, plan) = apply::dash(mpd, view, edits)?;
-    let media = ssai_dash::DashMedia { mpd, view };
-    let policies = Policies::default();
-    let mut state = SessionState::default();
-    for (id, rec) in ssai_dash::propose(&media, &plan, &state, creatives, &policies).await? {
-        state.breaks.insert(id, rec);
-    }
-    ssai_dash::render(&media, dropped, &state.breaks, creatives, &policies).await
+        policies: &policies,
+        want: RenditionWant::default(),
+    };
+    pipeline::run(format, edits, SessionState::default(), &Scratch, &cx).await
 }
 
 fn edit_summary(edits: &[Edit]) -> String {
@@ -252,52 +228,17 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
         let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let class = Class::of(&name);
         let (_, parsed) = parse(class, &body);
+        let Some(wire) = Wire::of(&parsed) else {
+            let _ = writeln!(report, "{name:<30} {:<16}", "does not parse");
+            continue;
+        };
         let mut times = Vec::with_capacity(opts.runs);
         let mut last = None;
         for _ in 0..opts.runs.max(1) {
             let t = Instant::now();
-            let r = match &parsed {
-                Parsed::HlsMaster { view, .. } => {
-                    engine
-                        .call(
-                            &plugin,
-                            Input::HlsMaster(view),
-                            &viewer,
-                            &opts.config,
-                            &env,
-                            None,
-                        )
-                        .await
-                }
-                Parsed::HlsMedia { view, .. } => {
-                    engine
-                        .call(
-                            &plugin,
-                            Input::HlsMedia(&view.view),
-                            &viewer,
-                            &opts.config,
-                            &env,
-                            None,
-                        )
-                        .await
-                }
-                Parsed::Dash { view, .. } => {
-                    engine
-                        .call(
-                            &plugin,
-                            Input::DashMpd(view),
-                            &viewer,
-                            &opts.config,
-                            &env,
-                            None,
-                        )
-                        .await
-                }
-                Parsed::None => {
-                    let _ = writeln!(report, "{name:<30} {:<16}", "does not parse");
-                    break;
-                }
-            };
+            let r = engine
+                .call(&plugin, wire.input(), &viewer, &opts.config, &env, None)
+                .await;
             times.push(t.elapsed().as_micros() as u64);
             let failed = r.is_err();
             last = Some(r);
@@ -320,13 +261,16 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
             }
             Ok(edits) => {
                 let t = Instant::now();
-                let applied: Result<usize, apply::InvalidPlan> = match &parsed {
+                let applied: Result<usize, Failed> = match &parsed {
                     Parsed::HlsMaster { playlist, .. } => {
-                        apply::hls_master(playlist, &edits).map(|m| {
-                            let mut b = Vec::new();
-                            let _ = m.write_to(&mut b);
-                            b.len()
-                        })
+                        let synthetic = SyntheticCreatives { shape: None };
+                        stateless(&Master { playlist }, &edits, &synthetic)
+                            .await
+                            .map(|m| {
+                                let mut b = Vec::new();
+                                let _ = m.write_to(&mut b);
+                                b.len()
+                            })
                     }
                     Parsed::HlsMedia { playlist, view } => {
                         let media = Media {
@@ -342,7 +286,7 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
                         let creatives = SyntheticCreatives {
                             shape: mpd.periods.first().cloned(),
                         };
-                        stateless_dash(mpd, view, &edits, &creatives)
+                        stateless(&DashMedia { mpd, view }, &edits, &creatives)
                             .await
                             .map(|m| m.to_string().len())
                     }

@@ -1,6 +1,11 @@
 //! Manifold: an edge proxy that caches HLS/DASH manifests and segments in front of a streaming
 //! origin, and personalizes manifests per viewer.
 //!
+//! The ad-insertion core (parsing, views, plan checks, pod layout, the session ledger model,
+//! HLS and DASH rendering, and the one pipeline that drives them) is its own crate,
+//! `manifold-ssai` (`proxy/ssai/`), free of pingora, wasmtime and tokio's runtime; it is
+//! re-exported here under the names the data path uses.
+//!
 //! A manifest request, step by step, and the module of each step:
 //!
 //! | step | module |
@@ -8,17 +13,20 @@
 //! | the pingora handler: phases, answers, logging | [`proxy`] |
 //! | preflight and CORS headers | [`cors`] |
 //! | request limits (URL, headers, query) | [`limits`] |
-//! | which tenant, what is asked (class), the origin path and cache key | [`route`] |
-//! | edge auth (signed URLs, JWT) | [`auth`] |
-//! | the origin manifest: cached, coalesced, per-tenant shelves | [`manifest_cache`] |
+//! | **route**: which tenant, what is asked (class), the origin path and cache key | [`route`] |
+//! | **authorize**: edge auth (signed URLs, JWT) | [`auth`] |
+//! | **fetch**: the origin manifest, cached, coalesced, per-tenant shelves | [`manifest_cache`] |
 //! | fetching it (timeouts, size limit) from the chosen origin | [`origin`], [`origins`] |
 //! | riding out an origin outage (stale, slate) | [`outage`] |
-//! | parsing it once per fetch, and the plugin's view of it | [`parse`], [`view`], [`scte35`] |
-//! | per viewer: session, viewer context, plugin call, fail-open replay | [`personalize`] (+ [`session`], [`session_limit`]) |
-//! | the sandboxed plugin (runtime, its own threads, registry) | [`plugin`] |
-//! | checking and applying its edit plan; creatives and pods | [`apply`], [`ads`], [`vast`], [`prefetch`] |
-//! | stitching ads for the session: HLS, DASH | [`ssai`] + [`stitch`], [`ssai_dash`] + [`stitch_dash`] |
-//! | beacons when ad segments are served | [`tracking`] |
+//! | parsing it once per fetch, and the plugin's view of it (core) | [`parse`], [`view`], [`scte35`] |
+//! | **personalize**: the sequence of the steps below | [`personalize`] |
+//! | · session gate: verify, create (rate-limited) or redirect | [`personalize`], [`session`], [`session_limit`] |
+//! | · the viewer context: params, headers, device, country, CMCD | [`viewer`] |
+//! | · the plugin, sandboxed on its own threads; its view converted once | [`plugin`] ([`plugin::wire`]) |
+//! | · the pipeline: plan → propose → record → observe → render (core) | [`pipeline`] over [`master`], [`ssai`], [`ssai_dash`] |
+//! | · plan checks, creatives, pods (core); the tenant's ads | [`apply`]; [`ads`], [`vast`], [`prefetch`] |
+//! | · URIs into the session (hints, BaseURLs) | [`session_urls`] |
+//! | **respond**, then beacons when ad segments are served | [`proxy`], [`tracking`] |
 //!
 //! A segment request goes [`route`] → pingora-cache over [`storage`] (with [`cache_policy`],
 //! [`cache_status`]) → the origin through [`origins`]; on the way into the cache CMAF timing
@@ -30,14 +38,18 @@
 //! metrics), [`metrics`], [`tls`], [`drain`] (graceful shutdown), [`egress`] (where ad
 //! decisions may connect), [`state_dir`], [`check`] (`manifold plugin check`), [`demo`].
 
+// The ad-insertion core (crate `manifold-ssai`), under the names the data path uses.
+pub use manifold_ssai::{
+    apply, cmaf_timing, ledger, master, parse, pipeline, scte35, ssai, ssai_dash, stitch,
+    stitch_dash, ts_lead, types, view,
+};
+
 pub mod admin;
 pub mod ads;
-pub mod apply;
 pub mod auth;
 pub mod cache_policy;
 pub mod cache_status;
 pub mod check;
-pub mod cmaf_timing;
 pub mod config;
 pub mod cors;
 pub mod demo;
@@ -49,7 +61,6 @@ pub mod metrics;
 pub mod origin;
 pub mod origins;
 pub mod outage;
-pub mod parse;
 pub mod personalize;
 pub mod plugin;
 pub mod prefetch;
@@ -57,18 +68,13 @@ pub mod proxy;
 pub mod readiness;
 pub mod reload;
 pub mod route;
-pub mod scte35;
 pub mod server;
 pub mod session;
 pub mod session_limit;
-pub mod ssai;
-pub mod ssai_dash;
+pub mod session_urls;
 pub mod state_dir;
-pub mod stitch;
-pub mod stitch_dash;
 pub mod storage;
 pub mod tls;
 pub mod tracking;
-pub mod ts_lead;
 pub mod vast;
-pub mod view;
+pub mod viewer;

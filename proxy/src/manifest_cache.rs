@@ -37,6 +37,8 @@ pub struct Manifest {
     pub kind: ManifestKind,
     /// Parsed once here, for every request personalizing it.
     pub parsed: Parsed,
+    /// The parsed view in the plugin bindings' types, made on the first plugin call.
+    pub wire: std::sync::OnceLock<Option<crate::plugin::Wire>>,
     pub ttl: Duration,
     pub fetched: Instant,
     /// A live manifest's window: what its segments span (HLS) or its time-shift buffer (DASH).
@@ -85,6 +87,7 @@ impl Manifest {
             _ => None,
         };
         Manifest {
+            wire: Default::default(),
             window,
             status: f.status,
             headers,
@@ -101,6 +104,7 @@ impl Manifest {
     pub fn synthesized(like: &Manifest, body: Bytes, route: &Route) -> Manifest {
         let (kind, parsed) = parse(route.class, &body);
         Manifest {
+            wire: Default::default(),
             status: StatusCode::OK,
             headers: like.headers.clone(),
             window: like.window,
@@ -251,7 +255,7 @@ struct Shelf {
 }
 
 /// What an entry costs: its body, its parsed forms (each segment or variant as m3u8-rs and
-/// the plugin view hold it, their strings about the text again; a DASH object tree is several
+/// the plugin view and its bindings copy hold it, their strings about the text each; a DASH object tree is several
 /// times its text) and headers; at least the tenant's bytes per entry, so the entry count
 /// holds too.
 fn weight(m: &Manifest, floor: u64) -> u32 {
@@ -259,17 +263,17 @@ fn weight(m: &Manifest, floor: u64) -> u32 {
     let body = m.body.len();
     let parsed = match &m.parsed {
         Parsed::HlsMedia { playlist, .. } => {
+            // the view twice: the core's, and the plugin bindings' copy of it
             let per = size_of::<m3u8_rs::MediaSegment>()
-                + size_of::<crate::plugin::bindings::Segment>()
+                + 2 * size_of::<crate::types::Segment>()
                 + size_of::<std::ops::Range<usize>>();
-            body * 2 + playlist.segments.len() * per
+            body * 3 + playlist.segments.len() * per
         }
         Parsed::HlsMaster { playlist, .. } => {
-            let per =
-                size_of::<m3u8_rs::VariantStream>() + size_of::<crate::plugin::bindings::Variant>();
-            body * 2 + (playlist.variants.len() + playlist.alternatives.len()) * per
+            let per = size_of::<m3u8_rs::VariantStream>() + 2 * size_of::<crate::types::Variant>();
+            body * 3 + (playlist.variants.len() + playlist.alternatives.len()) * per
         }
-        Parsed::Dash { .. } => body * 8,
+        Parsed::Dash { .. } => body * 9,
         Parsed::None => 0,
     };
     let est = (body + parsed + 2048) as u64;
@@ -617,6 +621,7 @@ mod tests {
         ] {
             let ttl = ttl_for(StatusCode::OK, &kind, &h(""), &policy);
             let m = Manifest {
+                wire: Default::default(),
                 status: StatusCode::OK,
                 headers: vec![],
                 body: Bytes::new(),

@@ -106,7 +106,7 @@ impl Prefetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::AdBreak;
+    use crate::types::AdBreak;
 
     fn announcement(id: &str, in_secs: i64, now: SystemTime) -> Announcement {
         let now_ms = now.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;

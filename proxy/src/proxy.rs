@@ -12,10 +12,11 @@ use crate::cache_status;
 use crate::cors::CorsPolicy;
 use crate::drain::InFlight;
 use crate::metrics::{cache_result, origin_outcome, METRICS};
-use crate::personalize::{tracking_json, Outcome};
+use crate::personalize::Outcome;
 use crate::reload::{Live, Tenancy};
 use crate::route::{Class, Route, RouteError};
 use crate::storage::SegmentStorage;
+use crate::tracking::tracking_json;
 use crate::tracking::Beacons;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -259,7 +260,7 @@ impl EdgeProxy {
                         (crate::parse::Parsed::HlsMaster { playlist, .. }, true) => {
                             let mut out = playlist.clone();
                             let group = crate::route::group_of(&route.content_path);
-                            crate::personalize::add_hints(&mut out, None, Some(&group));
+                            crate::session_urls::add_hints(&mut out, None, Some(&group));
                             let mut buf = Vec::with_capacity(m.body.len() + 256);
                             let _ = out.write_to(&mut buf);
                             (Bytes::from(buf), None, false)

@@ -7,7 +7,7 @@
 use crate::ads::AdCatalog;
 use crate::egress::Egress;
 use crate::route::Tenant;
-use crate::session::{SessionKeys, SessionStore};
+use crate::session::{SessionKeys, SessionState, SessionStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,6 +200,41 @@ async fn fire(egress: &Egress, tenant: &str, url: &str) {
     tracing::warn!(tenant, url, "beacon given up after {ATTEMPTS} attempts");
 }
 
+/// The session's ads as the client-side tracking JSON: breaks, ads, positions and beacons.
+pub fn tracking_json(state: &SessionState) -> serde_json::Value {
+    let breaks: Vec<serde_json::Value> = state
+        .breaks
+        .iter()
+        .filter(|(_, r)| !r.content && !r.slots.is_empty())
+        .map(|(id, r)| {
+            let ads: Vec<serde_json::Value> = r
+                .ads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, ad)| {
+                    let slots: Vec<&crate::session::Slot> =
+                        r.slots.iter().filter(|s| s.ad == Some(i as u32)).collect();
+                    let first = slots.first()?;
+                    Some(serde_json::json!({
+                        "id": ad.id,
+                        "creative": ad.creative,
+                        "offset": first.offset,
+                        "duration": slots.iter().map(|s| s.duration).sum::<f64>(),
+                        "tracking": ad.tracking,
+                    }))
+                })
+                .collect();
+            serde_json::json!({
+                "id": id,
+                "media_sequence": r.start_seq,
+                "duration": r.duration,
+                "ads": ads,
+            })
+        })
+        .collect();
+    serde_json::json!({ "breaks": breaks })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +266,44 @@ mod tests {
         let own = Egress::new(Some(&format!("http://{addr}/vast")), TIMEOUT).unwrap();
         fire(&own, "t", &format!("http://{addr}/impression")).await;
         assert_eq!(hits.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn tracking_json_lists_filled_breaks() {
+        use crate::session::{BreakRecord, DecidedAd, Slot};
+        let mut st = SessionState::default();
+        let slot = |ad: Option<u32>, offset: f64| Slot {
+            creative: "ad10".into(),
+            index: 0,
+            duration: 2.0,
+            offset,
+            disc: offset == 0.0,
+            ad,
+            events: vec![],
+        };
+        st.breaks.insert(
+            "splice-1".into(),
+            BreakRecord {
+                start_seq: 40,
+                start_time: None,
+                duration: 10.0,
+                joined_mid: false,
+                content: false,
+                slots: vec![slot(Some(0), 0.0), slot(Some(0), 2.0), slot(None, 4.0)],
+                ads: vec![DecidedAd {
+                    id: "a1".into(),
+                    creative: "ad10".into(),
+                    duration: 4.0,
+                    tracking: [("start".to_string(), vec!["http://x/start".to_string()])].into(),
+                }],
+            },
+        );
+        let j = tracking_json(&st);
+        assert_eq!(j["breaks"][0]["ads"][0]["duration"], 4.0);
+        assert_eq!(
+            j["breaks"][0]["ads"][0]["tracking"]["start"][0],
+            "http://x/start"
+        );
+        assert_eq!(j["breaks"][0]["media_sequence"], 40);
     }
 }

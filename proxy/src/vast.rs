@@ -12,8 +12,9 @@
 use crate::ads::AdCatalog;
 use crate::config::AdServerConfig;
 use crate::egress::Egress;
-use crate::plugin::bindings::{AdBreak, AdDecider, DeviceClass, Viewer};
+use crate::plugin::bindings::{AdDecider, DeviceClass, Viewer};
 use crate::session::DecidedAd;
+use crate::types::AdBreak;
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use quick_xml::events::{BytesStart, Event};

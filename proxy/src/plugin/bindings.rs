@@ -58,7 +58,7 @@ pub trait AdDecider: Send + Sync {
         &self,
         tenant: &str,
         session: Option<&str>,
-        brk: &AdBreak,
+        brk: &crate::types::AdBreak,
         viewer: &Viewer,
     ) -> Vec<DecidedAd>;
 }
@@ -151,7 +151,7 @@ pub struct HostState {
     pub ads: Option<Arc<dyn AdDecider>>,
     pub session: Option<SessionCtx>,
     /// The breaks of the call's input: `decide-ads` decides these (and a pre-roll) only.
-    pub breaks: Vec<AdBreak>,
+    pub breaks: Vec<crate::types::AdBreak>,
     /// New ad decisions made during the call (at most [`MAX_DECISIONS`]).
     pub decisions: usize,
     /// The tenant's core share this call holds (see `CallEnv::cpu`).
@@ -212,12 +212,13 @@ impl Drop for CpuSlot {
 impl HostState {
     /// The break to decide: the input's own copy (a plugin cannot stretch a break to get more
     /// ads), or a bounded pre-roll; any other id traps.
-    fn decidable(&self, brk: AdBreak) -> wasmtime::Result<AdBreak> {
+    fn decidable(&self, brk: AdBreak) -> wasmtime::Result<crate::types::AdBreak> {
+        let brk: crate::types::AdBreak = super::wire::Cv::cv(brk);
         if let Some(b) = self.breaks.iter().find(|b| b.id == brk.id) {
             return Ok(b.clone());
         }
         if brk.id == PREROLL_BREAK {
-            return Ok(AdBreak {
+            return Ok(crate::types::AdBreak {
                 duration: brk.duration.clamp(0.0, MAX_PREROLL_SECS),
                 ..brk
             });

@@ -5,8 +5,10 @@ pub mod executor;
 pub mod kv;
 pub mod registry;
 pub mod runtime;
+pub mod wire;
 
 pub use bindings::Capabilities;
 pub use runtime::{
     CallEnv, EngineOptions, FailureKind, Input, LoadedPlugin, PluginEngine, PluginFailure, Subject,
 };
+pub use wire::{Cv, Wire};

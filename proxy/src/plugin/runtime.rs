@@ -167,11 +167,12 @@ pub trait Subject: Send + Sync + 'static {
 
 impl Input<'_> {
     /// The breaks the input names: the only ones the plugin may have decided.
-    fn breaks(&self) -> Vec<super::bindings::AdBreak> {
+    fn breaks(&self) -> Vec<crate::types::AdBreak> {
+        use super::wire::Cv;
         match self {
             Input::HlsMaster(_) => Vec::new(),
-            Input::HlsMedia(m) => m.breaks.clone(),
-            Input::DashMpd(m) => m.breaks.clone(),
+            Input::HlsMedia(m) => (&m.breaks).cv(),
+            Input::DashMpd(m) => (&m.breaks).cv(),
         }
     }
 }
@@ -402,7 +403,7 @@ impl PluginEngine {
         config: &str,
         env: &CallEnv,
         session: Option<SessionCtx>,
-    ) -> Result<Vec<Edit>, PluginFailure> {
+    ) -> Result<Vec<crate::types::Edit>, PluginFailure> {
         let started = Instant::now();
         let result = self
             .call_inner(plugin, input, viewer, config, env, session)
@@ -434,7 +435,7 @@ impl PluginEngine {
         config: Arc<str>,
         env: CallEnv,
         session: Option<SessionCtx>,
-    ) -> Result<Vec<Edit>, PluginFailure> {
+    ) -> Result<Vec<crate::types::Edit>, PluginFailure> {
         let (engine, plugin) = (self.clone(), plugin.clone());
         let demoted = env.demoted.active();
         if demoted {
@@ -462,7 +463,7 @@ impl PluginEngine {
         &self,
         env: &CallEnv,
         session: Option<SessionCtx>,
-        breaks: Vec<super::bindings::AdBreak>,
+        breaks: Vec<crate::types::AdBreak>,
         deadline: Instant,
     ) -> Store<HostState> {
         let mut store = Store::new(
@@ -546,7 +547,7 @@ impl PluginEngine {
         config: &str,
         env: &CallEnv,
         session: Option<SessionCtx>,
-    ) -> Result<Vec<Edit>, PluginFailure> {
+    ) -> Result<Vec<crate::types::Edit>, PluginFailure> {
         let started = Instant::now();
         let deadline = started + env.deadline;
         // the tenant's share first, then a pool slot: both waited for within the deadline
@@ -599,7 +600,7 @@ impl PluginEngine {
                 FailureKind::InvalidPlan,
                 format!("{} edits (at most {MAX_EDITS})", edits.len()),
             )),
-            Ok(Ok(edits)) => Ok(edits),
+            Ok(Ok(edits)) => Ok(super::wire::Cv::cv(edits)),
             Ok(Err(msg)) => Err(PluginFailure::new(
                 FailureKind::PluginError,
                 msg.chars().take(500).collect::<String>(),
@@ -750,7 +751,7 @@ pub(crate) mod tests {
         p: &LoadedPlugin,
         mode: &str,
         env: &CallEnv,
-    ) -> Result<Vec<Edit>, PluginFailure> {
+    ) -> Result<Vec<crate::types::Edit>, PluginFailure> {
         e.call(
             p,
             Input::HlsMedia(&media()),
@@ -768,7 +769,7 @@ pub(crate) mod tests {
         let e = engine(dir.path());
         let p = e.load(&plugin_wasm("misbehave")).unwrap();
         assert!(run(&e, &p, "noop", &env(100)).await.unwrap().is_empty());
-        let kind = |r: Result<Vec<Edit>, PluginFailure>| r.unwrap_err().kind;
+        let kind = |r: Result<Vec<crate::types::Edit>, PluginFailure>| r.unwrap_err().kind;
         let started = Instant::now();
         assert_eq!(
             kind(run(&e, &p, "loop", &env(20)).await),
@@ -831,7 +832,7 @@ pub(crate) mod tests {
             &self,
             _t: &str,
             _s: Option<&str>,
-            brk: &super::super::bindings::AdBreak,
+            brk: &crate::types::AdBreak,
             _v: &Viewer,
         ) -> Vec<crate::session::DecidedAd> {
             self.calls.fetch_add(1, Ordering::Relaxed);
@@ -856,7 +857,7 @@ pub(crate) mod tests {
             &self,
             _t: &str,
             _s: Option<&str>,
-            brk: &super::super::bindings::AdBreak,
+            brk: &crate::types::AdBreak,
             _v: &Viewer,
         ) -> Vec<crate::session::DecidedAd> {
             let connected = tokio::net::TcpStream::connect(self.0).await;
@@ -1163,7 +1164,9 @@ pub(crate) mod tests {
         env.kv = Some(Arc::new(KvStore::new(1024)));
         for n in 1..=3 {
             let edits = run(&e, &p, "kv", &env).await.unwrap();
-            assert!(matches!(&edits[0], Edit::AddTag(t) if t.line == format!("#EXT-X-CALLS:{n}")));
+            assert!(
+                matches!(&edits[0], crate::types::Edit::AddTag(t) if t.line == format!("#EXT-X-CALLS:{n}"))
+            );
         }
     }
 

@@ -1,0 +1,85 @@
+//! The session ledger model: what one viewer's session decided and learned about each break,
+//! so every rendition and every reload (on any node) of that viewer is stitched the same. The
+//! stores that keep it (memory, Redis) live in the proxy.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One laid-out segment of an ad break, the same for every rendition of the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    /// Catalog creative and which of its segments.
+    pub creative: String,
+    pub index: u32,
+    pub duration: f64,
+    /// Seconds from the break's start.
+    pub offset: f64,
+    /// A discontinuity opens this slot (first of a creative).
+    pub disc: bool,
+    /// The ad (pod position) this slot plays, for tracking; `None` for slate.
+    pub ad: Option<u32>,
+    /// Beacon events due when this slot is fetched (`impression`, `start`, `firstQuartile`...).
+    pub events: Vec<String>,
+}
+
+/// What a session decided for a break.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakRecord {
+    /// Media sequence of the break's first content segment.
+    pub start_seq: u64,
+    /// DASH: where the pod starts on the MPD timeline, seconds (on the content's grid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<f64>,
+    pub duration: f64,
+    /// The session first saw it after it had started (the viewer joined mid-break).
+    pub joined_mid: bool,
+    /// Not filled: the content plays (no decision, or the join policy said so).
+    pub content: bool,
+    pub slots: Vec<Slot>,
+    /// The decided ads: id, creative, duration, and tracking URLs by event.
+    pub ads: Vec<DecidedAd>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecidedAd {
+    pub id: String,
+    pub creative: String,
+    pub duration: f64,
+    #[serde(default)]
+    pub tracking: BTreeMap<String, Vec<String>>,
+}
+
+/// Facts learned about a break as the live window slides over it (they only ever grow).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BreakFacts {
+    /// Media sequence of the first content segment after the break, once seen.
+    pub end_seq: Option<u64>,
+    /// Whether that segment carries its own discontinuity at the origin.
+    pub end_tagged: bool,
+    /// Content segments inside the break that carry a discontinuity at the origin.
+    pub content_discs: BTreeSet<u64>,
+}
+
+impl BreakFacts {
+    /// Adds newly learned facts: the first end seen stands, discontinuities accumulate.
+    pub fn merge(&mut self, f: BreakFacts) {
+        if self.end_seq.is_none() {
+            self.end_seq = f.end_seq;
+            self.end_tagged = f.end_tagged;
+        }
+        self.content_discs.extend(f.content_discs);
+    }
+}
+
+/// A session's state as one read returns it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionState {
+    pub exists: bool,
+    pub breaks: BTreeMap<String, BreakRecord>,
+    pub facts: BTreeMap<String, BreakFacts>,
+    /// Ad decisions cached per break (from `decide-ads`), before the break is recorded.
+    pub decisions: BTreeMap<String, Vec<DecidedAd>>,
+    /// Edge auth: the claims the tenant passes on from the viewer token that started the
+    /// session (name, value), for the plugin's viewer context on every reload.
+    pub claims: Vec<(String, String)>,
+}

@@ -12,7 +12,7 @@
 //! it still gets whole cores. (An unprivileged process cannot raise a thread's priority
 //! again, hence two runtimes rather than one thread changing priority.)
 
-use super::runtime::{FailureKind, PluginFailure};
+use super::failure::{FailureKind, PluginFailure};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

@@ -3,9 +3,9 @@
 //! fresh `Store` for every call, with a deadline and a memory cap.
 
 use super::bindings::{
-    AdDecider, Capabilities, CpuSlot, DashMpd, Edit, HlsMaster, HlsMedia, HostState, Limiter,
-    PluginPre, SessionCtx, Viewer,
+    AdDecider, Capabilities, DashMpd, Edit, HlsMaster, HlsMedia, PluginPre, SessionCtx, Viewer,
 };
+use super::host::{CpuSlot, HostState, Limiter};
 use super::executor::{Demotion, LONG_CALL};
 
 /// [`LONG_CALL`] in epoch ticks.
@@ -37,10 +37,8 @@ pub struct EngineOptions {
     pub loaded_capacity: u64,
 }
 
-/// Edits a plugin may return in one call.
-pub const MAX_EDITS: usize = 10_000;
-/// Ads, over all pods, one plan may name.
-pub const MAX_PLAN_ADS: usize = 10_000;
+pub use super::capabilities::{MAX_EDITS, MAX_HOST_WAIT, MAX_PLAN_ADS};
+pub use super::failure::{FailureKind, PluginFailure};
 
 /// Bytes the host may lift out of a guest in one go: the returned plan, or the arguments of
 /// one host call. The canonical ABI lets many strings alias one guest buffer, so the guest's
@@ -52,58 +50,6 @@ pub fn lift_budget() -> usize {
         + crate::apply::MAX_PLAN_BYTES
 }
 
-/// Time a call may spend waiting on the host (ad decisions, session writes) on top of its
-/// own deadline. Past `deadline + MAX_HOST_WAIT` the call is cut, in or out of a host call.
-pub const MAX_HOST_WAIT: Duration = Duration::from_secs(5);
-
-/// Why a plugin call did not produce an edit plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The guest trapped (panic, unreachable, stack overflow, denied capability...).
-    Trap,
-    /// It ran past its deadline.
-    Deadline,
-    /// It tried to grow its memory past the tenant's limit.
-    Memory,
-    /// It returned an edit plan the host refused.
-    InvalidPlan,
-    /// It returned an error of its own.
-    PluginError,
-    /// No instance slot was free within the deadline.
-    Busy,
-    /// The session store did not answer (not the plugin's fault; same policy).
-    SessionStore,
-}
-
-impl FailureKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Trap => "trap",
-            FailureKind::Deadline => "deadline",
-            FailureKind::Memory => "memory",
-            FailureKind::InvalidPlan => "invalid-plan",
-            FailureKind::PluginError => "plugin-error",
-            FailureKind::Busy => "busy",
-            FailureKind::SessionStore => "session-store",
-        }
-    }
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {message}", kind.as_str())]
-pub struct PluginFailure {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-impl PluginFailure {
-    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        PluginFailure {
-            kind,
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -939,7 +885,7 @@ pub(crate) mod tests {
         assert!(f.message.contains("new decisions"), "{f}");
         assert_eq!(
             decider.calls.load(Ordering::Relaxed),
-            super::super::bindings::MAX_DECISIONS
+            super::super::capabilities::MAX_DECISIONS
         );
         // a decision that never answers: the call ends at its ceiling, host wait included
         let hang = Arc::new(Decider {

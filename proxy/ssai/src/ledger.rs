@@ -83,3 +83,38 @@ pub struct SessionState {
     /// session (name, value), for the plugin's viewer context on every reload.
     pub claims: Vec<(String, String)>,
 }
+
+/// Record ids the host uses besides break ids.
+pub const START: &str = "~start";
+pub const PREROLL: &str = "~preroll";
+pub const VOD_INSERT: &str = "~vod-";
+
+/// Whether a record id names a signalled break (not a host-made insert or marker).
+pub fn is_break_id(id: &str) -> bool {
+    !id.starts_with('~') && !is_dash_record(id)
+}
+
+/// DASH records of a session live under their own names (`dash:<break>`, `~dash-...`): a
+/// session that plays both an MPD and HLS playlists keeps two separate ledgers, since their
+/// timelines (start times vs media sequence numbers) do not mix.
+pub const DASH_RECORD: &str = "dash:";
+pub const DASH_HOST_RECORD: &str = "~dash-";
+
+pub fn is_dash_record(id: &str) -> bool {
+    id.starts_with(DASH_RECORD) || id.starts_with(DASH_HOST_RECORD)
+}
+
+/// The decided ads of a pod, with the trackers of the session's decisions for them.
+pub fn decided(pod: &[crate::types::Ad], decisions: Option<&Vec<DecidedAd>>) -> Vec<DecidedAd> {
+    pod.iter()
+        .map(|a| DecidedAd {
+            id: a.id.clone(),
+            creative: a.creative.clone(),
+            duration: a.duration,
+            tracking: decisions
+                .and_then(|d| d.iter().find(|x| x.id == a.id))
+                .map(|x| x.tracking.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}

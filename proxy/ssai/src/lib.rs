@@ -11,7 +11,8 @@
 //! | the one driver: plan → propose → record → observe → render, over a [`pipeline::Format`] | [`pipeline`] |
 //! | the three formats | [`master::Master`], [`ssai::Media`], [`ssai_dash::DashMedia`] |
 //! | checking a plan; creatives, packaging, pod layout, beacon positions | [`apply`] |
-//! | what a session decided and learned per break | [`ledger`] |
+//! | what a session decided and learned per break; record ids | [`ledger`] |
+//! | a tenant's stitching policies | [`policy`] |
 //! | stitching for a session: HLS, DASH | [`ssai`] + [`stitch`], [`ssai_dash`] + [`stitch_dash`] |
 //! | segment fix-ups on the way into the cache: CMAF timing, TS audio lead | [`cmaf_timing`], [`ts_lead`] |
 
@@ -22,6 +23,7 @@ pub mod ledger;
 pub mod master;
 pub mod parse;
 pub mod pipeline;
+pub mod policy;
 pub mod scte35;
 pub mod ssai;
 pub mod ssai_dash;

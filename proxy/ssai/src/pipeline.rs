@@ -11,7 +11,7 @@
 
 use crate::apply::{Creatives, InvalidPlan, RenditionWant};
 use crate::ledger::{BreakFacts, BreakRecord, SessionState};
-use crate::ssai::Policies;
+use crate::policy::Policies;
 use crate::types::Edit;
 use async_trait::async_trait;
 use std::collections::BTreeMap;

@@ -3,41 +3,20 @@
 //! teaches about recorded breaks, and the stitched playlist for this rendition.
 
 use crate::apply::{
-    lay_out, AdMedia, Creatives, InvalidPlan, MediaPlan, Overlong, Packaging, RenditionWant,
+    lay_out, AdMedia, Creatives, InvalidPlan, MediaPlan, Packaging, RenditionWant,
 };
 use crate::ledger::{BreakFacts, BreakRecord, DecidedAd, SessionState};
+use crate::ledger::decided;
+pub use crate::ledger::{
+    is_break_id, is_dash_record, DASH_HOST_RECORD, DASH_RECORD, PREROLL, START, VOD_INSERT,
+};
 use crate::pipeline::{Context, Format};
-use crate::stitch::{ContentEdits, Markers, Placed, SlotUri, Stitch};
-use crate::types::Ad;
+pub use crate::policy::{JoinPolicy, Policies};
+use crate::stitch::{ContentEdits, Placed, SlotUri, Stitch};
 use crate::view::{BreakSpan, HlsMediaView};
 use m3u8_rs::MediaPlaylist;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Record ids the host uses besides break ids.
-pub const START: &str = "~start";
-pub const PREROLL: &str = "~preroll";
-pub const VOD_INSERT: &str = "~vod-";
-
-/// A viewer who joins while a break runs gets the rest of the pod, or the content.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JoinPolicy {
-    #[default]
-    Ads,
-    Content,
-}
-
-/// Tenant policies for stitching.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Policies {
-    pub markers: Markers,
-    pub join: JoinPolicy,
-    pub overlong: Overlong,
-    /// Ad segment URIs carry the break and slot, so their requests fire beacons.
-    pub tracking: bool,
-}
 
 /// The media playlist being personalized.
 pub struct Media<'a> {
@@ -101,34 +80,6 @@ impl Media<'_> {
     }
 }
 
-/// Whether a record id names a signalled break (not a host-made insert or marker).
-pub fn is_break_id(id: &str) -> bool {
-    !id.starts_with('~') && !is_dash_record(id)
-}
-
-/// DASH records of a session live under their own names (`dash:<break>`, `~dash-...`): a
-/// session that plays both an MPD and HLS playlists keeps two separate ledgers, since their
-/// timelines (start times vs media sequence numbers) do not mix.
-pub const DASH_RECORD: &str = "dash:";
-pub const DASH_HOST_RECORD: &str = "~dash-";
-
-pub fn is_dash_record(id: &str) -> bool {
-    id.starts_with(DASH_RECORD) || id.starts_with(DASH_HOST_RECORD)
-}
-
-pub(crate) fn decided(pod: &[Ad], decisions: Option<&Vec<DecidedAd>>) -> Vec<DecidedAd> {
-    pod.iter()
-        .map(|a| DecidedAd {
-            id: a.id.clone(),
-            creative: a.creative.clone(),
-            duration: a.duration,
-            tracking: decisions
-                .and_then(|d| d.iter().find(|x| x.id == a.id))
-                .map(|x| x.tracking.clone())
-                .unwrap_or_default(),
-        })
-        .collect()
-}
 
 fn insert_record(start: u64, slots: Vec<crate::ledger::Slot>, ads: Vec<DecidedAd>) -> BreakRecord {
     BreakRecord {
@@ -412,6 +363,8 @@ impl Format for Media<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::apply::Overlong;
+    use crate::stitch::Markers;
     use crate::types::Ad;
     use async_trait::async_trait;
     use m3u8_rs::MediaPlaylist;

@@ -3,7 +3,8 @@
 
 use crate::apply::{lay_out, Creatives, InvalidPlan, MediaPlan, Packaging};
 use crate::ledger::{BreakRecord, DecidedAd, SessionState, Slot};
-use crate::ssai::{decided, JoinPolicy, Policies, DASH_HOST_RECORD, DASH_RECORD};
+use crate::ledger::{decided, DASH_HOST_RECORD, DASH_RECORD};
+use crate::policy::{JoinPolicy, Policies};
 use crate::types::Ad;
 use crate::types::DashMpd;
 

@@ -22,8 +22,7 @@ use pingora_http::RequestHeader;
 use std::borrow::Cow;
 use std::path::Path;
 
-/// Viewer-context entries made from claims start with this (`jwt.sub`).
-pub const CLAIM_PREFIX: &str = "jwt.";
+pub use crate::config::CLAIM_PREFIX;
 /// Longer tokens are not looked at (malformed).
 const MAX_TOKEN: usize = 8 * 1024;
 /// Longest claim value passed on (characters).

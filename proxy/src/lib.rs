@@ -33,7 +33,8 @@
 //! is normalized ([`cmaf_timing`]) and creatives' first TS segments get their audio lead
 //! ([`ts_lead`]).
 //!
-//! Around the data path: [`config`] (the TOML schema and its validation), [`server`]
+//! Around the data path: [`config`] (the TOML schema and its validation, importing nothing
+//! of the data path), [`load`] (a config file and the certificates and keys it names), [`server`]
 //! (assembling pingora), [`reload`] (SIGHUP swaps), [`readiness`], [`admin`] (deploys,
 //! metrics), [`metrics`], [`tls`], [`drain`] (graceful shutdown), [`egress`] (where ad
 //! decisions may connect), [`state_dir`], [`check`] (`manifold plugin check`), [`demo`].
@@ -56,6 +57,7 @@ pub mod demo;
 pub mod drain;
 pub mod egress;
 pub mod limits;
+pub mod load;
 pub mod manifest_cache;
 pub mod metrics;
 pub mod origin;

@@ -121,7 +121,7 @@ fn init_logging(json: bool) {
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
+    manifold::load::load(path).map_err(|e| {
         eprintln!("manifold: invalid config: {e}");
         ExitCode::from(2)
     })

@@ -238,12 +238,7 @@ impl moka::Expiry<Arc<str>, Arc<Manifest>> for PerEntryTtl {
     }
 }
 
-/// What one tenant's manifests may hold: bytes (weighed, see [`weight`]) and entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    pub bytes: u64,
-    pub entries: u64,
-}
+pub use crate::config::Quota;
 
 /// One tenant's manifests: its own caches, so no tenant's requests can evict another's.
 struct Shelf {

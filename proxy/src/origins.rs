@@ -19,66 +19,12 @@ use pingora_load_balancing::discovery::ServiceDiscovery;
 use pingora_load_balancing::health_check::{HealthObserve, HttpHealthCheck};
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
-use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// `[tenants.health_check]`: how a tenant's origins are watched.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
-#[serde(deny_unknown_fields)]
-pub struct HealthConfig {
-    /// Requested with GET under each origin's base path; any answer below 500 is healthy (a
-    /// 404 still proves a working server), 5xx, timeouts and refused connections are not.
-    #[serde(default = "default_path")]
-    pub path: String,
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Consecutive failed checks that take an address out.
-    #[serde(default = "default_unhealthy")]
-    pub unhealthy_after: usize,
-    /// Consecutive good checks that bring it back.
-    #[serde(default = "default_healthy")]
-    pub healthy_after: usize,
-    /// How often origin host names are resolved again.
-    #[serde(default = "default_dns", with = "humantime_serde")]
-    pub dns_refresh: Duration,
-}
-
-fn default_path() -> String {
-    "/".into()
-}
-fn default_interval() -> Duration {
-    Duration::from_secs(2)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_unhealthy() -> usize {
-    2
-}
-fn default_healthy() -> usize {
-    1
-}
-fn default_dns() -> Duration {
-    Duration::from_secs(30)
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            path: default_path(),
-            interval: default_interval(),
-            timeout: default_timeout(),
-            unhealthy_after: default_unhealthy(),
-            healthy_after: default_healthy(),
-            dns_refresh: default_dns(),
-        }
-    }
-}
+pub use crate::config::health::HealthConfig;
 
 impl HealthConfig {
     pub fn validate(&self, at: &str) -> Result<(), (String, String)> {
@@ -449,15 +395,16 @@ impl Origins {
 /// Keeps every tenant's origins resolved and checked, for the config current at each round
 /// (a reload's new origins are picked up at the next one).
 pub struct UpkeepService {
-    pub live: crate::reload::Live,
+    /// The origins of the config current at the moment of asking.
+    pub origins: Box<dyn Fn() -> Vec<std::sync::Arc<Origins>> + Send + Sync>,
 }
 
 #[async_trait]
 impl pingora_core::services::background::BackgroundService for UpkeepService {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         loop {
-            let tenancy = self.live.load_full();
-            let rounds = tenancy.routes.tenants().map(|t| t.origins.maintain());
+            let origins = (self.origins)();
+            let rounds = origins.iter().map(|o| o.maintain());
             tokio::select! {
                 _ = futures_util::future::join_all(rounds) => {}
                 _ = shutdown.changed() => return,

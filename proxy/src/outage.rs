@@ -15,11 +15,11 @@
 //! DASH players compute the live edge from the clock and retry failing segments by themselves:
 //! MPDs are served stale (see `manifest_cache`).
 
+use crate::ads::AdCatalog;
 use crate::apply::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::manifest_cache::{Lookup, Manifest, ManifestCache};
 use crate::origin::OriginError;
 use crate::parse::Parsed;
-use crate::reload::Tenancy;
 use crate::route::{Class, Route};
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
@@ -29,9 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-/// The query parameter joining slate segments: `0.ts?mf_cat=1.ts,2.ts` is `0.ts`, `1.ts` and
-/// `2.ts` (siblings) as one segment.
-pub const CAT_PARAM: &str = "mf_cat";
+pub use crate::route::CAT_PARAM;
 
 /// At most this much slate in one outage; then the origin's failure shows.
 const MAX_SLATE: Duration = Duration::from_secs(3600);
@@ -549,14 +547,14 @@ impl Outages {
     /// answer otherwise (and the rendition's slate fetched in the background, for later).
     pub async fn through(
         self: &Arc<Self>,
-        tenancy: &Arc<Tenancy>,
+        manifests: &Arc<ManifestCache>,
+        catalog: Option<&Arc<AdCatalog>>,
         route: &Route,
         got: Result<(Arc<Manifest>, Lookup), Arc<OriginError>>,
     ) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
         if !route.tenant.slate_outage || route.class != Class::HlsPlaylist {
             return got;
         }
-        let manifests = &tenancy.manifests;
         let key = manifests.key(route);
         let failing = match &got {
             Err(_) => true,
@@ -576,7 +574,10 @@ impl Outages {
         if self.warmed.get(&key).is_none() {
             self.warmed.insert(key.clone(), ());
             let fmp4 = p.segments.iter().any(|s| s.map.is_some());
-            tokio::spawn(warm(self.clone(), tenancy.clone(), route.clone(), fmp4));
+            if let Some(catalog) = catalog {
+                let (manifests, catalog) = (manifests.clone(), catalog.clone());
+                tokio::spawn(warm(self.clone(), manifests, catalog, route.clone(), fmp4));
+            }
         }
         let id = Arc::as_ptr(&m) as u64;
         if let Some(rec) = self.records.get(&key) {
@@ -694,7 +695,7 @@ impl Outages {
     /// A slate segment from the pinned copy, fetched now if it is not there yet.
     pub async fn part(
         &self,
-        tenancy: &Tenancy,
+        manifests: &ManifestCache,
         route: &Route,
         path: &str,
     ) -> Result<Bytes, String> {
@@ -703,8 +704,7 @@ impl Outages {
             return Ok(b);
         }
         let origin_path = format!("{}{path}", route.tenant.origin.base_path);
-        let f = tenancy
-            .manifests
+        let f = manifests
             .origin()
             .fetch(&route.tenant, &origin_path)
             .await
@@ -724,11 +724,14 @@ impl Outages {
 }
 
 /// Resolves a rendition's slate and fetches its segments, while the origin is up.
-async fn warm(outages: Arc<Outages>, tenancy: Arc<Tenancy>, route: Route, fmp4: bool) {
-    let Some(catalog) = tenancy.personalizer.catalogs.get(&route.tenant.id) else {
-        return;
-    };
-    let resolver = catalog.resolver(&tenancy.manifests, "");
+async fn warm(
+    outages: Arc<Outages>,
+    manifests: Arc<ManifestCache>,
+    catalog: Arc<AdCatalog>,
+    route: Route,
+    fmp4: bool,
+) {
+    let resolver = catalog.resolver(&manifests, "");
     let Some(slate) = resolver.slate() else {
         return;
     };
@@ -749,7 +752,7 @@ async fn warm(outages: Arc<Outages>, tenancy: Arc<Tenancy>, route: Route, fmp4: 
         .collect();
     for path in &paths {
         let path = path.split('?').next().unwrap_or_default();
-        if let Err(e) = outages.part(&tenancy, &route, path).await {
+        if let Err(e) = outages.part(&manifests, &route, path).await {
             tracing::warn!(tenant = %route.tenant.id, error = %e, "slate for outages: cannot fetch a segment");
             return;
         }

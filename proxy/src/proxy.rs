@@ -199,7 +199,10 @@ impl EdgeProxy {
         };
         let got = tenancy.manifests.get(&route).await;
         // slate-mode tenants: the live edge goes on with slate while the origin is down
-        let got = tenancy.outages.through(&tenancy, &route, got).await;
+        let catalog = tenancy.personalizer.catalogs.get(&route.tenant.id);
+        let got = (tenancy.outages)
+            .through(&tenancy.manifests, catalog, &route, got)
+            .await;
         match got {
             Ok((m, lookup)) => {
                 let status = m.status.as_u16();
@@ -434,7 +437,7 @@ impl EdgeProxy {
             .collect();
         let mut body = bytes::BytesMut::new();
         for (i, path) in paths.iter().enumerate() {
-            let part = match tenancy.outages.part(&tenancy, &route, path).await {
+            let part = match tenancy.outages.part(&tenancy.manifests, &route, path).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(tenant = %route.tenant.id, path, error = %e, "slate segment unavailable");

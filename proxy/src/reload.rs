@@ -297,7 +297,7 @@ pub async fn reload(file: &Path, live: &Live, lasting: &Lasting) -> Result<usize
     let (live2, lasting2) = (live.clone(), lasting.clone());
     // reading files and compiling plugins block: off the async workers
     let built = tokio::task::spawn_blocking(move || {
-        let config = Config::load(&file).map_err(|e| e.to_string())?;
+        let config = crate::load::load(&file).map_err(|e| e.to_string())?;
         let current = live2.load_full();
         let restart = needs_restart(&current.config, &config);
         let tenancy = build(config, &file, &lasting2, Some(&current)).map_err(|e| e.to_string())?;

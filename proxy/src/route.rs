@@ -149,6 +149,10 @@ pub const HINT_PARAM: &str = "mf_v";
 /// ([`crate::outage`]). Never reaches the origin or a cache key.
 pub const GROUP_PARAM: &str = "mf_g";
 
+/// The query parameter joining slate segments of an outage ([`crate::outage`]):
+/// `0.ts?mf_cat=1.ts,2.ts` is `0.ts`, `1.ts` and `2.ts` (siblings) as one segment.
+pub const CAT_PARAM: &str = "mf_cat";
+
 /// The `mf_g` value for a master at `path`: a stable (FNV-1a) hash, short and opaque.
 pub fn group_of(path: &str) -> String {
     let h = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -333,7 +337,7 @@ impl Routes {
                     // DASH: the URL's segment number counts from `mf_n` at slot `mf_s`
                     "mf_n" => first_number = v.parse::<u64>().ok(),
                     LEAD_PARAM => lead = v == "1",
-                    crate::outage::CAT_PARAM => {
+                    CAT_PARAM => {
                         join = Some(
                             v.split(',')
                                 .filter(|n| {

@@ -149,7 +149,18 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
     ));
     server.add_service(pingora_core::services::background::background_service(
         "origins",
-        crate::origins::UpkeepService { live: live.clone() },
+        crate::origins::UpkeepService {
+            origins: {
+                let live = live.clone();
+                Box::new(move || {
+                    live.load()
+                        .routes
+                        .tenants()
+                        .map(|t| t.origins.clone())
+                        .collect()
+                })
+            },
+        },
     ));
     server.add_service(pingora_core::services::background::background_service(
         "reload",
@@ -164,7 +175,7 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
         Some(t) => t
             .listen
             .iter()
-            .map(|addr| Ok((addr.clone(), t.settings(live.clone())?)))
+            .map(|addr| Ok((addr.clone(), t.settings(current_certs(&live))?)))
             .collect::<Result<Vec<_>, String>>()
             .map_err(|m| err("tls", m))?,
         None => Vec::new(),
@@ -195,4 +206,10 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
     }
     server.add_service(service);
     Ok(server)
+}
+
+/// The certificates of the tenancy current at each handshake.
+fn current_certs(live: &crate::reload::Live) -> crate::tls::CurrentCerts {
+    let live = live.clone();
+    Arc::new(move || live.load().certificates.clone())
 }

@@ -1,12 +1,9 @@
 //! HTTPS for viewers (`[tls]`): pingora's OpenSSL listeners with HTTP/2 by ALPN beside
 //! HTTP/1.1, the Mozilla "intermediate" profile (TLS 1.2 and 1.3, AEAD ciphers only), and
-//! several certificates chosen by SNI. The certificates live in the [`Tenancy`], so a SIGHUP
-//! swaps them with the rest of the config: handshakes after it use the new ones, connections
-//! already open keep theirs.
-//!
-//! [`Tenancy`]: crate::reload::Tenancy
+//! several certificates chosen by SNI. The certificates live with the rest of the config (the
+//! reload module's tenancy), so a SIGHUP swaps them: handshakes after it use the new ones,
+//! connections already open keep theirs.
 
-use crate::reload::Live;
 use async_trait::async_trait;
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -20,51 +17,10 @@ use openssl::x509::{X509NameBuilder, X509};
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::tls::TlsRef;
-use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The `[tls]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// HTTPS listeners (`IP:port`).
-    pub listen: Vec<String>,
-    /// Offer HTTP/2 by ALPN (players multiplex playlists and segments over one connection).
-    #[serde(default = "yes")]
-    pub http2: bool,
-    /// Oldest protocol accepted: `"1.2"` or `"1.3"`.
-    #[serde(default = "default_min_version")]
-    pub min_version: String,
-    /// The first one is the default (clients without SNI, names nothing else matches).
-    pub certificates: Vec<CertConfig>,
-}
-
-/// One certificate: PEM files, or one the proxy makes itself (for the demo and tests).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct CertConfig {
-    /// PEM certificate chain, leaf first (relative to the config file).
-    #[serde(default)]
-    pub cert: Option<PathBuf>,
-    /// PEM private key (relative to the config file).
-    #[serde(default)]
-    pub key: Option<PathBuf>,
-    /// SNI names it answers for; default: its DNS names (subjectAltName, else the CN).
-    /// `*.example.com` matches one label.
-    #[serde(default)]
-    pub names: Vec<String>,
-    /// Instead of files: a self-signed certificate for these names, made at start-up.
-    #[serde(default)]
-    pub self_signed: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_min_version() -> String {
-    "1.2".into()
-}
+pub use crate::config::tls::{CertConfig, TlsConfig};
 
 /// A certificate ready for handshakes.
 struct Loaded {
@@ -158,8 +114,8 @@ impl TlsConfig {
 
     /// pingora listener settings: the intermediate profile, the minimum version, ALPN, and the
     /// SNI callback reading the current config's certificates.
-    pub fn settings(&self, live: Live) -> Result<TlsSettings, String> {
-        let mut s = TlsSettings::with_callbacks(Box::new(SniCertificates { live }))
+    pub fn settings(&self, current: CurrentCerts) -> Result<TlsSettings, String> {
+        let mut s = TlsSettings::with_callbacks(Box::new(SniCertificates { current }))
             .map_err(|e| e.to_string())?;
         let min = if self.min_version == "1.3" {
             SslVersion::TLS1_3
@@ -319,16 +275,18 @@ pub fn write_self_signed(names: &[String], cert: &Path, key: &Path) -> Result<()
     Ok(())
 }
 
+/// The certificates of the config current at the moment of asking.
+pub type CurrentCerts = std::sync::Arc<dyn Fn() -> Option<std::sync::Arc<CertStore>> + Send + Sync>;
+
 /// Chooses the certificate during the handshake, from the config current at that moment.
 struct SniCertificates {
-    live: Live,
+    current: CurrentCerts,
 }
 
 #[async_trait]
 impl TlsAccept for SniCertificates {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
-        let tenancy = self.live.load();
-        let Some(store) = tenancy.certificates.as_ref() else {
+        let Some(store) = (self.current)() else {
             return;
         };
         let sni = ssl.servername(NameType::HOST_NAME).map(str::to_string);

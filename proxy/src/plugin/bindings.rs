@@ -45,4 +45,3 @@ pub struct SessionCtx {
     pub cached: Arc<parking_lot::Mutex<BTreeMap<String, Vec<DecidedAd>>>>,
     pub viewer: Viewer,
 }
-

@@ -3,7 +3,7 @@
 //! `decide-ads`, `now-ms`), each checked against what the tenant granted.
 
 use super::bindings::manifold::plugin::host::{Host, Level};
-use super::bindings::{AdDecider, DeviceClass, SessionCtx, Viewer, Ad, AdBreak};
+use super::bindings::{Ad, AdBreak, AdDecider, DeviceClass, SessionCtx, Viewer};
 use super::capabilities::{Capabilities, MAX_DECISIONS, MAX_PREROLL_SECS, PREROLL_BREAK};
 use super::kv::KvStore;
 use crate::session::DecidedAd;

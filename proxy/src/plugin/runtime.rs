@@ -5,8 +5,8 @@
 use super::bindings::{
     AdDecider, Capabilities, DashMpd, Edit, HlsMaster, HlsMedia, PluginPre, SessionCtx, Viewer,
 };
-use super::host::{CpuSlot, HostState, Limiter};
 use super::executor::{Demotion, LONG_CALL};
+use super::host::{CpuSlot, HostState, Limiter};
 
 /// [`LONG_CALL`] in epoch ticks.
 const LONG_CALL_TICKS: u32 = (LONG_CALL.as_millis() / TICK.as_millis()) as u32;
@@ -49,7 +49,6 @@ pub fn lift_budget() -> usize {
         + MAX_PLAN_ADS * std::mem::size_of::<super::bindings::Ad>()
         + crate::apply::MAX_PLAN_BYTES
 }
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

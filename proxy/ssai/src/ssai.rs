@@ -2,14 +2,12 @@
 //! session records for the first time (and how their pods are laid out), what the window
 //! teaches about recorded breaks, and the stitched playlist for this rendition.
 
-use crate::apply::{
-    lay_out, AdMedia, Creatives, InvalidPlan, MediaPlan, Packaging, RenditionWant,
-};
-use crate::ledger::{BreakFacts, BreakRecord, DecidedAd, SessionState};
+use crate::apply::{lay_out, AdMedia, Creatives, InvalidPlan, MediaPlan, Packaging, RenditionWant};
 use crate::ledger::decided;
 pub use crate::ledger::{
     is_break_id, is_dash_record, DASH_HOST_RECORD, DASH_RECORD, PREROLL, START, VOD_INSERT,
 };
+use crate::ledger::{BreakFacts, BreakRecord, DecidedAd, SessionState};
 use crate::pipeline::{Context, Format};
 pub use crate::policy::{JoinPolicy, Policies};
 use crate::stitch::{ContentEdits, Placed, SlotUri, Stitch};
@@ -79,7 +77,6 @@ impl Media<'_> {
         self.seq(self.playlist.segments.len())
     }
 }
-
 
 fn insert_record(start: u64, slots: Vec<crate::ledger::Slot>, ads: Vec<DecidedAd>) -> BreakRecord {
     BreakRecord {

@@ -2,8 +2,8 @@
 //! segment grid), and the MPD stitched from its records ([`crate::stitch_dash`]).
 
 use crate::apply::{lay_out, Creatives, InvalidPlan, MediaPlan, Packaging};
-use crate::ledger::{BreakRecord, DecidedAd, SessionState, Slot};
 use crate::ledger::{decided, DASH_HOST_RECORD, DASH_RECORD};
+use crate::ledger::{BreakRecord, DecidedAd, SessionState, Slot};
 use crate::policy::{JoinPolicy, Policies};
 use crate::types::Ad;
 use crate::types::DashMpd;

@@ -1,6 +1,9 @@
 //! The TOML configuration: listeners, cache sizes, tenants. Loading either yields a complete,
 //! validated [`Config`] or a [`ConfigError`] naming the file, the field and what is wrong.
 
+pub mod health;
+pub mod tls;
+
 use bytesize::ByteSize;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -40,7 +43,7 @@ pub struct Config {
     pub cors: crate::cors::CorsConfig,
     /// HTTPS listeners and their certificates; off when absent.
     #[serde(default)]
-    pub tls: Option<crate::tls::TlsConfig>,
+    pub tls: Option<tls::TlsConfig>,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -263,7 +266,7 @@ pub enum FailPolicy {
 
 impl Config {
     /// Each tenant's share of the manifest cache: its bytes, and entries in proportion.
-    pub fn manifest_quotas(&self) -> HashMap<String, crate::manifest_cache::Quota> {
+    pub fn manifest_quotas(&self) -> HashMap<String, Quota> {
         let total = self.cache.manifest_memory.as_u64();
         let explicit = |t: &TenantConfig| t.cache.manifest_memory.map(|b| b.as_u64());
         let set: u64 = self.tenants.iter().filter_map(explicit).sum();
@@ -279,10 +282,7 @@ impl Config {
                 let bytes = explicit(t).unwrap_or(each);
                 let share = bytes as f64 / total.max(1) as f64;
                 let entries = ((self.cache.manifest_entries as f64 * share) as u64).max(16);
-                (
-                    t.id.clone(),
-                    crate::manifest_cache::Quota { bytes, entries },
-                )
+                (t.id.clone(), Quota { bytes, entries })
             })
             .collect()
     }
@@ -455,7 +455,7 @@ pub struct TenantConfig {
     pub failover: Vec<String>,
     /// Health checks and DNS refresh of the origins.
     #[serde(default)]
-    pub health_check: crate::origins::HealthConfig,
+    pub health_check: health::HealthConfig,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Limit on waiting for the origin's response (each read).
@@ -724,6 +724,16 @@ fn default_vod_ttl() -> Duration {
     Duration::from_secs(300)
 }
 
+/// What one tenant's manifests may hold: bytes (weighed by the manifest cache) and entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+/// Viewer-context entries made from a viewer token's claims start with this (`jwt.sub`).
+pub const CLAIM_PREFIX: &str = "jwt.";
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -750,18 +760,6 @@ impl Config {
             err(field, e.inner().message().trim().to_string())
         })?;
         config.validate().map_err(|(f, m)| err(f, m))?;
-        // edge auth keys and certificates are loaded (relative to the config file) to be
-        // checked now
-        let base = path.parent().unwrap_or(Path::new("."));
-        if let Some(t) = &config.tls {
-            t.load(base).map_err(|(f, m)| err(f, m))?;
-        }
-        for (i, t) in config.tenants.iter().enumerate() {
-            if let Some(a) = &t.auth {
-                crate::auth::TenantAuth::new(a, base)
-                    .map_err(|(f, m)| err(format!("tenants[{i}].auth.{f}"), m))?;
-            }
-        }
         Ok(config)
     }
 
@@ -932,12 +930,13 @@ impl Config {
                         ),
                     ));
                 }
-                crate::plugin::Capabilities::parse(&p.capabilities)
+                crate::plugin::capabilities::Capabilities::parse(&p.capabilities)
                     .map_err(|m| (f("plugin.capabilities"), m))?;
-                if let Some(h) = p.pass_headers.iter().find(|h| {
-                    h.to_ascii_lowercase()
-                        .starts_with(crate::auth::CLAIM_PREFIX)
-                }) {
+                if let Some(h) = p
+                    .pass_headers
+                    .iter()
+                    .find(|h| h.to_ascii_lowercase().starts_with(CLAIM_PREFIX))
+                {
                     return Err((
                         f("plugin.pass_headers"),
                         format!("{h:?}: jwt.* names are the viewer token's claims (auth.claims)"),
@@ -1009,12 +1008,12 @@ impl Config {
                         format!("{:?} is not an http(s) URL template", a.url),
                     ));
                 }
-                if a.budget > crate::plugin::runtime::MAX_HOST_WAIT {
+                if a.budget > crate::plugin::capabilities::MAX_HOST_WAIT {
                     return Err((
                         format!("tenants[{i}].ad_server.budget"),
                         format!(
                             "at most {:?} (what a plugin call may wait on the host)",
-                            crate::plugin::runtime::MAX_HOST_WAIT
+                            crate::plugin::capabilities::MAX_HOST_WAIT
                         ),
                     ));
                 }
@@ -1225,53 +1224,7 @@ origin = "http://127.0.0.1:9000/base/"
     }
 
     #[test]
-    fn auth_is_checked_with_keys_relative_to_the_config_file() {
-        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/keys/manifold.toml");
-        let with = |auth: &str| Config::parse(&format!("{MIN}[tenants.auth]\n{auth}"), &keys);
-        let ok = with("alg = \"ES256\"\nkey_file = \"test-only-es256-public.pem\"\n").unwrap();
-        let a = ok.tenants[0].auth.as_ref().unwrap();
-        assert_eq!(a.leeway, Duration::from_secs(30));
-        assert_eq!(
-            (a.query_param.as_str(), a.header.as_str()),
-            ("token", "authorization")
-        );
-        let cases = [
-            ("alg = \"PS256\"\n", "tenants[0].auth.alg"),
-            (
-                "alg = \"RS256\"\nkey_file = \"nope.pem\"\n",
-                "tenants[0].auth.key_file",
-            ),
-            (
-                "alg = \"ES256\"\nkey_file = \"test-only-p384-public.pem\"\n",
-                "tenants[0].auth.key_file",
-            ),
-            ("alg = \"HS256\"\n", "tenants[0].auth.secret"),
-            (
-                "alg = \"HS256\"\nsecret = \"env:MANIFOLD_NO_SUCH_VAR\"\n",
-                "tenants[0].auth.secret",
-            ),
-            (
-                "alg = \"HS256\"\nsecrets = \"x\"\n",
-                "tenants[0].auth.secrets",
-            ),
-            (
-                "alg = \"HS256\"\nleeway = \"soon\"\n",
-                "tenants[0].auth.leeway",
-            ),
-        ];
-        for (auth, field) in cases {
-            let e = with(auth).unwrap_err();
-            assert_eq!(e.field, field, "{auth}: {e}");
-        }
-        // relative to the config file, not the working directory
-        let e = Config::parse(
-            &format!(
-                "{MIN}[tenants.auth]\nalg = \"ES256\"\nkey_file = \"test-only-es256-public.pem\"\n"
-            ),
-            Path::new("/nonexistent/manifold.toml"),
-        )
-        .unwrap_err();
-        assert_eq!(e.field, "tenants[0].auth.key_file");
+    fn claim_names_are_not_passed_on_as_headers() {
         let e = parse(&format!(
             "{MIN}[tenants.plugin]\nfile = \"p.wasm\"\npass_headers = [\"JWT.sub\"]\n"
         ))

@@ -7,21 +7,22 @@ use std::path::Path;
 
 /// Reads, parses and validates a config file, and loads what it names.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let config = Config::load(path)?;
-    check_files(&config, path)?;
-    Ok(config)
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, "-", format!("cannot read: {e}")))?;
+    parse(&text, path)
 }
 
 /// [`load`] from text; `path` names it in errors and anchors relative file names.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let config = Config::parse(text, path)?;
-    check_files(&config, path)?;
+    check_files(&config, path).map_err(|e| e.on_line_of(text))?;
     Ok(config)
 }
 
 fn check_files(config: &Config, path: &Path) -> Result<(), ConfigError> {
     let err = |field: String, message: String| ConfigError {
         file: path.to_path_buf(),
+        line: None,
         field,
         message,
     };

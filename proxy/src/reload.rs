@@ -61,6 +61,7 @@ pub struct Lasting {
 fn field_err(file: &Path, field: String, message: String) -> ConfigError {
     ConfigError {
         file: file.to_path_buf(),
+        line: None,
         field,
         message,
     }

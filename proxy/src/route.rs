@@ -184,6 +184,7 @@ impl Routes {
         for (i, t) in config.tenants.iter().enumerate() {
             let err = |message: String| ConfigError {
                 file: file.to_path_buf(),
+                line: None,
                 field: format!("tenants[{i}].origin"),
                 message,
             };
@@ -192,6 +193,7 @@ impl Routes {
             for (j, f) in t.failover.iter().enumerate() {
                 urls.push(OriginUrl::parse(f).map_err(|message| ConfigError {
                     file: file.to_path_buf(),
+                    line: None,
                     field: format!("tenants[{i}].failover[{j}]"),
                     message,
                 })?);
@@ -211,6 +213,7 @@ impl Routes {
                         crate::auth::TenantAuth::new(a, file.parent().unwrap_or(Path::new(".")))
                             .map_err(|(f, message)| ConfigError {
                                 file: file.to_path_buf(),
+                                line: None,
                                 field: format!("tenants[{i}].auth.{f}"),
                                 message,
                             })?,
@@ -223,6 +226,7 @@ impl Routes {
                         crate::egress::Egress::new(Some(&a.url), a.timeout).map_err(|message| {
                             ConfigError {
                                 file: file.to_path_buf(),
+                                line: None,
                                 field: format!("tenants[{i}].ad_server.url"),
                                 message,
                             }

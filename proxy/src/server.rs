@@ -57,6 +57,7 @@ fn session_store(c: &SessionsConfig) -> Result<Arc<dyn SessionStore>, String> {
 pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, ConfigError> {
     let err = |field: &str, message: String| ConfigError {
         file: file.to_path_buf(),
+        line: None,
         field: field.into(),
         message,
     };

@@ -2,6 +2,7 @@
 //! validated [`Config`] or a [`ConfigError`] naming the file, the field and what is wrong.
 
 pub mod health;
+pub mod lines;
 pub mod tls;
 
 use bytesize::ByteSize;
@@ -13,12 +14,31 @@ use std::time::Duration;
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {field}: {message}")]
+#[error("{}{}: {field}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ConfigError {
     pub file: PathBuf,
+    /// The line the field is on, when the error was found with the file's text at hand.
+    pub line: Option<usize>,
     /// Dotted path of the offending field (`tenants[1].origin`), or `-` for the whole file.
     pub field: String,
     pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error, placed on its line of `text` (the file's contents).
+    pub fn on_line_of(mut self, text: &str) -> ConfigError {
+        self.line = self.line.or_else(|| lines::line_of(text, &self.field));
+        self
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -737,29 +757,31 @@ pub const CLAIM_PREFIX: &str = "jwt.";
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            field: "-".into(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, "-", format!("cannot read: {e}")))?;
         Config::parse(&text, path)
     }
 
-    /// Parses and validates config text; `path` only names it in errors.
+    /// Parses and validates config text; `path` only names it in errors. Errors name the
+    /// line of the field, or of the syntax error.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let err = |field: String, message: String| ConfigError {
-            file: path.to_path_buf(),
-            field,
-            message,
+        let at = |span: Option<std::ops::Range<usize>>| {
+            span.map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1)
         };
-        let de = toml::de::Deserializer::parse(text)
-            .map_err(|e| err("-".into(), e.message().trim().to_string()))?;
+        let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError {
+            line: at(e.span()),
+            ..ConfigError::new(path, "-", e.message().trim())
+        })?;
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let field = if field == "." { "-".into() } else { field };
-            err(field, e.inner().message().trim().to_string())
+            let line = at(e.inner().span());
+            let e = ConfigError::new(path, field, e.inner().message().trim());
+            ConfigError { line, ..e }.on_line_of(text)
         })?;
-        config.validate().map_err(|(f, m)| err(f, m))?;
+        config
+            .validate()
+            .map_err(|(f, m)| ConfigError::new(path, f, m).on_line_of(text))?;
         Ok(config)
     }
 
@@ -1173,7 +1195,7 @@ origin = "http://127.0.0.1:9000/base/"
         let e = parse(&MIN.replace("http://127.0.0.1:9000/base/", "ftp://x")).unwrap_err();
         assert_eq!(e.field, "tenants[0].origin");
         assert!(
-            e.to_string().starts_with("test.toml: tenants[0].origin: "),
+            e.to_string().starts_with("test.toml:4: tenants[0].origin: "),
             "{e}"
         );
 
@@ -1221,6 +1243,33 @@ origin = "http://127.0.0.1:9000/base/"
         assert!(parse(&format!("[admin]\nlisten = \"127.0.0.1:9090\"\n{MIN}")).is_ok());
         let e = with("[[tenants.creatives]]\nname = \"ad\"\nduration = 10.0\n").unwrap_err();
         assert_eq!(e.field, "tenants[0].creatives[0].hls");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        // a value the schema refuses, a value validation refuses, a syntax error
+        let e = parse(&format!("{MIN}connect_timeout = 5\n")).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("tenants[0].connect_timeout", Some(5)),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{MIN}\n[tenants.plugin]\nfile = \"p.wasm\"\nmemory = \"1 KiB\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("tenants[0].plugin.memory", Some(8)),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("test.toml:8: tenants[0].plugin.memory: "),
+            "{e}"
+        );
+        let e = parse("[server\n").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
     }
 
     #[test]

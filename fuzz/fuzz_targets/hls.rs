@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold_ssai::apply::RenditionWant;
+use manifold_ssai::creatives::RenditionWant;
 use manifold_ssai::asked::Class;
 use manifold_ssai::master::Master;
 use manifold_ssai::parse::{parse, Parsed};

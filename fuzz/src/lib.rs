@@ -4,7 +4,7 @@
 //! record → render → serialize), with plans that exercise every edit kind.
 
 use async_trait::async_trait;
-use manifold_ssai::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use manifold_ssai::types::{Ad, AdBreak, Edit, Fill, Insert, Tag, UriRewrite};
 use manifold_ssai::stitch_dash::DashCreative;
 use std::sync::{Arc, OnceLock};
@@ -133,7 +133,7 @@ pub fn pick(data: &[u8]) -> u8 {
 
 /// Tenant stitching policies, chosen by `pick` (so every combination gets fuzzed).
 pub fn policies(pick: u8) -> manifold_ssai::ssai::Policies {
-    use manifold_ssai::apply::Overlong;
+    use manifold_ssai::pods::Overlong;
     use manifold_ssai::ssai::JoinPolicy;
     use manifold_ssai::stitch::Markers;
     manifold_ssai::ssai::Policies {

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
-use manifold::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use manifold::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use manifold::ledger::{BreakFacts, BreakRecord, SessionState};
 use manifold::parse::{parse, Parsed};
 use manifold::pipeline::{self, Context, Format, Ledger};

@@ -1,8 +1,8 @@
 //! A tenant's ad catalog: which ads fill a break (the host's ad decision for plugins granted
 //! `ads`), and where each creative's segments are, matched to the content rendition.
 
-use crate::apply::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::config::CreativeConfig;
+use crate::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::manifest_cache::ManifestCache;
 use crate::parse::Parsed;
 use crate::plugin::bindings::{AdDecider, Viewer};

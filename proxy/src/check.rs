@@ -2,7 +2,7 @@
 //! on the sample manifests (parse → plugin → apply → serialize) and prints what it did and how
 //! long it took.
 
-use crate::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use crate::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::master::Master;
 use crate::parse::{parse, Parsed};
 use crate::pipeline::{self, Context, Failed, Format, Scratch};

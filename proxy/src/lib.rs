@@ -24,7 +24,7 @@
 //! | · the viewer context: params, headers, device, country, CMCD | [`viewer`] |
 //! | · the plugin, sandboxed on its own threads; its view converted once | [`plugin`] ([`plugin::wire`]) |
 //! | · the pipeline: plan → propose → record → observe → render (core) | [`pipeline`] over [`master`], [`ssai`], [`ssai_dash`] |
-//! | · plan checks, creatives, pods (core); the tenant's ads | [`apply`]; [`ads`], [`vast`], [`prefetch`] |
+//! | · plan checks, creatives, pods (core); the tenant's ads | [`apply`], [`creatives`], [`pods`]; [`ads`], [`vast`], [`prefetch`] |
 //! | · URIs into the session (hints, BaseURLs) | [`session_urls`] |
 //! | **respond**, then beacons when ad segments are served | [`proxy`], [`tracking`] |
 //!
@@ -41,8 +41,8 @@
 
 // The ad-insertion core (crate `manifold-ssai`), under the names the data path uses.
 pub use manifold_ssai::{
-    apply, cmaf_timing, ledger, master, parse, pipeline, scte35, ssai, ssai_dash, stitch,
-    stitch_dash, ts_lead, types, view,
+    apply, cmaf_timing, creatives, ledger, master, parse, pipeline, pods, policy, scte35, ssai,
+    ssai_dash, stitch, stitch_dash, ts_lead, types, view,
 };
 
 pub mod admin;

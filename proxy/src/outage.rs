@@ -16,7 +16,7 @@
 //! MPDs are served stale (see `manifest_cache`).
 
 use crate::ads::AdCatalog;
-use crate::apply::{AdMedia, Creatives, Packaging, RenditionWant};
+use crate::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::manifest_cache::{Lookup, Manifest, ManifestCache};
 use crate::origin::OriginError;
 use crate::parse::Parsed;

@@ -4,9 +4,10 @@
 //! unchanged (open) or 503 (closed).
 
 use crate::ads::AdCatalog;
-use crate::apply::{self, Creatives, RenditionWant};
+use crate::apply;
 use crate::auth::{Access, Grant};
 use crate::config::FailPolicy;
+use crate::creatives::{Creatives, RenditionWant};
 use crate::manifest_cache::{Manifest, ManifestCache};
 use crate::master::Master;
 use crate::parse::Parsed;
@@ -541,9 +542,9 @@ impl Creatives for NoCreatives {
     async fn media(
         &self,
         creative: &str,
-        _p: apply::Packaging,
+        _p: crate::creatives::Packaging,
         _w: RenditionWant,
-    ) -> Result<Arc<apply::AdMedia>, String> {
+    ) -> Result<Arc<crate::creatives::AdMedia>, String> {
         Err(format!(
             "no creative {creative:?}: the tenant has no ad catalog"
         ))

@@ -15,7 +15,7 @@ pub struct SsaiConfig {
     pub join_mid_break: crate::ssai::JoinPolicy,
     /// An ad longer than what is left of its break is `drop`ped or `cut` at a segment boundary.
     #[serde(default)]
-    pub overlong_ads: crate::apply::Overlong,
+    pub overlong_ads: crate::pods::Overlong,
 }
 
 /// The tenant's VAST ad server.

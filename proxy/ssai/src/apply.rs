@@ -1,22 +1,17 @@
-//! Step 5: applying a plugin's edit plan to the parsed manifest. Every edit is checked first;
+//! Checking a plugin's edit plan against the parsed manifest. Every edit is checked first;
 //! one bad edit rejects the whole plan (the failure policy then decides what the viewer gets),
 //! so what is served is always either the origin manifest or a valid edited one.
 
-use crate::asked::VariantHint;
-use crate::ledger::Slot;
-use crate::stitch_dash::DashCreative;
 use crate::types::{Ad, Edit};
 use crate::view::HlsMediaView;
-use async_trait::async_trait;
 use m3u8_rs::{ExtTag, MasterPlaylist};
 use std::collections::HashSet;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
 pub struct InvalidPlan(pub String);
 
-fn invalid<T>(msg: impl Into<String>) -> Result<T, InvalidPlan> {
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T, InvalidPlan> {
     Err(InvalidPlan(msg.into()))
 }
 
@@ -247,79 +242,6 @@ fn edit_name(e: &Edit) -> &'static str {
     }
 }
 
-/// How the content is packaged, so ads come in the same packaging.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Packaging {
-    Ts,
-    Fmp4,
-    /// DASH periods (CMAF segments addressed by the creative's MPD).
-    Dash,
-}
-
-/// Which rendition of a creative fits the content rendition being personalized.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct RenditionWant {
-    pub audio_only: bool,
-    pub bandwidth: Option<u64>,
-    pub height: Option<u32>,
-}
-
-impl RenditionWant {
-    /// The creative rendition for a content rendition, from its hint (none: the first).
-    pub fn for_hint(hint: Option<VariantHint>) -> Self {
-        match hint {
-            Some(VariantHint::Audio) => RenditionWant {
-                audio_only: true,
-                ..Default::default()
-            },
-            Some(VariantHint::Video { bandwidth, height }) => RenditionWant {
-                audio_only: false,
-                bandwidth: Some(bandwidth),
-                height,
-            },
-            None => RenditionWant::default(),
-        }
-    }
-}
-
-/// A creative's segments for one rendition, with URIs the viewer can fetch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdMedia {
-    pub segments: Vec<(String, f64)>,
-    /// `EXT-X-MAP` URI for fMP4.
-    pub map: Option<String>,
-}
-
-/// Finds ad creatives' media (the tenant's catalog, fetched through the manifest cache).
-#[async_trait]
-pub trait Creatives: Send + Sync {
-    /// A creative's segments in the rendition matching `want`.
-    async fn media(
-        &self,
-        creative: &str,
-        packaging: Packaging,
-        want: RenditionWant,
-    ) -> Result<Arc<AdMedia>, String>;
-
-    /// The timing every rendition of a creative shares (an error if its renditions differ).
-    async fn reference(
-        &self,
-        creative: &str,
-        packaging: Packaging,
-    ) -> Result<Arc<AdMedia>, String> {
-        self.media(creative, packaging, RenditionWant::default())
-            .await
-    }
-
-    /// The slate creative that pads breaks, if the tenant has one.
-    fn slate(&self) -> Option<&str>;
-
-    /// A creative's DASH packaging (its period and where its URLs resolve for the viewer).
-    async fn dash(&self, creative: &str) -> Result<Arc<DashCreative>, String> {
-        Err(format!("creative {creative:?} has no DASH packaging"))
-    }
-}
-
 /// What a plugin asked for a media playlist, checked.
 #[derive(Debug, Default, Clone)]
 pub struct MediaPlan {
@@ -429,138 +351,6 @@ pub fn media_plan(view: &HlsMediaView, edits: &[Edit]) -> Result<MediaPlan, Inva
         }
     }
     Ok(plan)
-}
-
-/// What to do with an ad that runs past the end of its break.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overlong {
-    /// Play it up to the last segment that ends within the break.
-    Cut,
-    /// Skip it (slate instead).
-    #[default]
-    Drop,
-}
-
-/// Beacon events of an ad that lasts `total` seconds, due at the slot covering `[from, to)`.
-fn events_at(first: bool, last: bool, from: f64, to: f64, total: f64) -> Vec<String> {
-    let mut ev = Vec::new();
-    if first {
-        ev.push("impression".to_string());
-        ev.push("start".to_string());
-    }
-    for (name, q) in [
-        ("firstQuartile", 0.25),
-        ("midpoint", 0.5),
-        ("thirdQuartile", 0.75),
-    ] {
-        let at = total * q;
-        if at > from && at <= to {
-            ev.push(name.to_string());
-        }
-    }
-    if last {
-        ev.push("complete".to_string());
-    }
-    ev
-}
-
-/// Slots of one pod, at most (a break of an hour in 0.36 s segments).
-const MAX_SLOTS: usize = 10_000;
-
-/// Lays `pod` out as slots: over a break of `duration` seconds (ads that fit, per `overlong`,
-/// then slate to the end), or, with no duration, end to end (inserted pods). Each ad's
-/// segments come from its reference rendition; ads whose renditions do not line up, or whose
-/// segments exceed the target duration, are skipped.
-pub async fn lay_out(
-    pod: &[Ad],
-    duration: Option<f64>,
-    target: f64,
-    packaging: Packaging,
-    creatives: &dyn Creatives,
-    overlong: Overlong,
-) -> Result<Vec<Slot>, InvalidPlan> {
-    if duration.is_some_and(|d| !(d.is_finite() && d <= crate::view::MAX_BREAK_SECS)) {
-        return invalid(format!("a break of {duration:?} s"));
-    }
-    let mut out = Vec::new();
-    let mut offset = 0.0;
-    let limit = duration.unwrap_or(f64::INFINITY);
-    for (ad_index, ad) in pod.iter().enumerate() {
-        let media = match creatives.reference(&ad.creative, packaging).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(ad = %ad.id, creative = %ad.creative, error = %e, "ad skipped");
-                continue;
-            }
-        };
-        if media.segments.iter().any(|(_, d)| d.round() > target) {
-            tracing::warn!(ad = %ad.id, "ad skipped: its segments exceed the target duration");
-            continue;
-        }
-        let total: f64 = media.segments.iter().map(|(_, d)| d).sum();
-        let take = if offset + total <= limit + 0.25 {
-            media.segments.len()
-        } else if overlong == Overlong::Cut {
-            let mut end = offset;
-            media
-                .segments
-                .iter()
-                .take_while(|(_, d)| {
-                    end += d;
-                    end <= limit + 0.25
-                })
-                .count()
-        } else {
-            0
-        };
-        let mut t = 0.0;
-        for (i, (_, d)) in media.segments.iter().take(take).enumerate() {
-            out.push(Slot {
-                creative: ad.creative.clone(),
-                index: i as u32,
-                duration: *d,
-                offset,
-                disc: i == 0,
-                ad: Some(ad_index as u32),
-                events: events_at(i == 0, i + 1 == media.segments.len(), t, t + d, total),
-            });
-            offset += d;
-            t += d;
-        }
-    }
-    if let (Some(d), Some(slate)) = (duration, creatives.slate()) {
-        if offset < d - 0.25 {
-            let media = creatives
-                .reference(slate, packaging)
-                .await
-                .map_err(|e| InvalidPlan(format!("slate: {e}")))?;
-            let mut first = true;
-            'fill: while offset < d - 0.25 {
-                let before = offset;
-                for (i, (_, sd)) in media.segments.iter().enumerate() {
-                    if offset + sd > d + 0.25 || out.len() >= MAX_SLOTS {
-                        break 'fill;
-                    }
-                    out.push(Slot {
-                        creative: slate.to_string(),
-                        index: i as u32,
-                        duration: *sd,
-                        offset,
-                        disc: first && i == 0,
-                        ad: None,
-                        events: Vec::new(),
-                    });
-                    first = false;
-                    offset += sd;
-                }
-                if offset == before {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// What a plugin asked for an MPD: representations dropped from `mpd`, and its ad plan.
@@ -790,19 +580,5 @@ mod tests {
         assert!(check_output(4 << 20, 1 << 20).is_ok());
         let e = check_output((4 << 20) + 1, 1 << 20).unwrap_err();
         assert!(e.0.contains("(at most 4194304 bytes)"), "{e}");
-    }
-
-    #[test]
-    fn quartile_events_land_on_the_segments_that_reach_them() {
-        assert_eq!(
-            events_at(true, false, 0.0, 2.0, 10.0),
-            vec!["impression", "start"]
-        );
-        assert_eq!(
-            events_at(false, false, 2.0, 4.0, 10.0),
-            vec!["firstQuartile"]
-        );
-        assert_eq!(events_at(false, false, 4.0, 6.0, 10.0), vec!["midpoint"]);
-        assert_eq!(events_at(false, true, 8.0, 10.0, 10.0), vec!["complete"]);
     }
 }

@@ -10,7 +10,8 @@
 //! | parsing once per fetch; the view and where breaks are | [`parse`], [`view`], [`scte35`] |
 //! | the one driver: plan → propose → record → observe → render, over a [`pipeline::Format`] | [`pipeline`] |
 //! | the three formats | [`master::Master`], [`ssai::Media`], [`ssai_dash::DashMedia`] |
-//! | checking a plan; creatives, packaging, pod layout, beacon positions | [`apply`] |
+//! | checking a plan against the view | [`apply`] |
+//! | where creatives come from (packaging, rendition); laying pods out, beacon positions | [`creatives`], [`pods`] |
 //! | what a session decided and learned per break; record ids | [`ledger`] |
 //! | a tenant's stitching policies | [`policy`] |
 //! | stitching for a session: HLS, DASH | [`ssai`] + [`stitch`], [`ssai_dash`] + [`stitch_dash`] |
@@ -19,10 +20,12 @@
 pub mod apply;
 pub mod asked;
 pub mod cmaf_timing;
+pub mod creatives;
 pub mod ledger;
 pub mod master;
 pub mod parse;
 pub mod pipeline;
+pub mod pods;
 pub mod policy;
 pub mod scte35;
 pub mod ssai;

@@ -9,7 +9,9 @@
 //! invariant tests all call [`run`]; only the [`Ledger`] differs (the session store, or
 //! [`Scratch`]).
 
-use crate::apply::{Creatives, InvalidPlan, RenditionWant};
+use crate::apply::InvalidPlan;
+
+use crate::creatives::{Creatives, RenditionWant};
 use crate::ledger::{BreakFacts, BreakRecord, SessionState};
 use crate::policy::Policies;
 use crate::types::Edit;

@@ -1,7 +1,7 @@
 //! A tenant's stitching policies, shared by every format: markers, what a viewer who joins
 //! mid-break gets, overlong pods, tracking URIs.
 
-use crate::apply::Overlong;
+use crate::pods::Overlong;
 use crate::stitch::Markers;
 use serde::Deserialize;
 

@@ -2,13 +2,17 @@
 //! session records for the first time (and how their pods are laid out), what the window
 //! teaches about recorded breaks, and the stitched playlist for this rendition.
 
-use crate::apply::{lay_out, AdMedia, Creatives, InvalidPlan, MediaPlan, Packaging, RenditionWant};
+use crate::apply::{InvalidPlan, MediaPlan};
+
+use crate::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
+
 use crate::ledger::decided;
 pub use crate::ledger::{
     is_break_id, is_dash_record, DASH_HOST_RECORD, DASH_RECORD, PREROLL, START, VOD_INSERT,
 };
 use crate::ledger::{BreakFacts, BreakRecord, DecidedAd, SessionState};
 use crate::pipeline::{Context, Format};
+use crate::pods::lay_out;
 pub use crate::policy::{JoinPolicy, Policies};
 use crate::stitch::{ContentEdits, Placed, SlotUri, Stitch};
 use crate::view::{BreakSpan, HlsMediaView};
@@ -360,7 +364,7 @@ impl Format for Media<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::apply::Overlong;
+    use crate::pods::Overlong;
     use crate::stitch::Markers;
     use crate::types::Ad;
     use async_trait::async_trait;

@@ -1,9 +1,13 @@
 //! Server-side ad insertion for DASH: the pods a session records (cut on the content's
 //! segment grid), and the MPD stitched from its records ([`crate::stitch_dash`]).
 
-use crate::apply::{lay_out, Creatives, InvalidPlan, MediaPlan, Packaging};
+use crate::apply::{InvalidPlan, MediaPlan};
+
+use crate::creatives::{Creatives, Packaging};
+
 use crate::ledger::{decided, DASH_HOST_RECORD, DASH_RECORD};
 use crate::ledger::{BreakRecord, DecidedAd, SessionState, Slot};
+use crate::pods::lay_out;
 use crate::policy::{JoinPolicy, Policies};
 use crate::types::Ad;
 use crate::types::DashMpd;
@@ -349,7 +353,7 @@ impl Format for DashMedia<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::AdMedia;
+    use crate::creatives::AdMedia;
     use async_trait::async_trait;
 
     const LIVE: &str = r#"<?xml version="1.0"?>
@@ -378,7 +382,7 @@ mod tests {
             &self,
             creative: &str,
             _p: Packaging,
-            _w: crate::apply::RenditionWant,
+            _w: crate::creatives::RenditionWant,
         ) -> Result<Arc<AdMedia>, String> {
             let (n, d) = if creative == "slate" {
                 (10, 1.0)

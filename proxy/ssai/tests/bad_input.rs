@@ -5,8 +5,9 @@
 
 use async_trait::async_trait;
 use manifold_origin::{Origin, OriginOptions};
-use manifold_ssai::apply::{self, AdMedia, Creatives, Packaging, RenditionWant};
+use manifold_ssai::apply;
 use manifold_ssai::asked::Class;
+use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use manifold_ssai::parse::{parse, Parsed};
 use manifold_ssai::pipeline::{self, Context, InMemory};
 use manifold_ssai::ssai::{self, Media, Policies};

@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use dash_mpd_core::{Period, MPD};
 use manifold_origin::{Origin, OriginOptions};
-use manifold_ssai::apply::{AdMedia, Creatives, MediaPlan, Packaging, RenditionWant};
+use manifold_ssai::apply::MediaPlan;
 use manifold_ssai::asked::Class;
+use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use manifold_ssai::ledger::SessionState;
 use manifold_ssai::parse::{parse, Parsed};
 use manifold_ssai::pipeline::{self, Context, InMemory};

@@ -29,51 +29,11 @@ pub struct PeriodPlan {
 }
 
 fn kind(a: &AdaptationSet) -> String {
-    a.contentType
-        .clone()
-        .or_else(|| {
-            a.mimeType
-                .as_deref()
-                .and_then(|m| m.split('/').next())
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
+    manifold_ssai::dash::content_type(a).to_string()
 }
 
 fn template(p: &Period, a: &AdaptationSet, r: &Representation) -> Option<SegmentTemplate> {
-    let mut out: Option<SegmentTemplate> = None;
-    for t in [
-        p.SegmentTemplate.as_ref(),
-        a.SegmentTemplate.as_ref(),
-        r.SegmentTemplate.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let o = out.get_or_insert_with(SegmentTemplate::default);
-        if t.media.is_some() {
-            o.media = t.media.clone();
-        }
-        if t.initialization.is_some() {
-            o.initialization = t.initialization.clone();
-        }
-        if t.startNumber.is_some() {
-            o.startNumber = t.startNumber;
-        }
-        if t.duration.is_some() {
-            o.duration = t.duration;
-        }
-        if t.timescale.is_some() {
-            o.timescale = t.timescale;
-        }
-        if t.presentationTimeOffset.is_some() {
-            o.presentationTimeOffset = t.presentationTimeOffset;
-        }
-        if t.SegmentTimeline.is_some() {
-            o.SegmentTimeline = t.SegmentTimeline.clone();
-        }
-    }
-    out
+    manifold_ssai::dash::effective_template(p, a, Some(r))
 }
 
 fn fill(t: &str, rep: &str, number: u64, time: u64, bandwidth: u64) -> String {

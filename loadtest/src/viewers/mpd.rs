@@ -137,31 +137,7 @@ pub fn fill(template: &str, rep: &str, number: u64, time: u64, bandwidth: u64) -
 
 /// The template in effect: Representation over AdaptationSet over Period, attribute by attribute.
 pub fn template(p: &Period, a: &AdaptationSet, r: &Representation) -> Option<SegmentTemplate> {
-    let mut out: Option<SegmentTemplate> = None;
-    for t in [
-        p.SegmentTemplate.as_ref(),
-        a.SegmentTemplate.as_ref(),
-        r.SegmentTemplate.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let o = out.get_or_insert_with(SegmentTemplate::default);
-        macro_rules! inherit {
-            ($($f:ident),*) => { $( if t.$f.is_some() { o.$f = t.$f.clone(); } )* };
-        }
-        inherit!(
-            media,
-            initialization,
-            startNumber,
-            duration,
-            timescale,
-            presentationTimeOffset,
-            availabilityTimeOffset,
-            SegmentTimeline
-        );
-    }
-    out
+    manifold_ssai::dash::effective_template(p, a, Some(r))
 }
 
 /// The media type of an adaptation set, from `contentType`, `mimeType` or codecs.

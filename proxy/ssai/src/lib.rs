@@ -15,12 +15,14 @@
 //! | what a session decided and learned per break; record ids | [`ledger`] |
 //! | a tenant's stitching policies | [`policy`] |
 //! | stitching for a session: HLS, DASH | [`ssai`] + [`stitch`], [`ssai_dash`] + [`stitch_dash`] |
+//! | DASH helpers shared with the load test and the test player | [`dash`] |
 //! | segment fix-ups on the way into the cache: CMAF timing, TS audio lead | [`cmaf_timing`], [`ts_lead`] |
 
 pub mod apply;
 pub mod asked;
 pub mod cmaf_timing;
 pub mod creatives;
+pub mod dash;
 pub mod ledger;
 pub mod master;
 pub mod parse;

@@ -10,12 +10,10 @@
 //! published period never changes on reload; every break is cut on the content's segment
 //! grid, so no period boundary leaves a gap.
 
+use crate::dash::{content_type as kind, effective_template};
 use crate::ledger::Slot;
 use crate::stitch::Markers;
-use dash_mpd_core::{
-    AdaptationSet, BaseURL, EventStream, Period, Representation, SegmentTemplate, SegmentTimeline,
-    MPD, S,
-};
+use dash_mpd_core::{BaseURL, EventStream, Period, SegmentTemplate, SegmentTimeline, MPD, S};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,13 +215,6 @@ pub fn kinds(p: &Period) -> Vec<&str> {
     k
 }
 
-fn kind(a: &AdaptationSet) -> &str {
-    a.contentType
-        .as_deref()
-        .or_else(|| a.mimeType.as_deref().and_then(|m| m.split('/').next()))
-        .unwrap_or("")
-}
-
 /// Segment durations of a creative's first period, shared by all its representations (an
 /// error if they do not line up: every rendition of a viewer's stream gets the same timing).
 pub fn creative_timing(mpd: &MPD) -> Result<Vec<f64>, String> {
@@ -269,38 +260,6 @@ pub fn creative_timing(mpd: &MPD) -> Result<Vec<f64>, String> {
         Some(r) if !r.is_empty() => Ok(r),
         _ => Err("the creative has no segments".into()),
     }
-}
-
-/// The SegmentTemplate that applies to a representation: its own over its set's over its
-/// period's, attribute by attribute.
-fn effective_template(
-    p: &Period,
-    a: &AdaptationSet,
-    r: Option<&Representation>,
-) -> Option<SegmentTemplate> {
-    let levels = [
-        p.SegmentTemplate.as_ref(),
-        a.SegmentTemplate.as_ref(),
-        r.and_then(|r| r.SegmentTemplate.as_ref()),
-    ];
-    let mut out: Option<SegmentTemplate> = None;
-    for t in levels.into_iter().flatten() {
-        let o = out.get_or_insert_with(SegmentTemplate::default);
-        macro_rules! inherit {
-            ($($f:ident),*) => { $( if t.$f.is_some() { o.$f = t.$f.clone(); } )* };
-        }
-        inherit!(
-            media,
-            initialization,
-            startNumber,
-            duration,
-            timescale,
-            presentationTimeOffset,
-            SegmentTimeline,
-            availabilityTimeOffset
-        );
-    }
-    out
 }
 
 /// `(t, d)` of every segment of a timeline; an open-ended repeat stops at `until`.

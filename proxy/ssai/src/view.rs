@@ -462,16 +462,7 @@ pub fn dash(mpd: &dash_mpd_core::MPD) -> DashMpd {
                     .iter()
                     .map(|a| AdaptationSet {
                         id: a.id.clone(),
-                        content_type: a
-                            .contentType
-                            .clone()
-                            .or_else(|| {
-                                a.mimeType
-                                    .as_deref()
-                                    .and_then(|m| m.split('/').next())
-                                    .map(str::to_string)
-                            })
-                            .unwrap_or_default(),
+                        content_type: crate::dash::content_type(a).to_string(),
                         representations: a
                             .representations
                             .iter()

@@ -132,16 +132,7 @@ async fn stateless<F: Format>(
 fn edit_summary(edits: &[Edit]) -> String {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     for e in edits {
-        let name = match e {
-            Edit::DropVariant(_) => "drop-variant",
-            Edit::DropRendition(_) => "drop-rendition",
-            Edit::DropRepresentation(_) => "drop-representation",
-            Edit::FillBreak(_) => "fill-break",
-            Edit::Preroll(_) => "preroll",
-            Edit::AddTag(_) => "add-tag",
-            Edit::RewriteUri(_) => "rewrite-uri",
-            Edit::InsertPod(_) => "insert-pod",
-        };
+        let name = crate::apply::edit_name(e);
         match counts.iter_mut().find(|(n, _)| *n == name) {
             Some((_, c)) => *c += 1,
             None => counts.push((name, 1)),

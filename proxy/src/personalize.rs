@@ -173,14 +173,9 @@ impl Personalizer {
         });
         match (result, replayed) {
             (Ok(body), Some(failure)) => {
-                tracing::warn!(
-                    tenant = %tenant,
-                    plugin = %digest,
-                    version,
-                    kind = failure.kind.as_str(),
-                    error = %failure.message,
-                    "personalization failed: the session's breaks replayed, no new decisions"
-                );
+                let what =
+                    "personalization failed: the session's breaks replayed, no new decisions";
+                log_failure(tenant, version, digest, &failure, what);
                 Outcome::FailedReplayed {
                     body: Bytes::from(body),
                     failure,
@@ -414,14 +409,7 @@ impl Personalizer {
         digest: &str,
         failure: PluginFailure,
     ) -> Outcome {
-        tracing::warn!(
-            tenant = %tenant,
-            plugin = %digest,
-            version,
-            kind = failure.kind.as_str(),
-            error = %failure.message,
-            "personalization failed"
-        );
+        log_failure(tenant, version, digest, &failure, "personalization failed");
         match policy {
             FailPolicy::Open => Outcome::FailedOpen(failure),
             FailPolicy::Closed => Outcome::FailedClosed(failure),
@@ -464,6 +452,17 @@ struct Run<'a> {
     session: Session,
     fail: FailPolicy,
     cx: Context<'a>,
+}
+
+fn log_failure(tenant: &str, version: u64, digest: &str, f: &PluginFailure, what: &str) {
+    tracing::warn!(
+        tenant = %tenant,
+        plugin = %digest,
+        version,
+        kind = f.kind.as_str(),
+        error = %f.message,
+        "{what}"
+    );
 }
 
 fn failure_of(f: Failed) -> PluginFailure {

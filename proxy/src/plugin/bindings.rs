@@ -21,6 +21,23 @@ pub use self::manifold::plugin::types::*;
 
 pub use super::capabilities::Capabilities;
 
+impl Viewer {
+    /// A viewer the host knows nothing about: no session, no request.
+    pub fn anonymous(tenant: &str) -> Viewer {
+        Viewer {
+            tenant: tenant.to_string(),
+            session_id: None,
+            query: vec![],
+            headers: vec![],
+            user_agent: None,
+            device: DeviceClass::Unknown,
+            client_ip: None,
+            country: None,
+            cmcd: vec![],
+        }
+    }
+}
+
 /// Decides which ads play in a break: the tenant's catalog, or its VAST ad server.
 #[async_trait::async_trait]
 pub trait AdDecider: Send + Sync {

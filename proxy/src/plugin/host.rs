@@ -3,7 +3,7 @@
 //! `decide-ads`, `now-ms`), each checked against what the tenant granted.
 
 use super::bindings::manifold::plugin::host::{Host, Level};
-use super::bindings::{Ad, AdBreak, AdDecider, DeviceClass, SessionCtx, Viewer};
+use super::bindings::{Ad, AdBreak, AdDecider, SessionCtx, Viewer};
 use super::capabilities::{Capabilities, MAX_DECISIONS, MAX_PREROLL_SECS, PREROLL_BREAK};
 use super::kv::KvStore;
 use crate::session::DecidedAd;
@@ -213,17 +213,7 @@ impl Host for HostState {
         let brk = self.decidable(brk)?;
         let tenant = self.tenant.clone();
         let Some(s) = self.session.clone() else {
-            let anon = Viewer {
-                tenant: tenant.to_string(),
-                session_id: None,
-                query: vec![],
-                headers: vec![],
-                user_agent: None,
-                device: DeviceClass::Unknown,
-                client_ip: None,
-                country: None,
-                cmcd: vec![],
-            };
+            let anon = Viewer::anonymous(&tenant);
             self.count_decision()?;
             let decided = self.on_host(ads.decide(&tenant, None, &brk, &anon)).await;
             return Ok(to_wit(&decided));

@@ -629,7 +629,6 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::plugin::bindings::DeviceClass;
 
     /// A sample plugin built by `scripts/build-plugins.sh` (the test command runs it first).
     pub fn plugin_wasm(name: &str) -> Vec<u8> {
@@ -653,17 +652,7 @@ pub(crate) mod tests {
     }
 
     pub fn viewer() -> Viewer {
-        Viewer {
-            tenant: "t".into(),
-            session_id: None,
-            query: vec![],
-            headers: vec![],
-            user_agent: None,
-            device: DeviceClass::Unknown,
-            client_ip: None,
-            country: None,
-            cmcd: vec![],
-        }
+        Viewer::anonymous("t")
     }
 
     pub fn media() -> HlsMedia {

@@ -229,7 +229,8 @@ pub fn hls_master(m: &MasterPlaylist, edits: &[Edit]) -> Result<MasterPlaylist, 
     Ok(out)
 }
 
-fn edit_name(e: &Edit) -> &'static str {
+/// An edit's name in the WIT (`fill-break`, ...), for errors and reports.
+pub fn edit_name(e: &Edit) -> &'static str {
     match e {
         Edit::DropVariant(_) => "drop-variant",
         Edit::DropRendition(_) => "drop-rendition",

@@ -3,13 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold_ssai::creatives::RenditionWant;
+use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
 use manifold_ssai::asked::Class;
+use manifold_ssai::creatives::RenditionWant;
 use manifold_ssai::parse::{parse, Parsed};
 use manifold_ssai::pipeline::{self, Context, InMemory};
 use manifold_ssai::ssai_dash::DashMedia;
 use manifold_ssai::types::Edit;
-use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
 
 fuzz_target!(|data: &[u8]| {
     let pick = pick(data);

@@ -4,14 +4,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold_ssai::creatives::RenditionWant;
+use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
 use manifold_ssai::asked::Class;
+use manifold_ssai::creatives::RenditionWant;
 use manifold_ssai::master::Master;
 use manifold_ssai::parse::{parse, Parsed};
 use manifold_ssai::pipeline::{self, Context, InMemory, Scratch};
 use manifold_ssai::ssai::Media;
 use manifold_ssai::types::{Edit, UriRewrite};
-use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
 
 fuzz_target!(|data: &[u8]| {
     let pick = pick(data);
@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
                 policies: &policies,
                 want: RenditionWant::default(),
             };
-            let run = pipeline::run(&Master { playlist }, &edits, Default::default(), &Scratch, &cx);
+            let master = Master { playlist };
+            let run = pipeline::run(&master, &edits, Default::default(), &Scratch, &cx);
             if let Ok(out) = block_on(run) {
                 let mut buf = Vec::new();
                 let _ = out.write_to(&mut buf);

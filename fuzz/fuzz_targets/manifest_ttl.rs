@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
             body: bytes::Bytes::new(),
             kind,
             parsed: Parsed::None,
+            wire: Default::default(),
             ttl,
             fetched: Instant::now(),
             window: Some(Duration::from_secs(u64::from(n(0)) << 16)),

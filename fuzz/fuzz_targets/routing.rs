@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = routes().route(host, path, query) {
         // the path part: a query may hold anything, origins do not resolve dots in it
         let path = r.origin_path.split('?').next().unwrap_or_default();
-        assert!(!path.split('/').any(|s| s == ".." || s == "."), "{:?}", r.origin_path);
+        assert!(
+            !path.split('/').any(|s| s == ".." || s == "."),
+            "{:?}",
+            r.origin_path
+        );
         assert!(r.content_path.starts_with('/'), "{:?}", r.content_path);
     }
 });

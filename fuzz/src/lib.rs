@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
-use manifold_ssai::types::{Ad, AdBreak, Edit, Fill, Insert, Tag, UriRewrite};
 use manifold_ssai::stitch_dash::DashCreative;
+use manifold_ssai::types::{Ad, AdBreak, Edit, Fill, Insert, Tag, UriRewrite};
 use std::sync::{Arc, OnceLock};
 
 /// An ad creative's MPD as the origin simulator serves it (10 s, CMAF, 3 renditions).

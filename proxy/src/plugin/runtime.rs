@@ -3,7 +3,7 @@
 //! fresh `Store` for every call, with a deadline and a memory cap.
 
 use super::bindings::{
-    AdDecider, Capabilities, DashMpd, Edit, HlsMaster, HlsMedia, PluginPre, SessionCtx, Viewer,
+    AdDecider, Capabilities, DashMpd, Edit, HlsMaster, HlsMedia, SessionCtx, Viewer,
 };
 use super::executor::{Demotion, LONG_CALL};
 use super::host::{CpuSlot, HostState, Limiter};
@@ -11,14 +11,13 @@ use super::host::{CpuSlot, HostState, Limiter};
 /// [`LONG_CALL`] in epoch ticks.
 const LONG_CALL_TICKS: u32 = (LONG_CALL.as_millis() / TICK.as_millis()) as u32;
 use super::kv::KvStore;
-use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
@@ -50,30 +49,7 @@ pub fn lift_budget() -> usize {
         + crate::apply::MAX_PLAN_BYTES
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("not a valid WebAssembly component: {0}")]
-    Invalid(String),
-    #[error("component does not fit the manifold:plugin@0.2.0 world: {0}")]
-    World(String),
-    #[error("plugin artifact store: {0}")]
-    Io(String),
-    #[error("refused by a trial instantiation under the tenant's limits: {0}")]
-    Trial(String),
-    #[error("busy: {0}; retry shortly")]
-    Busy(String),
-}
-
-/// A compiled plugin, ready to instantiate.
-pub struct LoadedPlugin {
-    /// `sha256:<hex>` of the component bytes.
-    pub digest: String,
-    pre: PluginPre<HostState>,
-    pub wasm_bytes: usize,
-    /// How it got into memory: compiled now, or read from the artifact store.
-    pub from_artifact: bool,
-    pub load_time: Duration,
-}
+pub use super::loading::{LoadError, LoadedPlugin};
 
 /// What one call may use.
 #[derive(Clone)]
@@ -123,21 +99,21 @@ impl Input<'_> {
 }
 
 pub struct PluginEngine {
-    engine: Engine,
-    linker: Linker<HostState>,
-    artifacts: PathBuf,
-    compat: String,
-    loaded: moka::sync::Cache<String, Arc<LoadedPlugin>>,
-    permits: Semaphore,
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<HostState>,
+    pub(super) artifacts: PathBuf,
+    pub(super) compat: String,
+    pub(super) loaded: moka::sync::Cache<String, Arc<LoadedPlugin>>,
+    pub(super) permits: Semaphore,
     /// Held while compiling: one compile at a time (each already uses every core).
-    compiling: parking_lot::Mutex<()>,
-    max_memory: usize,
-    ticker_stop: Arc<AtomicBool>,
+    pub(super) compiling: parking_lot::Mutex<()>,
+    pub(super) max_memory: usize,
+    pub(super) ticker_stop: Arc<AtomicBool>,
 }
 
 /// Time a trial instantiation may take at least (a tenant's deadline may be shorter than a
 /// cold instantiation).
-const TRIAL_DEADLINE: Duration = Duration::from_secs(1);
+pub(super) const TRIAL_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The epoch advances every tick; deadlines are checked (and the guest yields) at each tick.
 const TICK: Duration = Duration::from_millis(1);
@@ -221,122 +197,6 @@ impl PluginEngine {
         self.max_memory
     }
 
-    /// `sha256:<hex>` of component bytes.
-    pub fn digest(wasm: &[u8]) -> String {
-        let d = Sha256::digest(wasm);
-        format!("sha256:{}", hex::encode(d))
-    }
-
-    fn artifact_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.artifacts.join(format!("{hex}-{}.cwasm", self.compat))
-    }
-
-    /// The loaded plugin for these bytes: from memory, else from the artifact store, else
-    /// compiled (and stored). Fails if the bytes are not a component of the plugin world, or
-    /// with `Busy` if it needs compiling while another compile runs.
-    pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
-        self.load_with(wasm, false)
-    }
-
-    /// As [`load`](Self::load), waiting for a running compile instead of refusing.
-    pub fn load_waiting(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
-        self.load_with(wasm, true)
-    }
-
-    fn load_with(&self, wasm: &[u8], wait: bool) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let digest = Self::digest(wasm);
-        if let Some(p) = self.loaded.get(&digest) {
-            return Ok(p);
-        }
-        let started = Instant::now();
-        let path = self.artifact_path(&digest);
-        let (component, from_artifact) = match self.read_artifact(&path) {
-            Some(c) => (c, true),
-            None => {
-                if !wasmparser_is_component(wasm) {
-                    return Err(LoadError::Invalid(
-                        "a core module or other bytes, not a component (build for wasm32-wasip2)"
-                            .into(),
-                    ));
-                }
-                let _compiling = match wait {
-                    true => self.compiling.lock(),
-                    false => self.compiling.try_lock().ok_or_else(|| {
-                        LoadError::Busy("another plugin is being compiled".into())
-                    })?,
-                };
-                let c = Component::new(&self.engine, wasm)
-                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-                self.write_artifact(&path, &c)?;
-                (c, false)
-            }
-        };
-        // Everything a plugin imports beyond the host interface (the WASI a wasm32-wasip2
-        // toolchain links in: stdio, environment, exit...) traps when called: no capability
-        // exists unless the host grants it.
-        let mut linker = self.linker.clone();
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
-        let plugin = Arc::new(LoadedPlugin {
-            digest: digest.clone(),
-            pre,
-            wasm_bytes: wasm.len(),
-            from_artifact,
-            load_time: started.elapsed(),
-        });
-        self.loaded.insert(digest, plugin.clone());
-        Ok(plugin)
-    }
-
-    /// Drops a plugin from memory (the next `load` reads its artifact from disk).
-    pub fn forget(&self, digest: &str) {
-        self.loaded.invalidate(digest);
-    }
-
-    /// A precompiled artifact this process wrote earlier, if it is there and usable.
-    fn read_artifact(&self, path: &Path) -> Option<Component> {
-        match Engine::detect_precompiled_file(path) {
-            Ok(Some(wasmtime::Precompiled::Component)) => {}
-            _ => return None,
-        }
-        if let Err(e) = crate::state_dir::trusted_file(path) {
-            tracing::warn!(error = %e, "ignoring plugin artifact");
-            return None;
-        }
-        // SAFETY: artifacts are only ever written by `write_artifact` from bytes this engine
-        // compiled, into a directory only the proxy's user may write (checked at start-up,
-        // and the file itself just now); tenant bytes are never deserialized.
-        match unsafe { Component::deserialize_file(&self.engine, path) } {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable plugin artifact");
-                None
-            }
-        }
-    }
-
-    fn write_artifact(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
-        let bytes = component
-            .serialize()
-            .map_err(|e| LoadError::Io(format!("serializing: {e}")))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| LoadError::Io(format!("writing {}: {e}", path.display())))
-    }
-
-    /// Compiled plugins held in memory.
-    pub fn loaded_count(&self) -> u64 {
-        self.loaded.run_pending_tasks();
-        self.loaded.entry_count()
-    }
-
     /// Runs one entry point in a fresh instance. Never panics and never outlives
     /// `env.deadline` plus what it waited on the host (at most [`MAX_HOST_WAIT`]) by more
     /// than an epoch tick.
@@ -404,7 +264,7 @@ impl PluginEngine {
     }
 
     /// A fresh store for one call: the tenant's limits, the lift budget, the deadline.
-    fn store(
+    pub(super) fn store(
         &self,
         env: &CallEnv,
         session: Option<SessionCtx>,
@@ -451,37 +311,6 @@ impl PluginEngine {
             })
         });
         store
-    }
-
-    /// Instantiates a plugin once under a tenant's limits, calling nothing: one that cannot
-    /// be instantiated (pool limits, initial memory past the tenant's cap, a start function
-    /// that traps or spins) is refused when it is deployed, not on every request after.
-    pub fn trial(&self, plugin: &LoadedPlugin, env: &CallEnv) -> Result<(), LoadError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|e| LoadError::Io(format!("trial runtime: {e}")))?;
-        // a thread of its own: callers may be on a runtime's blocking pool
-        let trial = async {
-            let deadline = Instant::now() + env.deadline.max(TRIAL_DEADLINE);
-            let _permit = acquire(&self.permits, deadline, "no free plugin instance")
-                .await
-                .map_err(|_| LoadError::Busy("every plugin instance is in use".into()))?;
-            let mut store = self.store(env, None, Vec::new(), deadline);
-            match plugin.pre.instantiate_async(&mut store).await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    let l = &store.data().limiter;
-                    let why = classify(&e, l.memory_exceeded.then_some(l.memory_max));
-                    Err(LoadError::Trial(why.to_string()))
-                }
-            }
-        };
-        std::thread::scope(|sc| {
-            sc.spawn(|| rt.block_on(trial))
-                .join()
-                .unwrap_or_else(|_| Err(LoadError::Trial("trial run panicked".into())))
-        })
     }
 
     async fn call_inner(
@@ -564,7 +393,7 @@ impl Drop for PluginEngine {
     }
 }
 
-fn classify(e: &wasmtime::Error, memory_limit: Option<usize>) -> PluginFailure {
+pub(super) fn classify(e: &wasmtime::Error, memory_limit: Option<usize>) -> PluginFailure {
     if let Some(limit) = memory_limit {
         return PluginFailure::new(
             FailureKind::Memory,
@@ -604,7 +433,7 @@ fn lift_refused(e: &wasmtime::Error) -> bool {
 }
 
 /// A permit of `pool`, waited for until `deadline`.
-async fn acquire<'a>(
+pub(super) async fn acquire<'a>(
     pool: &'a Semaphore,
     deadline: Instant,
     busy: &str,
@@ -622,13 +451,14 @@ async fn acquire<'a>(
 }
 
 /// Component binaries carry layer 1 in the preamble; core modules layer 0.
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
+pub(super) fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::path::Path;
 
     /// A sample plugin built by `scripts/build-plugins.sh` (the test command runs it first).
     pub fn plugin_wasm(name: &str) -> Vec<u8> {

@@ -1,0 +1,187 @@
+//! Getting a plugin ready to instantiate: from memory, from the private artifact store
+//! (checked before it is deserialized), or compiled (one compile at a time) and stored; and
+//! the trial instantiation a deploy runs under the tenant's limits.
+
+use super::bindings::PluginPre;
+use super::host::HostState;
+use super::runtime::*;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    #[error("component does not fit the manifold:plugin@0.2.0 world: {0}")]
+    World(String),
+    #[error("plugin artifact store: {0}")]
+    Io(String),
+    #[error("refused by a trial instantiation under the tenant's limits: {0}")]
+    Trial(String),
+    #[error("busy: {0}; retry shortly")]
+    Busy(String),
+}
+
+/// A compiled plugin, ready to instantiate.
+pub struct LoadedPlugin {
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    pub(super) pre: PluginPre<HostState>,
+    pub wasm_bytes: usize,
+    /// How it got into memory: compiled now, or read from the artifact store.
+    pub from_artifact: bool,
+    pub load_time: Duration,
+}
+
+impl PluginEngine {
+    /// `sha256:<hex>` of component bytes.
+    pub fn digest(wasm: &[u8]) -> String {
+        let d = Sha256::digest(wasm);
+        format!("sha256:{}", hex::encode(d))
+    }
+
+    fn artifact_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.artifacts.join(format!("{hex}-{}.cwasm", self.compat))
+    }
+
+    /// The loaded plugin for these bytes: from memory, else from the artifact store, else
+    /// compiled (and stored). Fails if the bytes are not a component of the plugin world, or
+    /// with `Busy` if it needs compiling while another compile runs.
+    pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        self.load_with(wasm, false)
+    }
+
+    /// As [`load`](Self::load), waiting for a running compile instead of refusing.
+    pub fn load_waiting(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        self.load_with(wasm, true)
+    }
+
+    fn load_with(&self, wasm: &[u8], wait: bool) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let digest = Self::digest(wasm);
+        if let Some(p) = self.loaded.get(&digest) {
+            return Ok(p);
+        }
+        let started = Instant::now();
+        let path = self.artifact_path(&digest);
+        let (component, from_artifact) = match self.read_artifact(&path) {
+            Some(c) => (c, true),
+            None => {
+                if !wasmparser_is_component(wasm) {
+                    return Err(LoadError::Invalid(
+                        "a core module or other bytes, not a component (build for wasm32-wasip2)"
+                            .into(),
+                    ));
+                }
+                let _compiling = match wait {
+                    true => self.compiling.lock(),
+                    false => self.compiling.try_lock().ok_or_else(|| {
+                        LoadError::Busy("another plugin is being compiled".into())
+                    })?,
+                };
+                let c = Component::new(&self.engine, wasm)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                self.write_artifact(&path, &c)?;
+                (c, false)
+            }
+        };
+        // Everything a plugin imports beyond the host interface (the WASI a wasm32-wasip2
+        // toolchain links in: stdio, environment, exit...) traps when called: no capability
+        // exists unless the host grants it.
+        let mut linker = self.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let plugin = Arc::new(LoadedPlugin {
+            digest: digest.clone(),
+            pre,
+            wasm_bytes: wasm.len(),
+            from_artifact,
+            load_time: started.elapsed(),
+        });
+        self.loaded.insert(digest, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Drops a plugin from memory (the next `load` reads its artifact from disk).
+    pub fn forget(&self, digest: &str) {
+        self.loaded.invalidate(digest);
+    }
+
+    /// A precompiled artifact this process wrote earlier, if it is there and usable.
+    fn read_artifact(&self, path: &Path) -> Option<Component> {
+        match Engine::detect_precompiled_file(path) {
+            Ok(Some(wasmtime::Precompiled::Component)) => {}
+            _ => return None,
+        }
+        if let Err(e) = crate::state_dir::trusted_file(path) {
+            tracing::warn!(error = %e, "ignoring plugin artifact");
+            return None;
+        }
+        // SAFETY: artifacts are only ever written by `write_artifact` from bytes this engine
+        // compiled, into a directory only the proxy's user may write (checked at start-up,
+        // and the file itself just now); tenant bytes are never deserialized.
+        match unsafe { Component::deserialize_file(&self.engine, path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable plugin artifact");
+                None
+            }
+        }
+    }
+
+    fn write_artifact(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
+        let bytes = component
+            .serialize()
+            .map_err(|e| LoadError::Io(format!("serializing: {e}")))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| LoadError::Io(format!("writing {}: {e}", path.display())))
+    }
+
+    /// Compiled plugins held in memory.
+    pub fn loaded_count(&self) -> u64 {
+        self.loaded.run_pending_tasks();
+        self.loaded.entry_count()
+    }
+
+    /// Instantiates a plugin once under a tenant's limits, calling nothing: one that cannot
+    /// be instantiated (pool limits, initial memory past the tenant's cap, a start function
+    /// that traps or spins) is refused when it is deployed, not on every request after.
+    pub fn trial(&self, plugin: &LoadedPlugin, env: &CallEnv) -> Result<(), LoadError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| LoadError::Io(format!("trial runtime: {e}")))?;
+        // a thread of its own: callers may be on a runtime's blocking pool
+        let trial = async {
+            let deadline = Instant::now() + env.deadline.max(TRIAL_DEADLINE);
+            let _permit = acquire(&self.permits, deadline, "no free plugin instance")
+                .await
+                .map_err(|_| LoadError::Busy("every plugin instance is in use".into()))?;
+            let mut store = self.store(env, None, Vec::new(), deadline);
+            match plugin.pre.instantiate_async(&mut store).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let l = &store.data().limiter;
+                    let why = classify(&e, l.memory_exceeded.then_some(l.memory_max));
+                    Err(LoadError::Trial(why.to_string()))
+                }
+            }
+        };
+        std::thread::scope(|sc| {
+            sc.spawn(|| rt.block_on(trial))
+                .join()
+                .unwrap_or_else(|_| Err(LoadError::Trial("trial run panicked".into())))
+        })
+    }
+}

@@ -94,6 +94,8 @@ struct Session {
     prefix: String,
     created: bool,
     state: SessionState,
+    /// The session's ad decisions, shared with the plugin's host calls (which add to them).
+    decided: Arc<parking_lot::Mutex<BTreeMap<String, Vec<crate::session::DecidedAd>>>>,
 }
 
 impl Personalizer {
@@ -136,9 +138,7 @@ impl Personalizer {
             Err(Err(f)) => return self.fail(s.fail, tenant, version, digest, f),
         };
         let viewer = Arc::new(viewer_for(route, req, client_ip, grant, &session, s));
-        let decisions = Arc::new(parking_lot::Mutex::new(std::mem::take(
-            &mut session.state.decisions,
-        )));
+        let decisions = session.decided.clone();
         let session_ctx = SessionCtx {
             id: session.id.clone(),
             store: self.store.clone(),
@@ -226,7 +226,7 @@ impl Personalizer {
             }
         };
         let prefix = route.session_prefix(&token);
-        let state = if created {
+        let mut state = if created {
             let claims = grant.map_or(&[][..], |g| &g.claims[..]);
             self.store
                 .create(&id, claims)
@@ -244,11 +244,15 @@ impl Personalizer {
                 .await
                 .map_err(|e| Err(store_failure(e)))?
         };
+        let decided = Arc::new(parking_lot::Mutex::new(std::mem::take(
+            &mut state.decisions,
+        )));
         Ok(Session {
             id,
             prefix,
             created,
             state,
+            decided,
         })
     }
 
@@ -335,14 +339,13 @@ impl Personalizer {
             store: &*self.store,
             sid: &session.id,
         };
-        let decisions = session.state.decisions.clone();
         let (failure, state) = match called {
             Ok(edits) => match pipeline::run(format, &edits, session.state, &ledger, &cx).await {
                 Err(Failed::Plan(e)) if fail == FailPolicy::Open => {
                     let state = if F::RECORDS {
                         let mut st = self.store.get(&session.id).await;
                         if let Ok(st) = &mut st {
-                            st.decisions = decisions;
+                            st.decisions = session.decided.lock().clone();
                         }
                         st
                     } else {

@@ -6,17 +6,26 @@
 //! From the moment a shutdown or upgrade signal arrives, responses carry `Connection: close`:
 //! viewers on kept-alive connections move to fresh ones (the new process's, in an upgrade)
 //! before pingora closes idle connections, which a client sending just then would see fail.
+//!
+//! Once the listeners stop, pingora drops every connection still waiting for its request head,
+//! including one accepted a moment earlier whose request is still on its way: that viewer
+//! would see its request fail. [`Settled`] gives such connections [`SETTLE`] to send it first.
 
 use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::Stream;
 use pingora_core::server::ExecutionPhase;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static DRAINING: AtomicBool = AtomicBool::new(false);
+/// The listeners have stopped and connections still without a request have been closed.
+static SETTLED: AtomicBool = AtomicBool::new(false);
 
 /// A shutdown or upgrade has begun: stop keeping connections alive.
 pub fn draining() -> bool {
@@ -79,8 +88,30 @@ async fn mark_draining(mut phases: broadcast::Receiver<ExecutionPhase>) {
 }
 
 /// Connections accepted just before the listeners closed get this long to send their
-/// request before an idle process counts as drained.
+/// request before they are closed and an idle process counts as drained.
 const SETTLE: Duration = Duration::from_millis(300);
+
+/// A listening app whose connections accepted before shutdown get [`SETTLE`] to send their
+/// request before the app's cleanup closes those still waiting.
+pub struct Settled<A>(pub Arc<A>);
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Settled<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.0.process_new(session, shutdown).await
+    }
+
+    /// Called once the accept loops have ended.
+    async fn cleanup(&self) {
+        tokio::time::sleep(SETTLE).await;
+        self.0.cleanup().await;
+        SETTLED.store(true, Ordering::Release);
+    }
+}
 
 #[async_trait]
 impl BackgroundService for DrainService {
@@ -98,7 +129,12 @@ impl BackgroundService for DrainService {
             in_flight = began,
             "shutting down: draining requests in flight"
         );
-        tokio::time::sleep(SETTLE).await;
+        // the proxy service's connections accepted before the signal have sent their request
+        // (or been closed): from here on, in-flight counts everything left to finish
+        let settling = std::time::Instant::now();
+        while !SETTLED.load(Ordering::Acquire) && settling.elapsed() < 4 * SETTLE {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // two idle looks in a row: a request between them would have shown up
         let mut idle = 0;
         loop {

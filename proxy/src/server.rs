@@ -189,8 +189,12 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
         lock_timeout: config.cache.lock_timeout,
         max_object_size: max_object,
     };
-    let mut service =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, "manifold");
+    let mut app = pingora_proxy::HttpProxy::new(proxy, server.configuration.clone());
+    app.handle_init_modules();
+    let mut service = pingora_core::services::listening::Service::new(
+        "manifold".to_string(),
+        crate::drain::Settled(Arc::new(app)),
+    );
     for addr in &config.server.listen {
         // No L4 read buffer: pingora's default is 64 KiB per connection (for TLS records),
         // zeroed at accept. Plain HTTP/1.1 request heads are read straight into pingora's own

@@ -177,6 +177,43 @@ async fn sigterm_drains_requests_in_flight_then_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_accepted_before_sigterm_still_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start(&[]).unwrap();
+    let mut proxy = Proxy::start_with_grace(&tenant("t", &origin), "10s").unwrap();
+    let url = proxy.url("/t/vod/hls/v1.m3u8");
+    assert_eq!(status(&url).await, 200);
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // a viewer connects; its request is still on its way when the listeners stop
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.signal(libc::SIGTERM).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    conn.write_all(
+        format!("GET /t/vod/hls/v1.m3u8 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("#EXTM3U"), "{answer:?}");
+    let exited = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(15)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.success(), "clean exit: {exited}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_upgrade_hands_listeners_over_without_failing_a_request() {
     let origin = Origin::start(&[]).unwrap();
     let mut proxy = Proxy::start_with_grace(&tenant("t", &origin), "10s").unwrap();

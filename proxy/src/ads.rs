@@ -1,6 +1,8 @@
-//! A tenant's ad catalog: which ads fill a break (the host's ad decision for plugins granted
-//! `ads`), and where each creative's segments are, matched to the content rendition.
+//! A tenant's ads at work: the catalog's ad decision (for plugins granted `ads`), and where
+//! each creative's segments are, fetched from the tenant's origin through the manifest cache
+//! and matched to the content rendition.
 
+use crate::catalog::AdCatalog;
 use crate::config::CreativeConfig;
 use crate::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::manifest_cache::ManifestCache;
@@ -12,96 +14,21 @@ use crate::stitch_dash::DashCreative;
 use crate::types::AdBreak;
 use async_trait::async_trait;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// The tenant's creatives, from its config.
-pub struct AdCatalog {
-    tenant: Arc<Tenant>,
-    creatives: Vec<CreativeConfig>,
-    /// Resolved creative media, per creative, packaging, rendition choice and URL prefix.
-    resolved: moka::sync::Cache<(String, Packaging, RenditionWant, String), Arc<AdMedia>>,
-    /// Checked reference timing per creative and packaging.
-    references: moka::sync::Cache<(String, Packaging), Arc<AdMedia>>,
-    /// DASH packaging per creative and URL prefix.
-    dash: moka::sync::Cache<(String, String), Arc<DashCreative>>,
-}
 
 impl AdCatalog {
-    pub fn new(tenant: Arc<Tenant>, creatives: Vec<CreativeConfig>) -> Self {
-        AdCatalog {
-            tenant,
-            creatives,
-            resolved: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-            references: moka::sync::Cache::builder()
-                .max_capacity(1_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-            dash: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-        }
-    }
-
-    fn slate(&self) -> Option<&CreativeConfig> {
-        self.creatives.iter().find(|c| c.slate)
-    }
-
     /// Creatives for a request that reached the proxy under `prefix` (`/tenant` or empty).
-    pub fn resolver<'a>(&'a self, manifests: &'a ManifestCache, prefix: &'a str) -> Resolver<'a> {
+    pub fn resolver<'a>(
+        &'a self,
+        tenant: &'a Arc<Tenant>,
+        manifests: &'a ManifestCache,
+        prefix: &'a str,
+    ) -> Resolver<'a> {
         Resolver {
             catalog: self,
+            tenant,
             manifests,
             prefix,
         }
-    }
-}
-
-impl AdCatalog {
-    /// Longest creatives first while they fit the break; deterministic for a given break.
-    pub fn pick(&self, brk: &AdBreak) -> Vec<DecidedAd> {
-        let mut ads: Vec<&CreativeConfig> = self.creatives.iter().filter(|c| !c.slate).collect();
-        ads.sort_by(|a, b| b.duration.total_cmp(&a.duration).then(a.name.cmp(&b.name)));
-        let mut left = brk.duration;
-        let mut pod = Vec::new();
-        while let Some(c) = ads.iter().find(|c| c.duration <= left + 0.001) {
-            pod.push(DecidedAd {
-                id: format!("{}-{}-{}", brk.id, pod.len(), c.name),
-                creative: c.name.clone(),
-                duration: c.duration,
-                tracking: Default::default(),
-            });
-            left -= c.duration;
-            if pod.len() >= 32 {
-                break;
-            }
-        }
-        pod
-    }
-
-    /// The catalog creative a VAST media file URL points at (`.../ads/ad15/hls/master.m3u8`).
-    pub fn creative_for_url(&self, url: &str) -> Option<&str> {
-        let path = url
-            .split("://")
-            .nth(1)
-            .map_or(url, |rest| &rest[rest.find('/').unwrap_or(rest.len())..]);
-        let path = path.split('?').next().unwrap_or(path);
-        self.creatives
-            .iter()
-            .find(|c| {
-                [&c.hls, &c.hls_fmp4]
-                    .into_iter()
-                    .flatten()
-                    .any(|p| path.ends_with(p.as_str()))
-            })
-            .map(|c| c.name.as_str())
-    }
-
-    pub fn creative(&self, name: &str) -> Option<&CreativeConfig> {
-        self.creatives.iter().find(|c| c.name == name)
     }
 }
 
@@ -118,7 +45,7 @@ impl AdDecider for AdCatalog {
         let outcome = if pod.is_empty() { "slate" } else { "filled" };
         crate::metrics::METRICS
             .ad_decisions
-            .with_label_values(&[&self.tenant.id, outcome])
+            .with_label_values(&[self.tenant_id(), outcome])
             .inc();
         pod
     }
@@ -127,6 +54,8 @@ impl AdDecider for AdCatalog {
 /// Looks creatives up through the manifest cache (so their playlists are fetched once).
 pub struct Resolver<'a> {
     catalog: &'a AdCatalog,
+    /// Whose origin serves the creatives.
+    tenant: &'a Arc<Tenant>,
     manifests: &'a ManifestCache,
     prefix: &'a str,
 }
@@ -252,9 +181,9 @@ impl Resolver<'_> {
         path: &str,
         class: Class,
     ) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
-        let origin_path = format!("{}{path}", self.catalog.tenant.origin.base_path);
+        let origin_path = format!("{}{path}", self.tenant.origin.base_path);
         let route = Route {
-            tenant: self.catalog.tenant.clone(),
+            tenant: self.tenant.clone(),
             key_path: origin_path.clone(),
             origin_path,
             class,
@@ -357,9 +286,7 @@ impl Creatives for Resolver<'_> {
     ) -> Result<Arc<AdMedia>, String> {
         let c = self
             .catalog
-            .creatives
-            .iter()
-            .find(|c| c.name == creative)
+            .creative(creative)
             .ok_or_else(|| format!("no creative {creative:?} in the tenant's catalog"))?;
         let key = (
             creative.to_string(),
@@ -367,11 +294,11 @@ impl Creatives for Resolver<'_> {
             want,
             self.prefix.to_string(),
         );
-        if let Some(m) = self.catalog.resolved.get(&key) {
+        if let Some(m) = self.catalog.resolved().get(&key) {
             return Ok(m);
         }
         let m = Arc::new(self.resolve(c, packaging, want).await?);
-        self.catalog.resolved.insert(key, m.clone());
+        self.catalog.resolved().insert(key, m.clone());
         Ok(m)
     }
 
@@ -385,11 +312,11 @@ impl Creatives for Resolver<'_> {
             .creative(creative)
             .ok_or_else(|| format!("no creative {creative:?} in the tenant's catalog"))?;
         let key = (creative.to_string(), packaging);
-        if let Some(m) = self.catalog.references.get(&key) {
+        if let Some(m) = self.catalog.references().get(&key) {
             return Ok(m);
         }
         let m = Arc::new(self.check_renditions(c, packaging).await?);
-        self.catalog.references.insert(key, m.clone());
+        self.catalog.references().insert(key, m.clone());
         Ok(m)
     }
 
@@ -399,7 +326,7 @@ impl Creatives for Resolver<'_> {
 
     async fn dash(&self, creative: &str) -> Result<Arc<DashCreative>, String> {
         let key = (creative.to_string(), self.prefix.to_string());
-        if let Some(d) = self.catalog.dash.get(&key) {
+        if let Some(d) = self.catalog.dash_packaging().get(&key) {
             return Ok(d);
         }
         let c = self
@@ -425,7 +352,7 @@ impl Creatives for Resolver<'_> {
             base: format!("{}{dir}", self.prefix),
             period,
         });
-        self.catalog.dash.insert(key, d.clone());
+        self.catalog.dash_packaging().insert(key, d.clone());
         Ok(d)
     }
 }
@@ -455,7 +382,6 @@ mod tests {
 
     #[test]
     fn decides_longest_first_that_fit() {
-        let tenant = Arc::new(Tenant::for_tests("t"));
         let c = |name: &str, duration: f64, slate: bool| CreativeConfig {
             name: name.into(),
             duration,
@@ -465,7 +391,7 @@ mod tests {
             slate,
         };
         let cat = AdCatalog::new(
-            tenant,
+            "t",
             vec![
                 c("ad10", 10.0, false),
                 c("ad15", 15.0, false),

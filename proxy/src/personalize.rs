@@ -3,7 +3,6 @@
 //! media playlists). A plugin failure follows the tenant's policy: serve the origin manifest
 //! unchanged (open) or 503 (closed).
 
-use crate::ads::AdCatalog;
 use crate::apply;
 use crate::auth::{Access, Grant};
 use crate::config::FailPolicy;
@@ -19,13 +18,13 @@ use crate::prefetch::{Job, Prefetcher};
 use crate::route::Route;
 use crate::session::{SessionKeys, SessionLedger, SessionState, SessionStore};
 use crate::session_urls::{add_hints, route_base_urls};
-use crate::ssai::{Media, Policies};
+use crate::ssai::Media;
 use crate::ssai_dash::DashMedia;
 use crate::types::Edit;
 use crate::viewer::viewer_context;
 use bytes::Bytes;
 use pingora_http::RequestHeader;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,14 +59,10 @@ pub enum Outcome {
 
 pub struct Personalizer {
     pub registry: Arc<Registry>,
-    pub catalogs: HashMap<String, Arc<AdCatalog>>,
     pub manifests: Arc<ManifestCache>,
     pub keys: SessionKeys,
     pub store: Arc<dyn SessionStore>,
-    pub policies: HashMap<String, Policies>,
     pub prefetcher: Arc<Prefetcher>,
-    /// How fast each tenant's viewers may start sessions.
-    pub session_limits: HashMap<String, Arc<crate::session_limit::SessionLimits>>,
 }
 
 fn store_failure(e: impl std::fmt::Display) -> PluginFailure {
@@ -208,14 +203,12 @@ impl Personalizer {
                 None => return Err(Ok(Outcome::Forbidden)),
             },
             None => {
-                if let Some(limits) = self.session_limits.get(tenant) {
-                    if let Err(r) = limits.admit(client_ip) {
-                        crate::metrics::METRICS
-                            .sessions_refused
-                            .with_label_values(&[tenant.as_str(), r.as_str()])
-                            .inc();
-                        return Err(Ok(Outcome::TooManySessions(r)));
-                    }
+                if let Err(r) = route.tenant.session_limits.admit(client_ip) {
+                    crate::metrics::METRICS
+                        .sessions_refused
+                        .with_label_values(&[tenant.as_str(), r.as_str()])
+                        .inc();
+                    return Err(Ok(Outcome::TooManySessions(r)));
                 }
                 // edge auth: a session a viewer token starts ends when the token does
                 let (id, t) = match grant {
@@ -266,22 +259,20 @@ impl Personalizer {
         fail: FailPolicy,
         replayed: &mut Option<PluginFailure>,
     ) -> Result<Vec<u8>, PluginFailure> {
-        let tenant = &route.tenant.id;
         let prefix = session.prefix.clone();
         let created = session.created;
-        let policies = self.policies.get(tenant).copied().unwrap_or_default();
         let none = NoCreatives;
         let resolver;
-        let creatives: &dyn Creatives = match self.catalogs.get(tenant) {
+        let creatives: &dyn Creatives = match &route.tenant.catalog {
             Some(c) => {
-                resolver = c.resolver(&self.manifests, &prefix);
+                resolver = c.resolver(&route.tenant, &self.manifests, &prefix);
                 &resolver
             }
             None => &none,
         };
         let cx = Context {
             creatives,
-            policies: &policies,
+            policies: &route.tenant.policies,
             want: RenditionWant::for_hint(route.hint),
         };
         let run = Run {

@@ -5,7 +5,6 @@
 //! and keys. An invalid new config is refused with a log line and the old one keeps serving;
 //! changes to sections that need a restart are reported and not applied.
 
-use crate::ads::AdCatalog;
 use crate::config::{Config, ConfigError};
 use crate::manifest_cache::ManifestCache;
 use crate::origin::OriginClient;
@@ -17,13 +16,13 @@ use crate::prefetch::Prefetcher;
 use crate::readiness::Readiness;
 use crate::route::Routes;
 use crate::session::{SessionKeys, SessionStore};
-use crate::ssai::Policies;
+
 use crate::vast::VastDecider;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use std::collections::HashMap;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -76,11 +75,10 @@ fn plugin_registry(
     file: &Path,
     lasting: &Lasting,
     previous: Option<&Registry>,
-) -> Result<(Registry, HashMap<String, Arc<AdCatalog>>), ConfigError> {
+) -> Result<Registry, ConfigError> {
     let err = |field: String, message: String| field_err(file, field, message);
     let mut registry = Registry::new(lasting.engine.clone(), &lasting.uploads)
         .map_err(|e| err("plugins.dir".into(), e.to_string()))?;
-    let mut catalogs = HashMap::new();
     let shares = config.plugin_shares();
     // each tenant's share of the cores, in proportion to its share of the instances
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -90,11 +88,7 @@ fn plugin_registry(
         let tenant = routes
             .tenant(&t.id)
             .ok_or_else(|| err(format!("tenants[{i}]"), "not routed".into()))?;
-        let catalog = (!t.creatives.is_empty())
-            .then(|| Arc::new(AdCatalog::new(tenant.clone(), t.creatives.clone())));
-        if let Some(c) = &catalog {
-            catalogs.insert(t.id.clone(), c.clone());
-        }
+        let catalog = tenant.catalog.clone();
         // a VAST ad server decides when there is one; the catalog maps its media files
         let decider: Option<Arc<dyn AdDecider>> = match (&t.ad_server, catalog) {
             (Some(a), Some(c)) => Some(Arc::new(VastDecider::with_egress(
@@ -140,7 +134,7 @@ fn plugin_registry(
             .prepare_config_file(&t.id, wasm, source)
             .map_err(|e| err(field.clone(), e.to_string()))?;
     }
-    Ok((registry, catalogs))
+    Ok(registry)
 }
 
 /// Builds what a config's tenants make. `previous` is the tenancy being replaced, if any.
@@ -163,7 +157,7 @@ pub fn build(
         Some(p) => p.manifests.carry_over(&quotas, origin),
         None => ManifestCache::new(&quotas, origin),
     });
-    let (registry, catalogs) = plugin_registry(
+    let registry = plugin_registry(
         &config,
         &routes,
         file,
@@ -171,45 +165,12 @@ pub fn build(
         previous.map(|p| p.registry.as_ref()),
     )?;
     let registry = Arc::new(registry);
-    let policies = config
-        .tenants
-        .iter()
-        .map(|t| {
-            let p = Policies {
-                markers: t.ssai.markers,
-                join: t.ssai.join_mid_break,
-                overlong: t.ssai.overlong_ads,
-                tracking: true,
-            };
-            (t.id.clone(), p)
-        })
-        .collect();
     let personalizer = Arc::new(Personalizer {
         registry: registry.clone(),
-        catalogs,
         manifests: manifests.clone(),
         keys: lasting.keys.clone(),
         store: lasting.store.clone(),
-        policies,
         prefetcher: lasting.prefetcher.clone(),
-        session_limits: config
-            .tenants
-            .iter()
-            .map(|t| {
-                let s = t.sessions;
-                let limits = crate::session_limit::SessionLimits::new(
-                    crate::session_limit::Rate {
-                        per_minute: s.per_client_per_minute,
-                        burst: s.client_burst,
-                    },
-                    crate::session_limit::Rate {
-                        per_minute: s.per_tenant_per_minute,
-                        burst: s.tenant_burst,
-                    },
-                );
-                (t.id.clone(), Arc::new(limits))
-            })
-            .collect(),
     });
     let readiness = Arc::new(Readiness::new(
         routes

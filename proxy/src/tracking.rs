@@ -4,7 +4,7 @@
 //! each beacon), in the background with retries and bounded concurrency; never on the
 //! request's path.
 
-use crate::ads::AdCatalog;
+use crate::catalog::AdCatalog;
 use crate::egress::Egress;
 use crate::route::Tenant;
 use crate::session::{SessionKeys, SessionState, SessionStore};
@@ -40,13 +40,8 @@ impl Beacons {
     ///
     /// `path` is the content path that was served: beacons fire only if it is a segment of
     /// the creative the session recorded at that slot.
-    pub fn on_ad_segment(
-        &self,
-        tenant: &Tenant,
-        catalog: Option<Arc<AdCatalog>>,
-        served: Served<'_>,
-    ) {
-        let Some(catalog) = catalog else {
+    pub fn on_ad_segment(&self, tenant: &Tenant, served: Served<'_>) {
+        let Some(catalog) = tenant.catalog.clone() else {
             return;
         };
         let Some(sid) = self.keys.verify(&tenant.id, served.token) else {

@@ -15,7 +15,7 @@
 //! DASH players compute the live edge from the clock and retry failing segments by themselves:
 //! MPDs are served stale (see `manifest_cache`).
 
-use crate::ads::AdCatalog;
+use crate::catalog::AdCatalog;
 use crate::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use crate::manifest_cache::{Lookup, Manifest, ManifestCache};
 use crate::origin::OriginError;
@@ -112,7 +112,6 @@ impl Outages {
     pub async fn through(
         self: &Arc<Self>,
         manifests: &Arc<ManifestCache>,
-        catalog: Option<&Arc<AdCatalog>>,
         route: &Route,
         got: Result<(Arc<Manifest>, Lookup), Arc<OriginError>>,
     ) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
@@ -138,7 +137,7 @@ impl Outages {
         if self.warmed.get(&key).is_none() {
             self.warmed.insert(key.clone(), ());
             let fmp4 = p.segments.iter().any(|s| s.map.is_some());
-            if let Some(catalog) = catalog {
+            if let Some(catalog) = &route.tenant.catalog {
                 let (manifests, catalog) = (manifests.clone(), catalog.clone());
                 tokio::spawn(warm(self.clone(), manifests, catalog, route.clone(), fmp4));
             }
@@ -295,7 +294,7 @@ async fn warm(
     route: Route,
     fmp4: bool,
 ) {
-    let resolver = catalog.resolver(&manifests, "");
+    let resolver = catalog.resolver(&route.tenant, &manifests, "");
     let Some(slate) = resolver.slate() else {
         return;
     };

@@ -24,17 +24,13 @@ impl EdgeProxy {
                 e.is_none() && (200..300).contains(&status),
             ) {
                 // an ad segment at a tracked position was served: its beacons are due
-                let catalog = ctx
-                    .tenancy
-                    .as_ref()
-                    .and_then(|t| t.personalizer.catalogs.get(&r.tenant.id).cloned());
                 let served = crate::tracking::Served {
                     token,
                     break_id: b,
                     slot: *slot,
                     path: &r.content_path,
                 };
-                self.beacons.on_ad_segment(&r.tenant, catalog, served);
+                self.beacons.on_ad_segment(&r.tenant, served);
             }
         }
         if ctx.route.is_some() {

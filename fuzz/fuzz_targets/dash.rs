@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
+use manifold_fuzz::{block_on, catalog, media_edits, pick, policies};
 use manifold_ssai::asked::Class;
 use manifold_ssai::creatives::RenditionWant;
 use manifold_ssai::parse::{parse, Parsed};
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let media = DashMedia { mpd, view };
     let policies = policies(pick);
     let cx = Context {
-        creatives: Catalog::get(),
+        creatives: catalog(),
         policies: &policies,
         want: RenditionWant::default(),
     };

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use manifold_fuzz::{block_on, media_edits, pick, policies, Catalog};
+use manifold_fuzz::{block_on, catalog, media_edits, pick, policies};
 use manifold_ssai::asked::Class;
 use manifold_ssai::creatives::RenditionWant;
 use manifold_ssai::master::Master;
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
             }
             let policies = policies(pick);
             let cx = Context {
-                creatives: Catalog::get(),
+                creatives: catalog(),
                 policies: &policies,
                 want: RenditionWant::default(),
             };
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let policies = policies(pick);
             let cx = Context {
-                creatives: Catalog::get(),
+                creatives: catalog(),
                 policies: &policies,
                 want: RenditionWant {
                     audio_only: pick & 64 != 0,

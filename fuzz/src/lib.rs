@@ -3,56 +3,24 @@
 //! proxy does for a personalized manifest (parse → plugin plan checked by `apply` → propose →
 //! record → render → serialize), with plans that exercise every edit kind.
 
-use async_trait::async_trait;
-use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
-use manifold_ssai::stitch_dash::DashCreative;
+use manifold_ssai::synthetic::Synthetic;
 use manifold_ssai::types::{Ad, AdBreak, Edit, Fill, Insert, Tag, UriRewrite};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// An ad creative's MPD as the origin simulator serves it (10 s, CMAF, 3 renditions).
 const CREATIVE_MPD: &str = include_str!("../seeds/dash/sim-40-ads-ad10-dash-manifest.mpd");
 
-pub struct Catalog(dash_mpd_core::Period);
-
-impl Catalog {
-    pub fn get() -> &'static Catalog {
-        static C: OnceLock<Catalog> = OnceLock::new();
-        C.get_or_init(|| {
-            let mut mpd = dash_mpd_core::parse(CREATIVE_MPD).expect("the creative MPD parses");
-            Catalog(mpd.periods.remove(0))
-        })
-    }
-}
-
-#[async_trait]
-impl Creatives for Catalog {
-    async fn media(
-        &self,
-        c: &str,
-        p: Packaging,
-        _w: RenditionWant,
-    ) -> Result<Arc<AdMedia>, String> {
-        let n = if c == "slate" { 10 } else { 5 };
-        let cmaf = p != Packaging::Ts;
-        Ok(Arc::new(AdMedia {
-            segments: (0..n)
-                .map(|i| {
-                    let ext = if cmaf { "m4s" } else { "ts" };
-                    (format!("/ads/{c}/{i}.{ext}"), 2.0)
-                })
-                .collect(),
-            map: cmaf.then(|| format!("/ads/{c}/init.mp4")),
-        }))
-    }
-    fn slate(&self) -> Option<&str> {
-        Some("slate")
-    }
-    async fn dash(&self, c: &str) -> Result<Arc<DashCreative>, String> {
-        Ok(Arc::new(DashCreative {
-            base: format!("/ads/{c}/"),
-            period: self.0.clone(),
-        }))
-    }
+/// Synthetic creatives (`ad10` lasts 10 s in 2 s segments), DASH ones shaped like the
+/// simulator's creative.
+pub fn catalog() -> &'static Synthetic {
+    static C: OnceLock<Synthetic> = OnceLock::new();
+    C.get_or_init(|| {
+        let mut mpd = dash_mpd_core::parse(CREATIVE_MPD).expect("the creative MPD parses");
+        Synthetic {
+            period: Some(mpd.periods.remove(0)),
+            ..Synthetic::default()
+        }
+    })
 }
 
 /// One runtime per fuzzing thread (building one per input would dominate the time).

@@ -16,7 +16,7 @@ use manifold::ssai::{Media, Policies};
 use manifold::ssai_dash::DashMedia;
 use manifold::stitch_dash::DashCreative;
 use manifold::types::Edit;
-use manifold_origin::{Origin, OriginOptions};
+use manifold_origin::Origin;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -110,17 +110,7 @@ impl Creatives for Resolved {
 
 fn origin(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> (Origin, SystemTime) {
     let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/media"));
-    let opts = OriginOptions {
-        window,
-        elapsed_secs: Some(window * 2),
-        ad_first_secs: ad_first,
-        ad_every_secs: ad_every,
-        ad_len_secs: ad_len,
-        ..OriginOptions::new(media)
-    };
-    let o = Origin::new(&opts).unwrap();
-    let now = o.schedule().epoch + Duration::from_secs(window * 2);
-    (o, now)
+    Origin::live_window(media, window, ad_first, ad_every, ad_len).unwrap()
 }
 
 fn resolved() -> Resolved {
@@ -256,6 +246,7 @@ thread_local! {
 }
 
 fn benches(c: &mut Criterion) {
+    // Long on purpose: one criterion group per measured path, each set up beside its measurement.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,6 +4,9 @@
 
 pub mod browser;
 pub mod dash_player;
+mod recording_origin;
+
+pub use recording_origin::{Recorded, RecordingOrigin};
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -69,6 +72,21 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// A live channel `elapsed` s in with a `window`-segment window and a break of `len` s
+    /// every `every` s from `first` s (2 s segments).
+    pub fn live(elapsed: u64, window: u64, first: u64, every: u64, len: u64) -> Result<Origin> {
+        let args = [
+            ("--elapsed", elapsed),
+            ("--window", window),
+            ("--ad-first", first),
+            ("--ad-every", every),
+            ("--ad-duration", len),
+        ]
+        .map(|(k, v)| [k.to_string(), v.to_string()]);
+        let args: Vec<&str> = args.iter().flatten().map(String::as_str).collect();
+        Origin::start(&args)
+    }
+
     /// Starts `manifold-origin` with extra arguments (e.g. `--elapsed 60`).
     pub fn start(args: &[&str]) -> Result<Origin> {
         let mut child = Command::new(bin("manifold-origin"))
@@ -106,6 +124,19 @@ impl Origin {
             .bytes()
             .await?;
         Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Beacon hits on the simulator, by path.
+    pub async fn beacons(&self) -> std::collections::BTreeMap<String, u64> {
+        let c = self.counters("/beacon/").await.unwrap();
+        c["by_path"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Sets the fault knobs (JSON as in `manifold_origin::control::Faults`).
@@ -271,6 +302,12 @@ impl Proxy {
         Ok(())
     }
 
+    /// New tenant sections, taken in by SIGHUP (the caller waits for them to show).
+    pub fn reload(&self, tenants_toml: &str) -> Result<()> {
+        self.write_config(tenants_toml, false)?;
+        self.signal(libc::SIGHUP)
+    }
+
     /// The exit status, once the process ends within `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
@@ -402,7 +439,6 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
-/// Runs `manifold` with arguments to completion: (exit code, stdout, stderr).
 /// A `[[tenants]]` section for `origin` running the sample plugin `plugin_name`, with more
 /// `[tenants.plugin]` lines.
 pub fn plugin_tenant(id: &str, origin: &Origin, plugin_name: &str, plugin_toml: &str) -> String {
@@ -413,6 +449,7 @@ pub fn plugin_tenant(id: &str, origin: &Origin, plugin_name: &str, plugin_toml: 
     )
 }
 
+/// Runs `manifold` with arguments to completion: (exit code, stdout, stderr).
 pub fn run_manifold(args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(bin("manifold")).args(args).output()?;
     Ok((
@@ -420,6 +457,29 @@ pub fn run_manifold(args: &[&str]) -> Result<(i32, String, String)> {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// A tenant's `[[tenants.creatives]]` for the simulator's creatives `names` (`adN` lasts N s,
+/// `slate` 10 s and pads breaks): HLS (TS), and fMP4 HLS and DASH if asked.
+pub fn creatives(names: &[&str], hls_fmp4: bool, dash: bool) -> String {
+    let mut t = String::new();
+    for name in names {
+        let secs: u32 = name.trim_start_matches("ad").parse().unwrap_or(10);
+        t += &format!(
+            "[[tenants.creatives]]\nname = \"{name}\"\nduration = {secs}.0\n\
+             hls = \"/ads/{name}/hls/master.m3u8\"\n"
+        );
+        if hls_fmp4 {
+            t += &format!("hls_fmp4 = \"/ads/{name}/cmaf/master.m3u8\"\n");
+        }
+        if dash {
+            t += &format!("dash = \"/ads/{name}/dash/manifest.mpd\"\n");
+        }
+        if *name == "slate" {
+            t += "slate = true\n";
+        }
+    }
+    t
 }
 
 /// Path of a Debian tool the tests need; a missing one fails with how to install it.
@@ -467,130 +527,4 @@ pub fn demo_tenants(origin: &Origin, deadline: &str) -> String {
         }
     }
     out
-}
-
-/// A minimal HTTP/1.1 origin on loopback that records every request it gets and answers each
-/// path with a small body and the headers set for it (keep-alive, so pooled connections work).
-pub struct RecordingOrigin {
-    pub addr: SocketAddr,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
-    headers: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
-}
-
-/// One request the recording origin received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    /// Path and query.
-    pub target: String,
-    /// Header names lowercased.
-    pub headers: Vec<(String, String)>,
-}
-
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl RecordingOrigin {
-    pub fn start() -> Result<RecordingOrigin> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let headers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (r, h) = (requests.clone(), headers.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (r, h) = (r.clone(), h.clone());
-                std::thread::spawn(move || serve_recorded(conn, r, h));
-            }
-        });
-        Ok(RecordingOrigin {
-            addr,
-            requests,
-            headers,
-        })
-    }
-
-    /// Answers paths starting with `prefix` with this extra response header.
-    pub fn set_header(&self, prefix: &str, name: &str, value: &str) {
-        self.headers
-            .lock()
-            .unwrap()
-            .push((prefix.into(), name.into(), value.into()));
-    }
-
-    /// Requests received for paths starting with `prefix`.
-    pub fn requests(&self, prefix: &str) -> Vec<Recorded> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.target.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-}
-
-fn serve_recorded(
-    conn: TcpStream,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
-    headers: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
-) {
-    use std::io::Write;
-    let Ok(mut writer) = conn.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(conn);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let mut got = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                got.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        requests.lock().unwrap().push(Recorded {
-            target: target.clone(),
-            headers: got,
-        });
-        let content_type = if target.contains(".m3u8") {
-            "application/vnd.apple.mpegurl"
-        } else {
-            "video/mp2t"
-        };
-        let body: &[u8] = if target.contains(".m3u8") {
-            b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n0.ts\n#EXT-X-ENDLIST\n"
-        } else {
-            b"segment-bytes"
-        };
-        let mut resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        for (prefix, k, v) in headers.lock().unwrap().iter() {
-            if target.starts_with(prefix.as_str()) {
-                resp.push_str(&format!("{k}: {v}\r\n"));
-            }
-        }
-        resp.push_str("\r\n");
-        if writer.write_all(resp.as_bytes()).is_err() || writer.write_all(body).is_err() {
-            return;
-        }
-    }
 }

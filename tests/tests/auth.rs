@@ -126,6 +126,7 @@ fn uris(base: &str, body: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_tokens_are_checked_before_anything_else() {
+    // One token after another, each with the answer it must get.
     let origin = Origin::start(&[]).unwrap();
     let proxy = Proxy::start(&config(&origin)).unwrap();
     let master = "/live/hls/master.m3u8";

@@ -54,17 +54,7 @@ fn every_demo_stream_plays_in_hls_js_and_shaka_across_an_ad_break() {
     use Player::{HlsJs, Shaka};
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     // a 20 s break every 40 s, the first 10 s after start-up at the live edge
-    let origin = Origin::start(&[
-        "--elapsed",
-        "20",
-        "--ad-first",
-        "30",
-        "--ad-every",
-        "40",
-        "--ad-duration",
-        "20",
-    ])
-    .unwrap();
+    let origin = Origin::live(20, 10, 30, 40, 20).unwrap();
     // HTTPS too, with a certificate the proxy makes itself (the browser is told to accept it)
     let https = format!("127.0.0.1:{}", manifold_e2e::free_port());
     let tls = format!(

@@ -57,6 +57,7 @@ fn threads(pid: u32) -> Vec<(String, f64, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacking_plugins_cost_only_their_own_requests() {
+    // One scenario in order: each attack, then what it cost the other tenants.
     let origin = Origin::start(&[]).unwrap();
     let mut toml = tenant(
         "healthy",

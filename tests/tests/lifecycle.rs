@@ -54,12 +54,8 @@ async fn sighup_reloads_tenants_refuses_bad_config_and_lets_requests_finish() {
     // a new tenant appears without a restart
     let pid = proxy.pid();
     proxy
-        .write_config(
-            &format!("{}{}", tenant("a", &origin), tenant("b", &origin)),
-            false,
-        )
+        .reload(&format!("{}{}", tenant("a", &origin), tenant("b", &origin)))
         .unwrap();
-    proxy.signal(libc::SIGHUP).unwrap();
     until_status(&b, 200).await;
     assert_eq!(status(&a).await, 200);
     assert_eq!(proxy.pid(), pid);
@@ -91,8 +87,7 @@ async fn sighup_reloads_tenants_refuses_bad_config_and_lets_requests_finish() {
         .unwrap();
     let slow = tokio::spawn(reqwest::get(proxy.url("/b/vod/hls/v2.m3u8")));
     until_origin_asked(&origin, "/vod/hls/v2.m3u8").await;
-    proxy.write_config(&tenant("a", &origin), false).unwrap();
-    proxy.signal(libc::SIGHUP).unwrap();
+    proxy.reload(&tenant("a", &origin)).unwrap();
     until_status(&b, 404).await;
     let slow = slow.await.unwrap().unwrap();
     assert_eq!(slow.status(), 200);
@@ -117,12 +112,8 @@ async fn a_reload_keeps_cached_manifests_unless_the_tenants_origin_changed() {
 
     // another tenant added: a's VOD playlist is still cached
     proxy
-        .write_config(
-            &format!("{}{}", tenant("a", &origin), tenant("b", &origin)),
-            false,
-        )
+        .reload(&format!("{}{}", tenant("a", &origin), tenant("b", &origin)))
         .unwrap();
-    proxy.signal(libc::SIGHUP).unwrap();
     until_status(&proxy.url(&format!("/b{path}")), 200).await;
     let (cs, n) = get().await;
     assert!(cs.contains("hit"), "{cs}");
@@ -133,8 +124,7 @@ async fn a_reload_keeps_cached_manifests_unless_the_tenants_origin_changed() {
         "{}[tenants.cache]\nvod_manifest_ttl = \"10m\"\n",
         tenant("a", &origin)
     );
-    proxy.write_config(&changed, false).unwrap();
-    proxy.signal(libc::SIGHUP).unwrap();
+    proxy.reload(&changed).unwrap();
     until_status(&proxy.url(&format!("/b{path}")), 404).await;
     let (cs, n) = get().await;
     assert!(cs.contains("fwd=uri-miss"), "{cs}");

@@ -4,29 +4,11 @@
 //! per-session consistency violations, viewers really played (segments, sessions, the break and
 //! its ads) and the origin saw each segment of each rendition exactly once. No timings.
 
-use manifold_e2e::{bin, plugin, Origin, Proxy};
+use manifold_e2e::{bin, creatives, plugin, Origin, Proxy};
 use serde_json::Value;
 use std::process::Command;
 
 const VIEWERS: u64 = 200;
-
-fn catalog() -> &'static str {
-    r#"
-[[tenants.creatives]]
-name = "ad10"
-duration = 10.0
-hls = "/ads/ad10/hls/master.m3u8"
-hls_fmp4 = "/ads/ad10/cmaf/master.m3u8"
-dash = "/ads/ad10/dash/manifest.mpd"
-[[tenants.creatives]]
-name = "slate"
-duration = 10.0
-hls = "/ads/slate/hls/master.m3u8"
-hls_fmp4 = "/ads/slate/cmaf/master.m3u8"
-dash = "/ads/slate/dash/manifest.mpd"
-slate = true
-"#
-}
 
 /// A tenant `t` whose plugin fills every break with the 10 s ad (slate-padded). It fails closed
 /// (a failing plugin would be a 503, counted as an error); the plugin deadline and the cache
@@ -39,7 +21,7 @@ fn personalizing_tenant(origin: &Origin) -> String {
         "[cache]\nlock_timeout = \"30s\"\n\n[[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\nconfig = \"pod=ad10\"\nfail = \"closed\"\ndeadline = \"5s\"\n{}",
         origin.addr,
         plugin("scte35_breaks").display(),
-        catalog()
+        creatives(&["ad10", "slate"], true, true)
     )
 }
 
@@ -47,17 +29,7 @@ fn personalizing_tenant(origin: &Origin) -> String {
 /// 12 s after the origin starts, so it reaches the live edge during the run (and stays in the
 /// window until well after it, however slowly the processes start).
 fn live_origin() -> Origin {
-    Origin::start(&[
-        "--elapsed",
-        "60",
-        "--ad-first",
-        "72",
-        "--ad-every",
-        "600",
-        "--ad-duration",
-        "12",
-    ])
-    .unwrap()
+    Origin::live(60, 10, 72, 600, 12).unwrap()
 }
 
 /// Runs `manifold-loadtest` to completion and returns its JSON summary (`extra`: more

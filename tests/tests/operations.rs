@@ -21,6 +21,7 @@ fn value(s: &BTreeMap<String, f64>, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_readiness_and_request_ids() {
+    // One scenario in order: each operation, then the metric or header it must leave.
     let origin =
         Origin::start(&["--ad-first", "0", "--ad-every", "60", "--ad-duration", "10"]).unwrap();
     let admin = format!("127.0.0.1:{}", free_port());

@@ -4,7 +4,7 @@
 //! backup at once, health checks keep the primary out, and the backup serves the same
 //! channel (both simulators run it from one epoch, as redundant packagers do).
 
-use manifold_e2e::{bin, plugin, Origin, Proxy};
+use manifold_e2e::{bin, creatives, plugin, Origin, Proxy};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -52,21 +52,11 @@ file = "{}"
 config = "pod=ad10"
 fail = "closed"
 deadline = "5s"
-[[tenants.creatives]]
-name = "ad10"
-duration = 10.0
-hls = "/ads/ad10/hls/master.m3u8"
-dash = "/ads/ad10/dash/manifest.mpd"
-[[tenants.creatives]]
-name = "slate"
-duration = 10.0
-hls = "/ads/slate/hls/master.m3u8"
-dash = "/ads/slate/dash/manifest.mpd"
-slate = true
-"#,
+{}"#,
         primary.addr,
         backup.addr,
-        plugin("scte35_breaks").display()
+        plugin("scte35_breaks").display(),
+        creatives(&["ad10", "slate"], false, true),
     ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();

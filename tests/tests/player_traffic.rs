@@ -31,6 +31,7 @@ fn acao(r: &reqwest::Response) -> Option<&str> {
 
 #[tokio::test]
 async fn every_answer_carries_cors_and_preflights_come_before_auth_and_routing() {
+    // One walk through every kind of answer; each check follows the request it is about.
     let origin =
         Origin::start(&["--elapsed", "60", "--ad-first", "40", "--ad-every", "40"]).unwrap();
     let recording = RecordingOrigin::start().unwrap();

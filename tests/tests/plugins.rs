@@ -2,7 +2,7 @@
 //! plugins are contained, plugins are deployed and rolled back through the admin API.
 
 use manifold_e2e::plugin_tenant as tenant;
-use manifold_e2e::{free_port, plugin, run_manifold, tool, Origin, Proxy};
+use manifold_e2e::{creatives, free_port, plugin, run_manifold, tool, Origin, Proxy};
 use reqwest::header::HeaderMap;
 use std::time::Duration;
 
@@ -31,25 +31,8 @@ async fn get(url: &str) -> (u16, HeaderMap, String) {
 
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
 
-fn catalog() -> &'static str {
-    r#"
-[[tenants.creatives]]
-name = "ad10"
-duration = 10.0
-hls = "/ads/ad10/hls/master.m3u8"
-hls_fmp4 = "/ads/ad10/cmaf/master.m3u8"
-[[tenants.creatives]]
-name = "ad15"
-duration = 15.0
-hls = "/ads/ad15/hls/master.m3u8"
-hls_fmp4 = "/ads/ad15/cmaf/master.m3u8"
-[[tenants.creatives]]
-name = "slate"
-duration = 10.0
-hls = "/ads/slate/hls/master.m3u8"
-hls_fmp4 = "/ads/slate/cmaf/master.m3u8"
-slate = true
-"#
+fn catalog() -> String {
+    creatives(&["ad10", "ad15", "slate"], true, false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,24 +82,15 @@ async fn variant_filter_caps_renditions_by_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scte35_breaks_are_filled_and_the_stream_decodes() {
+    // One scenario in order: the break filled, the URIs checked, the stream decoded.
     // segments 10..20 are live; a 10 s break starts at segment 13
-    let origin = Origin::start(&[
-        "--elapsed",
-        "40",
-        "--ad-first",
-        "26",
-        "--ad-every",
-        "60",
-        "--ad-duration",
-        "10",
-    ])
-    .unwrap();
+    let origin = Origin::live(40, 10, 26, 60, 10).unwrap();
     let toml = tenant(
         "t",
         &origin,
         "scte35_breaks",
         "capabilities = [\"ads\", \"log\"]\nfail = \"closed\"\ndeadline = \"200ms\"",
-    ) + catalog();
+    ) + &catalog();
     let proxy = Proxy::start(&toml).unwrap();
     let (_, _, master) = get(&proxy.url("/t/live/hls/master.m3u8")).await;
     // a new session: variant URIs lead into it
@@ -212,7 +186,7 @@ async fn vod_preroll_comes_first() {
         &origin,
         "preroll",
         "config = \"pod=ad15\"\ndeadline = \"1s\"",
-    ) + catalog();
+    ) + &catalog();
     let proxy = Proxy::start(&toml).unwrap();
     let (s, h, media) = get(&proxy.url("/t/vod/hls/v0.m3u8?mf_v=v94000x108")).await;
     assert_eq!(s, 200, "{media}");
@@ -233,6 +207,7 @@ async fn vod_preroll_comes_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_plugins_cost_only_their_own_requests() {
+    // One scenario in order: each misbehaving plugin, then what its failure cost.
     let origin = Origin::start(&[]).unwrap();
     let kinds = [
         ("loop", "deadline"),
@@ -342,6 +317,7 @@ async fn misbehaving_plugins_cost_only_their_own_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_deploys_validates_and_rolls_back_without_failing_requests() {
+    // One scenario in order: deploy, refuse, roll back, with viewers asking throughout.
     let origin = Origin::start(&[]).unwrap();
     let admin_port = free_port();
     let token = "e2e-admin-token-0123456789";
@@ -368,12 +344,22 @@ async fn admin_api_deploys_validates_and_rolls_back_without_failing_requests() {
         .unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
 
-    let deploy = |wasm: Vec<u8>| {
+    let call = |method: reqwest::Method, path: &str| {
         client
-            .put(format!("{admin}/tenants/t/plugin"))
+            .request(method, format!("{admin}{path}"))
             .header("authorization", &auth)
+    };
+    let deploy = |wasm: Vec<u8>| {
+        call(reqwest::Method::PUT, "/tenants/t/plugin")
             .body(wasm)
             .send()
+    };
+    let rollback = |tenant: &str| {
+        call(
+            reqwest::Method::POST,
+            &format!("/tenants/{tenant}/plugin/rollback"),
+        )
+        .send()
     };
     let r = deploy(std::fs::read(plugin("variant_filter")).unwrap())
         .await
@@ -415,12 +401,7 @@ async fn admin_api_deploys_validates_and_rolls_back_without_failing_requests() {
         400,
         "an empty component does not fit the world"
     );
-    let r = client
-        .post(format!("{admin}/tenants/t/plugin/rollback"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
+    let r = rollback("t").await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(v["version"], 1);
@@ -430,16 +411,7 @@ async fn admin_api_deploys_validates_and_rolls_back_without_failing_requests() {
             assert!(p.starts_with("ok") || p == "<none>", "{p}");
         }
     }
-    let list = client
-        .get(format!("{admin}/tenants"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let list = json(call(reqwest::Method::GET, "/tenants")).await;
     assert_eq!(list[0]["tenant"], "t");
     assert_eq!(list[0]["active"]["version"], 1);
     // the rolled-back version is live again: the mobile cap applies
@@ -450,12 +422,7 @@ async fn admin_api_deploys_validates_and_rolls_back_without_failing_requests() {
         3,
         "variant_filter without caps keeps all"
     );
-    let r = client
-        .post(format!("{admin}/tenants/nobody/plugin/rollback"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
+    let r = rollback("nobody").await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
 
@@ -528,43 +495,23 @@ async fn tenant_tokens_manage_their_own_tenant_only() {
         Some("token-of-tenant-a-0123"),
         Some("token-of-tenant-b-0123"),
     );
-    let status = |r: reqwest::Response| r.status().as_u16();
+    let status = |r: reqwest::RequestBuilder| async { r.send().await.unwrap().status().as_u16() };
+    use reqwest::Method;
     // without a token: refused, though on loopback
-    let r = call(reqwest::Method::GET, "/tenants", None)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(r), 401);
+    assert_eq!(status(call(Method::GET, "/tenants", None)).await, 401);
     // a's token deploys a's plugin, not b's
-    let r = call(reqwest::Method::PUT, "/tenants/a/plugin", a)
-        .body(wasm.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(r), 201);
-    let r = call(reqwest::Method::PUT, "/tenants/b/plugin", a)
-        .body(wasm.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(r), 403);
+    let deploy = |tenant: &str| call(Method::PUT, &format!("/tenants/{tenant}/plugin"), a);
+    assert_eq!(status(deploy("a").body(wasm.clone())).await, 201);
+    assert_eq!(status(deploy("b").body(wasm.clone())).await, 403);
     for (m, p) in [
-        (reqwest::Method::POST, "/tenants/b/plugin/rollback"),
-        (reqwest::Method::DELETE, "/tenants/b/plugin"),
-        (reqwest::Method::GET, "/metrics"),
+        (Method::POST, "/tenants/b/plugin/rollback"),
+        (Method::DELETE, "/tenants/b/plugin"),
+        (Method::GET, "/metrics"),
     ] {
-        let r = call(m, p, a).send().await.unwrap();
-        assert_eq!(status(r), 403, "{p}");
+        assert_eq!(status(call(m, p, a)).await, 403, "{p}");
     }
     // each sees its own tenant only
-    let text = call(reqwest::Method::GET, "/tenants", b)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let listed = json(call(Method::GET, "/tenants", b)).await;
     let names: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -572,9 +519,14 @@ async fn tenant_tokens_manage_their_own_tenant_only() {
         .filter_map(|t| t["tenant"].as_str())
         .collect();
     assert_eq!(names, ["b"]);
-    let r = call(reqwest::Method::DELETE, "/tenants/a/plugin", a)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(r), 204);
+    assert_eq!(
+        status(call(Method::DELETE, "/tenants/a/plugin", a)).await,
+        204
+    );
+}
+
+/// The JSON an admin API call answers.
+async fn json(r: reqwest::RequestBuilder) -> serde_json::Value {
+    let text = r.send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }

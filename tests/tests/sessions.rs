@@ -5,7 +5,7 @@
 //! embedded memory store each node keeps its own sessions (the control). A Redis that does
 //! not answer costs the tenant's fail policy, promptly, and sessions work once it is back.
 
-use manifold_e2e::{free_port, plugin, Origin, Proxy, Redis};
+use manifold_e2e::{creatives, free_port, plugin, Origin, Proxy, Redis};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -20,27 +20,19 @@ fn sessions(store: &str) -> String {
 /// policy; creatives in all three packagings. Plugin deadlines here are generous: these
 /// tests run debug builds side by side on small machines, and are not about deadlines.
 fn breaks_tenant(id: &str, origin: &Origin, fail: &str) -> String {
-    let mut t = format!(
+    let t = format!(
         "[[tenants]]\nid = \"{id}\"\norigin = \"http://{}\"\n\
          [tenants.plugin]\nfile = \"{}\"\nconfig = \"pod=ad10\"\nfail = \"{fail}\"\n\
          deadline = \"1s\"\n",
         origin.addr,
         plugin("scte35_breaks").display(),
     );
-    for name in ["ad10", "slate"] {
-        t += &format!(
-            "[[tenants.creatives]]\nname = \"{name}\"\nduration = 10.0\n\
-             hls = \"/ads/{name}/hls/master.m3u8\"\nhls_fmp4 = \"/ads/{name}/cmaf/master.m3u8\"\n\
-             dash = \"/ads/{name}/dash/manifest.mpd\"\nslate = {}\n",
-            name == "slate"
-        );
-    }
-    t
+    t + &creatives(&["ad10", "slate"], true, true)
 }
 
 /// A tenant running `scte35-breaks` with the origin simulator's VAST server deciding the ads.
 fn vast_tenant(origin: &Origin) -> String {
-    let mut t = format!(
+    let t = format!(
         "[[tenants]]\nid = \"t\"\norigin = \"http://{o}\"\n\
          [tenants.plugin]\nfile = \"{}\"\ncapabilities = [\"ads\", \"log\"]\nfail = \"closed\"\n\
          deadline = \"1s\"\n\
@@ -49,33 +41,13 @@ fn vast_tenant(origin: &Origin) -> String {
         plugin("scte35_breaks").display(),
         o = origin.addr,
     );
-    for (name, secs) in [("ad10", 10), ("ad15", 15), ("ad30", 30), ("slate", 10)] {
-        t += &format!(
-            "[[tenants.creatives]]\nname = \"{name}\"\nduration = {secs}.0\n\
-             hls = \"/ads/{name}/hls/master.m3u8\"\nhls_fmp4 = \"/ads/{name}/cmaf/master.m3u8\"\n\
-             slate = {}\n",
-            name == "slate"
-        );
-    }
-    t
+    t + &creatives(&["ad10", "ad15", "ad30", "slate"], true, false)
 }
 
 /// 2 s segments, a 40 s window over segments 0..20; a 10 s break starts at 26 s (segment 13)
 /// and stays in the window for the first 26 s of the run.
 fn live_origin() -> Origin {
-    Origin::start(&[
-        "--elapsed",
-        "40",
-        "--window",
-        "20",
-        "--ad-first",
-        "26",
-        "--ad-every",
-        "60",
-        "--ad-duration",
-        "10",
-    ])
-    .unwrap()
+    Origin::live(40, 20, 26, 60, 10).unwrap()
 }
 
 struct Resp {
@@ -347,19 +319,6 @@ async fn tokens_from_one_node_are_honoured_by_the_other_and_forged_ones_by_neith
     }
 }
 
-/// Beacon hits on the simulator by path.
-async fn beacons(origin: &Origin) -> BTreeMap<String, u64> {
-    let c = origin.counters("/beacon/").await.unwrap();
-    c["by_path"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The ad (not slate) segment URIs of a media playlist, and its creatives in play order.
 fn ads(media: &str) -> (Vec<String>, Vec<String>) {
     let uris: Vec<String> = media
@@ -383,19 +342,7 @@ fn ads(media: &str) -> (Vec<String>, Vec<String>) {
 async fn one_viewer_two_nodes(store: Option<&Redis>) -> (u64, BTreeMap<String, u64>) {
     // an 80 s window over segments 0..30 (slack for a slow start); a 26 s break at segment 13
     // (26 s) is all in it
-    let origin = Origin::start(&[
-        "--elapsed",
-        "60",
-        "--window",
-        "40",
-        "--ad-first",
-        "26",
-        "--ad-every",
-        "600",
-        "--ad-duration",
-        "26",
-    ])
-    .unwrap();
+    let origin = Origin::live(60, 40, 26, 600, 26).unwrap();
     let store = store.map_or("memory".to_string(), Redis::url);
     let toml = sessions(&store) + &vast_tenant(&origin);
     let a = Proxy::start(&toml).unwrap();
@@ -411,7 +358,7 @@ async fn one_viewer_two_nodes(store: Option<&Redis>) -> (u64, BTreeMap<String, u
         assert_eq!(order, ["ad15", "ad10"], "{r}: {}", m.body);
         pod.extend(segments);
     }
-    assert!(beacons(&origin).await.is_empty());
+    assert!(origin.beacons().await.is_empty());
     for u in &pod {
         let (ua, ub) = (a.url(u), b.url(u));
         let (x, y) = tokio::join!(get(&ua), get(&ub));
@@ -421,11 +368,11 @@ async fn one_viewer_two_nodes(store: Option<&Redis>) -> (u64, BTreeMap<String, u
     // that would fire twice has had time to
     let expected = 12;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while beacons(&origin).await.len() < expected && Instant::now() < deadline {
+    while origin.beacons().await.len() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let fired = beacons(&origin).await;
+    let fired = origin.beacons().await;
     assert_eq!(fired.len(), expected, "{fired:?}");
     (origin.count("/vast").await.unwrap(), fired)
 }

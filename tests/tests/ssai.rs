@@ -2,59 +2,23 @@
 //! proxy with the durations the manifests declare, and published periods never change.
 
 use manifold_e2e::dash_player::{self, PeriodPlan};
-use manifold_e2e::{plugin, tool, Origin, Proxy};
+use manifold_e2e::{creatives, plugin, tool, Origin, Proxy};
 use std::path::Path;
 use std::time::Duration;
-
-fn catalog() -> &'static str {
-    r#"
-[[tenants.creatives]]
-name = "ad10"
-duration = 10.0
-hls = "/ads/ad10/hls/master.m3u8"
-hls_fmp4 = "/ads/ad10/cmaf/master.m3u8"
-dash = "/ads/ad10/dash/manifest.mpd"
-[[tenants.creatives]]
-name = "ad15"
-duration = 15.0
-hls = "/ads/ad15/hls/master.m3u8"
-hls_fmp4 = "/ads/ad15/cmaf/master.m3u8"
-dash = "/ads/ad15/dash/manifest.mpd"
-[[tenants.creatives]]
-name = "slate"
-duration = 10.0
-hls = "/ads/slate/hls/master.m3u8"
-hls_fmp4 = "/ads/slate/cmaf/master.m3u8"
-dash = "/ads/slate/dash/manifest.mpd"
-slate = true
-"#
-}
 
 fn tenant(origin: &Origin, plugin_name: &str, config: &str) -> String {
     format!(
         "[[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\nfile = \"{}\"\nconfig = \"{config}\"\nfail = \"closed\"\ndeadline = \"1s\"\n{}",
         origin.addr,
         plugin(plugin_name).display(),
-        catalog()
+        creatives(&["ad10", "ad15", "slate"], true, true)
     )
 }
 
 /// Segments 0..20 are live (2 s each, a 40 s time-shift window, so a slow run does not see
 /// the break leave it); a 10 s break starts at 26 s (segment 13).
 fn live_origin() -> Origin {
-    Origin::start(&[
-        "--elapsed",
-        "40",
-        "--window",
-        "20",
-        "--ad-first",
-        "26",
-        "--ad-every",
-        "60",
-        "--ad-duration",
-        "10",
-    ])
-    .unwrap()
+    Origin::live(40, 20, 26, 60, 10).unwrap()
 }
 
 /// The MPD through the proxy: the first request starts a session and redirects into it.
@@ -469,10 +433,7 @@ async fn failing_plugin_mid_session_replays_the_recorded_breaks() {
     let ads_before = ads(&before);
     assert!(!ads_before.is_empty(), "the break is filled: {before}");
 
-    proxy
-        .write_config(&open("misbehave", "mode=trap"), false)
-        .unwrap();
-    proxy.signal(libc::SIGHUP).unwrap();
+    proxy.reload(&open("misbehave", "mode=trap")).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let (header, after) = loop {
         let r = reqwest::get(&session_url).await.unwrap();

@@ -3,7 +3,7 @@
 //! creatives the VAST named; beacons fire once when the viewer fetches the ad segments; a
 //! slow, empty or broken ad server costs a slate, never an error or a late response.
 
-use manifold_e2e::{dash_player, plugin, Origin, Proxy};
+use manifold_e2e::{creatives, dash_player, plugin, Origin, Proxy};
 use reqwest::header::HeaderMap;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ fn hdr(h: &HeaderMap, name: &str) -> String {
 /// plugin deadline (250 ms) is shorter than the ad server's budget (600 ms): waiting on the ad
 /// server does not count against it.
 fn tenant(id: &str, origin: &Origin, query: &str) -> String {
-    let mut t = format!(
+    let t = format!(
         "[[tenants]]\nid = \"{id}\"\norigin = \"http://{o}\"\n\
          [tenants.plugin]\nfile = \"{}\"\ncapabilities = [\"ads\", \"log\"]\nfail = \"closed\"\n\
          deadline = \"250ms\"\n\
@@ -35,16 +35,7 @@ fn tenant(id: &str, origin: &Origin, query: &str) -> String {
         plugin("scte35_breaks").display(),
         o = origin.addr,
     );
-    for (name, secs) in [("ad10", 10), ("ad15", 15), ("ad30", 30), ("slate", 10)] {
-        t += &format!(
-            "[[tenants.creatives]]\nname = \"{name}\"\nduration = {secs}.0\n\
-             hls = \"/ads/{name}/hls/master.m3u8\"\nhls_fmp4 = \"/ads/{name}/cmaf/master.m3u8\"\n\
-             dash = \"/ads/{name}/dash/manifest.mpd\"\n\
-             slate = {}\n",
-            name == "slate"
-        );
-    }
-    t
+    t + &creatives(&["ad10", "ad15", "ad30", "slate"], true, true)
 }
 
 /// A new session's media playlist URIs by rendition (`v0`, `v1`, `v2`).
@@ -98,37 +89,12 @@ fn ad_seconds(media: &str) -> f64 {
     total
 }
 
-/// Beacon hits on the simulator by path.
-async fn beacons(origin: &Origin) -> BTreeMap<String, u64> {
-    let c = origin.counters("/beacon/").await.unwrap();
-    c["by_path"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
     // an 80 s window over segments 0..30 (slack for a slow start); a 26 s break at segment 13
     // (26 s) is all in it, and
     // the next one too far off to be announced (and prefetched) while the test runs
-    let origin = Origin::start(&[
-        "--elapsed",
-        "60",
-        "--window",
-        "40",
-        "--ad-first",
-        "26",
-        "--ad-every",
-        "600",
-        "--ad-duration",
-        "26",
-    ])
-    .unwrap();
+    let origin = Origin::live(60, 40, 26, 600, 26).unwrap();
     let proxy = Proxy::start(&tenant("t", &origin, "")).unwrap();
     let renditions = session(&proxy, "t").await;
     let (s, h, media) = get(&proxy.url(&renditions["v1"])).await;
@@ -163,7 +129,7 @@ async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(beacons(&origin).await.is_empty());
+    assert!(origin.beacons().await.is_empty());
 
     // the viewer plays the pod: every beacon of both ads fires, once
     for u in uris.iter().filter(|u| !u.contains("/slate/")) {
@@ -185,10 +151,10 @@ async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut fired = beacons(&origin).await;
+    let mut fired = origin.beacons().await;
     while fired.len() < expected.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        fired = beacons(&origin).await;
+        fired = origin.beacons().await;
     }
     assert_eq!(fired.keys().cloned().collect::<Vec<_>>(), {
         let mut e = expected.clone();
@@ -201,7 +167,7 @@ async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
         get(&proxy.url(u)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let fired = beacons(&origin).await;
+    let fired = origin.beacons().await;
     assert!(fired.values().all(|n| *n == 1), "{fired:?}");
     assert_eq!(fired.len(), expected.len());
 
@@ -216,17 +182,7 @@ async fn vast_pod_is_stitched_decided_once_and_beacons_fire_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_slow_or_broken_ad_server_gives_slate_in_time() {
     // segments 10..20 are live; a 10 s break starts at segment 13
-    let origin = Origin::start(&[
-        "--elapsed",
-        "40",
-        "--ad-first",
-        "26",
-        "--ad-every",
-        "60",
-        "--ad-duration",
-        "10",
-    ])
-    .unwrap();
+    let origin = Origin::live(40, 10, 26, 60, 10).unwrap();
     let toml = tenant("empty", &origin, "&mode=empty")
         + &tenant("slow", &origin, "&mode=slow&delay_ms=5000")
         + &tenant("bad", &origin, "&mode=malformed")
@@ -260,7 +216,7 @@ async fn empty_slow_or_broken_ad_server_gives_slate_in_time() {
         assert!(started.elapsed() < Duration::from_millis(300), "{t}");
         assert_eq!(origin.count("/vast").await.unwrap(), asked + 1, "{t}");
     }
-    assert!(beacons(&origin).await.is_empty());
+    assert!(origin.beacons().await.is_empty());
 }
 
 /// A break announced ahead: each session's ad request comes at its own point of the prefetch
@@ -347,19 +303,7 @@ async fn announced_breaks_are_decided_ahead_spread_over_the_window() {
 /// DASH: the pod plays as ad periods; fetching their segments fires each beacon once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_ad_periods_fire_their_beacons_once() {
-    let origin = Origin::start(&[
-        "--elapsed",
-        "60",
-        "--window",
-        "20",
-        "--ad-first",
-        "26",
-        "--ad-every",
-        "120",
-        "--ad-duration",
-        "26",
-    ])
-    .unwrap();
+    let origin = Origin::live(60, 20, 26, 120, 26).unwrap();
     let proxy = Proxy::start(&tenant("t", &origin, "")).unwrap();
     let r = reqwest::get(proxy.url("/t/live/dash/manifest.mpd"))
         .await
@@ -383,10 +327,10 @@ async fn dash_ad_periods_fire_their_beacons_once() {
     }
     let expected = 12; // two ads, six beacons each
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut fired = beacons(&origin).await;
+    let mut fired = origin.beacons().await;
     while fired.len() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        fired = beacons(&origin).await;
+        fired = origin.beacons().await;
     }
     assert_eq!(fired.len(), expected, "{fired:?}");
     assert!(fired.values().all(|n| *n == 1), "once each: {fired:?}");

@@ -3,48 +3,19 @@
 //! the whole SSAI path (propose, observe, render) for HLS and DASH. Whatever the origin sends,
 //! the result is a manifest or an error, never a crash.
 
-use async_trait::async_trait;
 use manifold_origin::{Origin, OriginOptions};
 use manifold_ssai::apply;
 use manifold_ssai::asked::Class;
-use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
+use manifold_ssai::creatives::RenditionWant;
 use manifold_ssai::parse::{parse, Parsed};
 use manifold_ssai::pipeline::{self, Context, InMemory};
 use manifold_ssai::ssai::{self, Media, Policies};
 use manifold_ssai::ssai_dash::DashMedia;
-use manifold_ssai::stitch_dash::DashCreative;
+use manifold_ssai::synthetic::Synthetic;
 use manifold_ssai::types::{Ad, Edit, Fill};
 use proptest::prelude::*;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-
-struct Catalog(dash_mpd_core::Period);
-
-#[async_trait]
-impl Creatives for Catalog {
-    async fn media(
-        &self,
-        c: &str,
-        _p: Packaging,
-        _w: RenditionWant,
-    ) -> Result<Arc<AdMedia>, String> {
-        let n = if c == "slate" { 10 } else { 5 };
-        Ok(Arc::new(AdMedia {
-            segments: (0..n).map(|i| (format!("/ads/{c}/{i}.ts"), 2.0)).collect(),
-            map: None,
-        }))
-    }
-    fn slate(&self) -> Option<&str> {
-        Some("slate")
-    }
-    async fn dash(&self, c: &str) -> Result<Arc<DashCreative>, String> {
-        Ok(Arc::new(DashCreative {
-            base: format!("/ads/{c}/"),
-            period: self.0.clone(),
-        }))
-    }
-}
 
 fn samples() -> (Vec<String>, Vec<String>, dash_mpd_core::Period) {
     let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"));
@@ -210,7 +181,10 @@ fn edits(breaks: &[manifold_ssai::types::AdBreak], vod: bool) -> Vec<Edit> {
 
 async fn run(text: &str, class: Class, creative: &dash_mpd_core::Period) {
     let (_, parsed) = parse(class, text.as_bytes());
-    let catalog = Catalog(creative.clone());
+    let catalog = Synthetic {
+        period: Some(creative.clone()),
+        ..Synthetic::default()
+    };
     let policies = Policies::default();
     let cx = Context {
         creatives: &catalog,
@@ -284,7 +258,10 @@ fn fuzz_regressions_hls_tags_and_rewrites() {
             view,
             body: input,
         };
-        let catalog = Catalog(creative.clone());
+        let catalog = Synthetic {
+            period: Some(creative.clone()),
+            ..Synthetic::default()
+        };
         let out = rt
             .block_on(ssai::render(
                 &media,

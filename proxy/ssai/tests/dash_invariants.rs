@@ -2,9 +2,12 @@
 //! with random break schedules, a session's stitched MPD keeps its periods: published periods
 //! never change, and the periods tile the timeline without gaps or overlaps.
 
+mod common;
+
 use async_trait::async_trait;
+use common::schedule;
 use dash_mpd_core::{Period, MPD};
-use manifold_origin::{Origin, OriginOptions};
+use manifold_origin::Origin;
 use manifold_ssai::apply::MediaPlan;
 use manifold_ssai::asked::Class;
 use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
@@ -14,7 +17,7 @@ use manifold_ssai::pipeline::{self, Context, InMemory};
 use manifold_ssai::ssai::Policies;
 use manifold_ssai::ssai_dash::DashMedia;
 use manifold_ssai::stitch_dash::{creative_timing, DashCreative};
-use manifold_ssai::types::Ad;
+use manifold_ssai::synthetic::{self, pod_for};
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,21 +80,8 @@ fn plan_for(view: &manifold_ssai::types::DashMpd) -> MediaPlan {
             .breaks
             .iter()
             .filter_map(|b| {
-                let h =
-                    b.id.bytes()
-                        .fold(7u64, |h, c| h.wrapping_mul(31).wrapping_add(c as u64));
-                let pod = PODS[(h % PODS.len() as u64) as usize];
-                (!pod.is_empty()).then(|| {
-                    let ads = pod
-                        .iter()
-                        .map(|c| Ad {
-                            id: c.to_string(),
-                            creative: c.to_string(),
-                            duration: 1.0,
-                        })
-                        .collect();
-                    (b.id.clone(), ads)
-                })
+                let pod = pod_for(&b.id, &PODS);
+                (!pod.is_empty()).then(|| (b.id.clone(), synthetic::pod(pod)))
             })
             .collect(),
         ..Default::default()
@@ -231,16 +221,7 @@ async fn run(
     path: &str,
 ) -> Result<(), TestCaseError> {
     let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"));
-    let opts = OriginOptions {
-        window,
-        elapsed_secs: Some(window * 2),
-        ad_first_secs: first,
-        ad_every_secs: every,
-        ad_len_secs: len,
-        ..OriginOptions::new(media)
-    };
-    let origin = Origin::new(&opts).unwrap();
-    let mut at = origin.schedule().epoch + Duration::from_secs(window * 2);
+    let (origin, mut at) = Origin::live_window(media, window, first, every, len).unwrap();
     let mut state = SessionState::default();
     let mut prev: Option<MPD> = None;
     let mut ad_periods = 0;
@@ -262,16 +243,6 @@ async fn run(
         "no ad period was ever stitched"
     );
     Ok(())
-}
-
-fn schedule() -> impl Strategy<Value = (u64, u64, u64, u64)> {
-    (3u64..15, 0u64..30, 10u64..40, 2u64..15).prop_filter_map(
-        "break shorter than its period",
-        |(w, f, e, l)| {
-            let (first, every, len) = (f * 2, e * 2, l * 2);
-            (len < every).then_some((w, first, every, len))
-        },
-    )
 }
 
 proptest! {

@@ -1,64 +1,31 @@
 //! Property tests: over long sequences of reloads of the origin simulator's live channel with
 //! random break schedules, every rendition of a session keeps the HLS invariants.
 
-use async_trait::async_trait;
+mod common;
+
+use common::schedule;
 use m3u8_rs::MediaPlaylist;
-use manifold_origin::{Origin, OriginOptions};
+use manifold_origin::Origin;
 use manifold_ssai::apply::MediaPlan;
 use manifold_ssai::asked::Class;
-use manifold_ssai::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
+use manifold_ssai::creatives::RenditionWant;
 use manifold_ssai::ledger::SessionState;
 use manifold_ssai::parse::{parse, Parsed};
 use manifold_ssai::pipeline::{self, Context, InMemory};
 use manifold_ssai::ssai::{Media, Policies};
-use manifold_ssai::types::Ad;
+use manifold_ssai::synthetic::{self, pod_for, Synthetic};
 use proptest::prelude::*;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Creatives like the sample ones: `adN` lasts N s in 2 s segments (the last one shorter),
 /// the slate is 1 s segments; every rendition has the same timing.
-struct Catalog;
-
-#[async_trait]
-impl Creatives for Catalog {
-    async fn media(
-        &self,
-        creative: &str,
-        p: Packaging,
-        w: RenditionWant,
-    ) -> Result<Arc<AdMedia>, String> {
-        let (secs, seg) = match creative {
-            "slate" => (10.0, 1.0),
-            c => (
-                c.trim_start_matches("ad")
-                    .parse::<f64>()
-                    .map_err(|e| e.to_string())?,
-                2.0,
-            ),
-        };
-        let r = if w.audio_only {
-            "a0".to_string()
-        } else {
-            format!("v{}", w.bandwidth.unwrap_or(0))
-        };
-        let mut segments = Vec::new();
-        let mut left: f64 = secs;
-        while left > 0.001 {
-            let d = left.min(seg);
-            segments.push((format!("/ads/{creative}/{r}/{}.m4s", segments.len()), d));
-            left -= d;
-        }
-        Ok(Arc::new(AdMedia {
-            segments,
-            map: (p == Packaging::Fmp4).then(|| format!("/ads/{creative}/{r}/init.mp4")),
-        }))
-    }
-    fn slate(&self) -> Option<&str> {
-        Some("slate")
-    }
-}
+const CATALOG: Synthetic = Synthetic {
+    segment: 2.0,
+    fallback: None,
+    by_rendition: true,
+    period: None,
+};
 
 const PODS: [&[&str]; 5] = [
     &["ad10"],
@@ -76,21 +43,8 @@ fn plan_for(view: &manifold_ssai::view::HlsMediaView) -> MediaPlan {
             .spans
             .iter()
             .filter_map(|s| {
-                let h =
-                    s.id.bytes()
-                        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-                let pod = PODS[(h % PODS.len() as u64) as usize];
-                (!pod.is_empty()).then(|| {
-                    let ads = pod
-                        .iter()
-                        .map(|c| Ad {
-                            id: c.to_string(),
-                            creative: c.to_string(),
-                            duration: 1.0,
-                        })
-                        .collect();
-                    (s.id.clone(), ads)
-                })
+                let pod = pod_for(&s.id, &PODS);
+                (!pod.is_empty()).then(|| (s.id.clone(), synthetic::pod(pod)))
             })
             .collect(),
         tags: vec![Vec::new(); n],
@@ -130,7 +84,7 @@ async fn reload(
     };
     let policies = Policies::default();
     let cx = Context {
-        creatives: &Catalog,
+        creatives: &CATALOG,
         policies: &policies,
         want: r.want,
     };
@@ -279,16 +233,7 @@ async fn run(
     renditions: &[Rendition],
 ) -> Result<(), TestCaseError> {
     let media = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/media"));
-    let opts = OriginOptions {
-        window,
-        elapsed_secs: Some(window * 2),
-        ad_first_secs: ad_first,
-        ad_every_secs: ad_every,
-        ad_len_secs: ad_len,
-        ..OriginOptions::new(media)
-    };
-    let origin = Origin::new(&opts).unwrap();
-    let mut at = origin.schedule().epoch + Duration::from_secs(window * 2);
+    let (origin, mut at) = Origin::live_window(media, window, ad_first, ad_every, ad_len).unwrap();
     let mut state = SessionState::default();
     let mut prev: Vec<Option<MediaPlaylist>> = renditions.iter().map(|_| None).collect();
     let mut filled = 0;
@@ -322,17 +267,6 @@ async fn run(
     }
     prop_assert!(filled > 0 || ad_every == 0, "no ads were ever stitched");
     Ok(())
-}
-
-fn schedule() -> impl Strategy<Value = (u64, u64, u64, u64)> {
-    // window 3..15 segments; breaks 4..30 s every 20..80 s, first within 60 s (2 s grid)
-    (3u64..15, 0u64..30, 10u64..40, 2u64..15).prop_filter_map(
-        "break shorter than its period",
-        |(w, f, e, l)| {
-            let (first, every, len) = (f * 2, e * 2, l * 2);
-            (len < every).then_some((w, first, every, len))
-        },
-    )
 }
 
 proptest! {

@@ -397,6 +397,13 @@ impl Stitch<'_> {
     }
 
     fn render_header(&self, w: &mut Vec<u8>, header: &[u8], num: Numbering) {
+        let disc = |w: &mut Vec<u8>| {
+            let _ = writeln!(
+                w,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                num.discontinuity_sequence
+            );
+        };
         let mut wrote_disc = false;
         for line in header.split_inclusive(|b| *b == b'\n') {
             let l = line.trim_ascii_end();
@@ -406,19 +413,11 @@ impl Stitch<'_> {
                     && num.discontinuity_sequence > 0
                     && !contains(header, b"#EXT-X-DISCONTINUITY-SEQUENCE")
                 {
-                    let _ = writeln!(
-                        w,
-                        "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                        num.discontinuity_sequence
-                    );
+                    disc(w);
                     wrote_disc = true;
                 }
             } else if l.starts_with(b"#EXT-X-DISCONTINUITY-SEQUENCE:") {
-                let _ = writeln!(
-                    w,
-                    "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                    num.discontinuity_sequence
-                );
+                disc(w);
                 wrote_disc = true;
             } else if l.starts_with(b"#EXT-X-START:") && self.start_offset.is_some() {
                 // replaced below
@@ -436,11 +435,7 @@ impl Stitch<'_> {
             && num.discontinuity_sequence > 0
             && !contains(header, b"#EXT-X-MEDIA-SEQUENCE")
         {
-            let _ = writeln!(
-                w,
-                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                num.discontinuity_sequence
-            );
+            disc(w);
         }
         if let Some(off) = self.start_offset {
             let _ = writeln!(w, "#EXT-X-START:TIME-OFFSET=-{off:.3}");
@@ -555,109 +550,6 @@ impl Stitch<'_> {
         w.extend_from_slice(&body[layout.footer.clone()]);
         w
     }
-
-    fn render_m3u8(&self, num: Numbering) -> Vec<u8> {
-        let m = self.playlist;
-        let seq0 = m.media_sequence;
-        let returns = return_points(self.placed);
-        let encrypted = m.segments.iter().any(|s| {
-            s.key
-                .as_ref()
-                .is_some_and(|k| k.method != m3u8_rs::KeyMethod::None)
-        });
-        let strip = |tags: &mut Vec<m3u8_rs::ExtTag>, dr: &mut Option<m3u8_rs::DateRange>| {
-            if self.markers == Markers::Strip {
-                tags.retain(|t| !is_marker_line(format!("#EXT-{}", t.tag).as_bytes()));
-                if dr.as_ref().is_some_and(|d| {
-                    d.other_attributes
-                        .as_ref()
-                        .is_some_and(|o| o.keys().any(|k| k.starts_with("SCTE35")))
-                }) {
-                    *dr = None;
-                }
-            }
-        };
-        let mut segments = Vec::new();
-        let mut map: Option<m3u8_rs::Map> = None;
-        let mut key: Option<m3u8_rs::Key> = None;
-        let mut in_ads = false;
-        for item in self.items() {
-            match item {
-                Item::Slot { p, k, carries } => {
-                    let slot = &p.slots[k];
-                    let mut seg = MediaSegment {
-                        uri: self.slot_uri(p, k),
-                        duration: slot.duration as f32,
-                        discontinuity: slot.disc,
-                        map: Self::slot_map(p, k, segments.is_empty()).map(|u| m3u8_rs::Map {
-                            uri: u.clone(),
-                            ..Default::default()
-                        }),
-                        program_date_time: self.pdt_of(p, slot),
-                        ..MediaSegment::empty()
-                    };
-                    if let Some(i) = carries {
-                        let c = &m.segments[i];
-                        map = c.map.clone().or(map);
-                        key = c.key.clone().or(key);
-                        seg.unknown_tags = c.unknown_tags.clone();
-                        seg.daterange = c.daterange.clone();
-                        strip(&mut seg.unknown_tags, &mut seg.daterange);
-                    }
-                    if encrypted && !in_ads {
-                        seg.key = Some(m3u8_rs::Key {
-                            method: m3u8_rs::KeyMethod::None,
-                            ..Default::default()
-                        });
-                    }
-                    in_ads = true;
-                    segments.push(seg);
-                }
-                Item::Content(i) => {
-                    let mut seg = m.segments[i].clone();
-                    let n = seq0 + i as u64;
-                    if in_ads || returns.contains(&n) {
-                        seg.discontinuity = true;
-                        if seg.map.is_none() {
-                            seg.map = map.clone();
-                        }
-                        if seg.key.is_none() {
-                            seg.key = key.clone();
-                        }
-                    }
-                    in_ads = false;
-                    map = seg.map.clone().or(map);
-                    key = seg.key.clone().or(key);
-                    strip(&mut seg.unknown_tags, &mut seg.daterange);
-                    seg.unknown_tags.extend(self.edits.tags[i].iter().cloned());
-                    if let Some(u) = &self.edits.uris[i] {
-                        seg.uri = u.clone();
-                    }
-                    segments.push(seg);
-                }
-            }
-        }
-        let mut out = m.clone();
-        out.segments = segments;
-        out.media_sequence = num.media_sequence;
-        out.discontinuity_sequence = num.discontinuity_sequence;
-        if let Some(hold) = self.hold_back() {
-            if !out.unknown_tags.iter().any(|t| t.tag == "X-SERVER-CONTROL") {
-                out.unknown_tags.push(m3u8_rs::ExtTag {
-                    tag: "X-SERVER-CONTROL".into(),
-                    rest: Some(format!("HOLD-BACK={hold:.1}")),
-                });
-            }
-        }
-        if let Some(off) = self.start_offset {
-            out.start = Some(m3u8_rs::Start {
-                time_offset: -off,
-                precise: None,
-                other_attributes: Default::default(),
-            });
-        }
-        let mut buf = Vec::new();
-        let _ = out.write_to(&mut buf);
-        buf
-    }
 }
+
+mod m3u8;

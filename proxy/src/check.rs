@@ -2,7 +2,7 @@
 //! on the sample manifests (parse → plugin → apply → serialize) and prints what it did and how
 //! long it took.
 
-use crate::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
+use crate::creatives::{Creatives, RenditionWant};
 use crate::master::Master;
 use crate::parse::{parse, Parsed};
 use crate::pipeline::{self, Context, Failed, Format, Scratch};
@@ -13,7 +13,7 @@ use crate::route::Class;
 use crate::session::{DecidedAd, SessionState};
 use crate::ssai::{Media, Policies};
 use crate::ssai_dash::DashMedia;
-use crate::stitch_dash::DashCreative;
+use crate::synthetic::Synthetic;
 use crate::types::{AdBreak, Edit};
 use async_trait::async_trait;
 use std::fmt::Write as _;
@@ -30,64 +30,6 @@ pub struct CheckOptions {
     pub device: DeviceClass,
     pub query: Vec<(String, String)>,
     pub runs: usize,
-}
-
-/// Stand-in creatives: `adN` lasts N seconds (10 s otherwise), in 2 s segments.
-struct SyntheticCreatives {
-    /// DASH: the content's period, whose shape synthetic ad periods copy.
-    shape: Option<dash_mpd_core::Period>,
-}
-
-#[async_trait]
-impl Creatives for SyntheticCreatives {
-    async fn media(
-        &self,
-        creative: &str,
-        _p: Packaging,
-        _w: RenditionWant,
-    ) -> Result<Arc<AdMedia>, String> {
-        let secs: f64 = creative
-            .trim_start_matches(|c: char| !c.is_ascii_digit())
-            .parse()
-            .unwrap_or(10.0);
-        let mut segments = Vec::new();
-        let mut left = secs;
-        while left > 0.001 {
-            let d = left.min(2.0);
-            segments.push((format!("/ads/{creative}/{}.ts", segments.len()), d));
-            left -= d;
-        }
-        Ok(Arc::new(AdMedia {
-            segments,
-            map: None,
-        }))
-    }
-    fn slate(&self) -> Option<&str> {
-        Some("slate1")
-    }
-
-    async fn dash(&self, creative: &str) -> Result<Arc<DashCreative>, String> {
-        let mut period = self.shape.clone().ok_or("not a DASH check")?;
-        period.SegmentTemplate = None;
-        period.event_streams.clear();
-        for a in &mut period.adaptations {
-            a.SegmentTemplate = Some(dash_mpd_core::SegmentTemplate {
-                timescale: Some(1000),
-                duration: Some(2000.0),
-                startNumber: Some(0),
-                media: Some("$RepresentationID$/$Number$.m4s".into()),
-                initialization: Some("$RepresentationID$/init.mp4".into()),
-                ..Default::default()
-            });
-            for r in &mut a.representations {
-                r.SegmentTemplate = None;
-            }
-        }
-        Ok(Arc::new(DashCreative {
-            base: format!("/ads/{creative}/dash/"),
-            period,
-        }))
-    }
 }
 
 /// Stand-in ad decision: `ad10`s while they fit.
@@ -155,19 +97,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Runs the check; the report, and whether every sample ran cleanly. `Err` if the file is
-/// not a plugin component at all.
-pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
-    let wasm = std::fs::read(&opts.wasm).map_err(|e| format!("{}: {e}", opts.wasm.display()))?;
-    let artifacts = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let engine = PluginEngine::new(&EngineOptions {
-        artifacts_dir: artifacts.path().to_path_buf(),
-        max_instances: 4,
-        max_memory: 64 << 20,
-        loaded_capacity: 4,
-    })
-    .map_err(|e| e.to_string())?;
-    let plugin = engine.load(&wasm).map_err(|e| e.to_string())?;
+/// The call environment and viewer a check runs the plugin with: the granted capabilities,
+/// a small kv store, the synthetic ad decider, the deadline and device asked for.
+fn stand_ins(opts: &CheckOptions) -> Result<(CallEnv, Viewer), String> {
     let caps = Capabilities::parse(&opts.capabilities)?;
     let env = CallEnv {
         tenant: "check".into(),
@@ -191,6 +123,59 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
         country: None,
         cmcd: vec![],
     };
+    Ok((env, viewer))
+}
+
+/// The plugin's edits applied to a sample as the proxy would, without a session: the size of
+/// the manifest they make.
+async fn apply(parsed: &Parsed, body: &[u8], edits: &[Edit]) -> Result<usize, Failed> {
+    match parsed {
+        Parsed::HlsMaster { playlist, .. } => {
+            stateless(&Master { playlist }, edits, &Synthetic::default())
+                .await
+                .map(|m| {
+                    let mut b = Vec::new();
+                    let _ = m.write_to(&mut b);
+                    b.len()
+                })
+        }
+        Parsed::HlsMedia { playlist, view } => {
+            let media = Media {
+                playlist,
+                view,
+                body,
+            };
+            stateless(&media, edits, &Synthetic::default())
+                .await
+                .map(|b| b.len())
+        }
+        Parsed::Dash { mpd, view, .. } => {
+            let creatives = match mpd.periods.first() {
+                Some(p) => Synthetic::shaped_like(p.clone()),
+                None => Synthetic::default(),
+            };
+            stateless(&DashMedia { mpd, view }, edits, &creatives)
+                .await
+                .map(|m| m.to_string().len())
+        }
+        Parsed::None => Ok(0),
+    }
+}
+
+/// Runs the check; the report, and whether every sample ran cleanly. `Err` if the file is
+/// not a plugin component at all.
+pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
+    let wasm = std::fs::read(&opts.wasm).map_err(|e| format!("{}: {e}", opts.wasm.display()))?;
+    let artifacts = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let engine = PluginEngine::new(&EngineOptions {
+        artifacts_dir: artifacts.path().to_path_buf(),
+        max_instances: 4,
+        max_memory: 64 << 20,
+        loaded_capacity: 4,
+    })
+    .map_err(|e| e.to_string())?;
+    let plugin = engine.load(&wasm).map_err(|e| e.to_string())?;
+    let (env, viewer) = stand_ins(opts)?;
     let mut report = String::new();
     let _ = writeln!(
         report,
@@ -252,37 +237,7 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
             }
             Ok(edits) => {
                 let t = Instant::now();
-                let applied: Result<usize, Failed> = match &parsed {
-                    Parsed::HlsMaster { playlist, .. } => {
-                        let synthetic = SyntheticCreatives { shape: None };
-                        stateless(&Master { playlist }, &edits, &synthetic)
-                            .await
-                            .map(|m| {
-                                let mut b = Vec::new();
-                                let _ = m.write_to(&mut b);
-                                b.len()
-                            })
-                    }
-                    Parsed::HlsMedia { playlist, view } => {
-                        let media = Media {
-                            playlist,
-                            view,
-                            body: &body,
-                        };
-                        stateless(&media, &edits, &SyntheticCreatives { shape: None })
-                            .await
-                            .map(|b| b.len())
-                    }
-                    Parsed::Dash { mpd, view, .. } => {
-                        let creatives = SyntheticCreatives {
-                            shape: mpd.periods.first().cloned(),
-                        };
-                        stateless(&DashMedia { mpd, view }, &edits, &creatives)
-                            .await
-                            .map(|m| m.to_string().len())
-                    }
-                    Parsed::None => Ok(0),
-                };
+                let applied = apply(&parsed, &body, &edits).await;
                 let apply_us = format!("{} µs", t.elapsed().as_micros());
                 match applied {
                     Ok(bytes) => {

@@ -52,9 +52,26 @@ fn session_store(c: &SessionsConfig) -> Result<Arc<dyn SessionStore>, String> {
     Ok(Arc::new(store))
 }
 
+/// The key session tokens are signed with: the configured one, or a random one for this
+/// process (sessions then neither survive a restart nor span nodes).
+fn session_keys(sessions: &SessionsConfig) -> Result<SessionKeys, String> {
+    match sessions.resolved_key()? {
+        Some(k) => Ok(SessionKeys::new(&k)),
+        None => {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).map_err(|e| format!("no randomness for a key: {e}"))?;
+            tracing::warn!(
+                "sessions.key not set: sessions will not survive a restart or span nodes"
+            );
+            Ok(SessionKeys::new(&k))
+        }
+    }
+}
+
 /// Builds everything the config describes; any failure names the config field.
 /// `upgrade`: take the listeners over from a running process (which gets SIGQUIT).
 pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, ConfigError> {
+    // Long: assembly in dependency order, each part taking the ones built before it.
     let err = |field: &str, message: String| ConfigError {
         file: file.to_path_buf(),
         line: None,
@@ -69,22 +86,7 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
         loaded_capacity: 1024,
     })
     .map_err(|e| err("plugins", e.to_string()))?;
-    let keys = match config
-        .sessions
-        .resolved_key()
-        .map_err(|m| err("sessions.key", m))?
-    {
-        Some(k) => SessionKeys::new(&k),
-        None => {
-            let mut k = [0u8; 32];
-            getrandom::fill(&mut k)
-                .map_err(|e| err("sessions.key", format!("no randomness for a key: {e}")))?;
-            tracing::warn!(
-                "sessions.key not set: sessions will not survive a restart or span nodes"
-            );
-            SessionKeys::new(&k)
-        }
-    };
+    let keys = session_keys(&config.sessions).map_err(|m| err("sessions.key", m))?;
     let store = session_store(&config.sessions).map_err(|m| err("sessions.store", m))?;
     let lasting = Lasting {
         engine: Arc::new(engine),
@@ -144,33 +146,7 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
             AdminService::new(listener, router),
         ));
     }
-    server.add_service(pingora_core::services::background::background_service(
-        "drain",
-        crate::drain::DrainService::new(server.watch_execution_phase()),
-    ));
-    server.add_service(pingora_core::services::background::background_service(
-        "origins",
-        crate::origins::UpkeepService {
-            origins: {
-                let live = live.clone();
-                Box::new(move || {
-                    live.load()
-                        .routes
-                        .tenants()
-                        .map(|t| t.origins.clone())
-                        .collect()
-                })
-            },
-        },
-    ));
-    server.add_service(pingora_core::services::background::background_service(
-        "reload",
-        ReloadService {
-            file: file.to_path_buf(),
-            live: live.clone(),
-            lasting,
-        },
-    ));
+    add_upkeep(&mut server, &live, file, lasting);
 
     let tls_settings = match &config.tls {
         Some(t) => t
@@ -211,6 +187,37 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
     }
     server.add_service(service);
     Ok(server)
+}
+
+/// The services beside the proxy: draining on shutdown, origin health, reloads on SIGHUP.
+fn add_upkeep(server: &mut Server, live: &Live, file: &Path, lasting: Lasting) {
+    server.add_service(pingora_core::services::background::background_service(
+        "drain",
+        crate::drain::DrainService::new(server.watch_execution_phase()),
+    ));
+    server.add_service(pingora_core::services::background::background_service(
+        "origins",
+        crate::origins::UpkeepService {
+            origins: {
+                let live = live.clone();
+                Box::new(move || {
+                    live.load()
+                        .routes
+                        .tenants()
+                        .map(|t| t.origins.clone())
+                        .collect()
+                })
+            },
+        },
+    ));
+    server.add_service(pingora_core::services::background::background_service(
+        "reload",
+        ReloadService {
+            file: file.to_path_buf(),
+            live: live.clone(),
+            lasting,
+        },
+    ));
 }
 
 /// The certificates of the tenancy current at each handshake.

@@ -3,7 +3,7 @@
 //! the summary.
 
 use super::http::{loopback_endpoint, BodyMode, Client, ClientOptions};
-use super::metrics::{Aggregator, Kind, Metrics, Percentiles, ProcFigures};
+use super::metrics::{Aggregator, Kind, Metrics, Percentiles, ProcFigures, Second};
 use super::player::{self, PlayerOptions, Protocol, Shared};
 use super::procstat::ProcMeter;
 use super::report::{
@@ -151,6 +151,7 @@ impl ProcTrack {
 
 /// Runs the scenario until it completes or `interrupt` resolves, and summarizes.
 pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<Summary, RunError> {
+    // The run in order: meters, the schedule loop, the stop; its parts are the helpers below.
     cfg.scenario.validate().map_err(RunError::Scenario)?;
     loopback_endpoint(&cfg.target).map_err(|e| RunError::Target(e.to_string()))?;
     if let Some(o) = &cfg.origin {
@@ -199,20 +200,7 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
             cfg.protocol,
         ))
     };
-    let bar = match cfg.progress {
-        Progress::Bar => {
-            let b = indicatif::ProgressBar::new(total.as_secs().max(1));
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:24}] {pos}/{len} s  {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            Some(b)
-        }
-        _ => None,
-    };
+    let bar = progress_bar(cfg.progress, total);
     let mut schedule = tokio::time::interval(Duration::from_millis(20));
     schedule.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticker = tokio::time::interval_at(
@@ -252,15 +240,7 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
             _ = ticker.tick() => {
                 let figures = sample(&mut proxy, &mut own);
                 let s = agg.tick(&metrics, figures);
-                let msg = format!(
-                    "{} viewers · {:.0} req/s · {:.1} MB/s · errors {} · manifest p99 {:.1} ms · segment p99 {:.1} ms",
-                    s.viewers,
-                    s.req_per_s,
-                    s.mb_per_s,
-                    metrics.errors().total,
-                    s.manifest_ms.p99,
-                    s.segment_ms.p99
-                );
+                let msg = tick_line(s, &metrics);
                 match &bar {
                     Some(b) => {
                         b.set_position(start.elapsed().as_secs().min(total.as_secs()));
@@ -275,15 +255,7 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
             }
         }
     }
-    let completed = !interrupted;
-    // stop: viewers finish the request in flight (bounded by the request timeout), then go
-    let _ = stop_tx.send(true);
-    let deadline = tokio::time::Instant::now() + cfg.client.timeout + Duration::from_secs(1);
-    for h in &mut slots {
-        if tokio::time::timeout_at(deadline, &mut *h).await.is_err() {
-            h.abort();
-        }
-    }
+    stop_viewers(&stop_tx, &mut slots, cfg.client.timeout).await;
     let elapsed = start.elapsed();
     let figures = sample(&mut proxy, &mut own);
     agg.tick(&metrics, figures);
@@ -295,7 +267,95 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
         None => None,
     };
 
-    // the summary
+    let viewer_segments =
+        agg.kinds[Kind::Segment as usize].requests + agg.kinds[Kind::Init as usize].requests;
+    let origin = match (&cfg.origin, origin_before, origin_after) {
+        (Some(url), Some(before), Some(after)) => Some(origin_stats(
+            url,
+            &cfg.origin_prefix,
+            &before,
+            &after,
+            viewer_segments,
+        )),
+        _ => None,
+    };
+    let finished = Finished {
+        started_at,
+        elapsed,
+        interrupted,
+        agg,
+        origin,
+        proxy,
+        own,
+    };
+    Ok(summarize(&cfg, &metrics, &client, finished))
+}
+
+/// The progress bar on a terminal (`Progress::Bar`), none otherwise.
+fn progress_bar(progress: Progress, total: Duration) -> Option<indicatif::ProgressBar> {
+    if progress != Progress::Bar {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(total.as_secs().max(1));
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:24}] {pos}/{len} s  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    Some(b)
+}
+
+/// One second of the run, in a line.
+fn tick_line(s: &Second, metrics: &Metrics) -> String {
+    format!(
+        "{} viewers · {:.0} req/s · {:.1} MB/s · errors {} · manifest p99 {:.1} ms · segment p99 {:.1} ms",
+        s.viewers,
+        s.req_per_s,
+        s.mb_per_s,
+        metrics.errors().total,
+        s.manifest_ms.p99,
+        s.segment_ms.p99
+    )
+}
+
+/// Viewers finish the request in flight (bounded by the request timeout), then go.
+async fn stop_viewers(stop: &watch::Sender<bool>, slots: &mut [JoinHandle<()>], timeout: Duration) {
+    let _ = stop.send(true);
+    let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(1);
+    for h in slots {
+        if tokio::time::timeout_at(deadline, &mut *h).await.is_err() {
+            h.abort();
+        }
+    }
+}
+
+/// What a run leaves for its summary.
+struct Finished {
+    started_at: String,
+    elapsed: Duration,
+    interrupted: bool,
+    agg: Aggregator,
+    origin: Option<OriginStats>,
+    proxy: Option<ProcTrack>,
+    own: Option<ProcTrack>,
+}
+
+/// The run's report: totals per request kind, latencies, errors, what failed.
+fn summarize(cfg: &RunConfig, metrics: &Metrics, client: &Client, f: Finished) -> Summary {
+    // Mostly the report's literal: one field per line of the JSON summary.
+    let Finished {
+        started_at,
+        elapsed,
+        interrupted,
+        mut agg,
+        origin,
+        proxy,
+        own,
+    } = f;
+    let completed = !interrupted;
+    let sc = &cfg.scenario;
     let secs = elapsed.as_secs_f64().max(1e-3);
     let mut by_kind = BTreeMap::new();
     let (mut total_req, mut total_err, mut total_bytes) = (0, 0, 0);
@@ -315,18 +375,6 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
             },
         );
     }
-    let viewer_segments =
-        agg.kinds[Kind::Segment as usize].requests + agg.kinds[Kind::Init as usize].requests;
-    let origin = match (&cfg.origin, origin_before, origin_after) {
-        (Some(url), Some(before), Some(after)) => Some(origin_stats(
-            url,
-            &cfg.origin_prefix,
-            &before,
-            &after,
-            viewer_segments,
-        )),
-        _ => None,
-    };
     let c = &metrics.counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let errors = metrics.errors();
@@ -360,7 +408,7 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
             max: ms.max / 1000.0,
         }
     };
-    Ok(Summary {
+    Summary {
         tool: "manifold-loadtest".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         command_line: cfg.command_line.clone(),
@@ -424,7 +472,7 @@ pub async fn run(cfg: RunConfig, interrupt: impl Future<Output = ()>) -> Result<
         loadgen: own.as_ref().map(ProcTrack::stats).unwrap_or_default(),
         failures,
         timeseries: std::mem::take(&mut agg.series),
-    })
+    }
 }
 
 fn sample(proxy: &mut Option<ProcTrack>, own: &mut Option<ProcTrack>) -> ProcFigures {

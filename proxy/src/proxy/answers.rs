@@ -3,6 +3,7 @@
 //! preflights and the session's tracking JSON; and the request id every answer carries.
 
 use super::*;
+use crate::manifest_cache::Manifest;
 
 pub(super) const REQUEST_ID: &str = "x-request-id";
 
@@ -116,6 +117,7 @@ pub(super) fn request_host(req: &RequestHeader) -> Option<&str> {
 }
 
 impl EdgeProxy {
+    /// The fetch and personalize steps of a manifest request, and the answer.
     pub(super) async fn serve_manifest(
         &self,
         session: &mut Session,
@@ -129,144 +131,11 @@ impl EdgeProxy {
         };
         let got = tenancy.manifests.get(&route).await;
         // slate-mode tenants: the live edge goes on with slate while the origin is down
-        let catalog = tenancy.personalizer.catalogs.get(&route.tenant.id);
         let got = (tenancy.outages)
-            .through(&tenancy.manifests, catalog, &route, got)
+            .through(&tenancy.manifests, &route, got)
             .await;
-        match got {
-            Ok((m, lookup)) => {
-                let status = m.status.as_u16();
-                let stored = !m.ttl.is_zero();
-                let ttl = m.remaining_ttl();
-                let cs = cache_status::for_manifest(lookup, status, stored, ttl);
-                ctx.cache_status = Some(cs.clone());
-                let client_ip = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip());
-                let outcome = tenancy
-                    .personalizer
-                    .run(
-                        &route,
-                        &m,
-                        session.req_header(),
-                        client_ip,
-                        ctx.access.as_ref(),
-                    )
-                    .await;
-                let (body, plugin_header, personalized) = match outcome {
-                    Outcome::Redirect(location) => {
-                        ctx.plugin = Some("session-created".into());
-                        return respond(
-                            session,
-                            ctx,
-                            302,
-                            vec![
-                                (header::LOCATION, location),
-                                (header::CACHE_CONTROL, "no-store".into()),
-                                (header::HeaderName::from_static("cache-status"), cs),
-                            ],
-                            Bytes::new(),
-                        )
-                        .await;
-                    }
-                    Outcome::TooManySessions(r) => {
-                        ctx.retry_after = Some(r.retry_after().as_secs().max(1));
-                        let text = match r {
-                            crate::session_limit::Refused::Client(_) => {
-                                "too many new sessions from this address: retry later"
-                            }
-                            crate::session_limit::Refused::Tenant(_) => {
-                                "too many new sessions for this service: retry later"
-                            }
-                        };
-                        tracing::debug!(tenant = %route.tenant.id, client = ?session.client_addr(), why = r.as_str(), "session start refused");
-                        return respond_text(session, ctx, 429, "session-rate", text.into()).await;
-                    }
-                    Outcome::Forbidden => {
-                        let text =
-                            "invalid session: this URL was not issued by this service".to_string();
-                        return respond_text(session, ctx, 403, "bad-session", text).await;
-                    }
-                    Outcome::PassThrough => match (&m.parsed, route.tenant.slate_outage) {
-                        // slate mode needs each rendition's shape: masters name them
-                        (crate::parse::Parsed::HlsMaster { playlist, .. }, true) => {
-                            let mut out = playlist.clone();
-                            let group = crate::route::group_of(&route.content_path);
-                            crate::session_urls::add_hints(&mut out, None, Some(&group));
-                            let mut buf = Vec::with_capacity(m.body.len() + 256);
-                            let _ = out.write_to(&mut buf);
-                            (Bytes::from(buf), None, false)
-                        }
-                        _ => (m.body.clone(), None, false),
-                    },
-                    Outcome::Unparsable => (
-                        m.body.clone(),
-                        Some("skipped; reason=unparsable-manifest; served=origin".into()),
-                        false,
-                    ),
-                    Outcome::Personalized {
-                        body,
-                        version,
-                        micros,
-                    } => (
-                        body,
-                        Some(format!("ok; version={version}; us={micros}")),
-                        true,
-                    ),
-                    Outcome::FailedOpen(f) => (
-                        m.body.clone(),
-                        Some(format!("failed; reason={}; served=origin", f.kind.as_str())),
-                        false,
-                    ),
-                    Outcome::FailedReplayed { body, failure } => (
-                        body,
-                        Some(format!(
-                            "failed; reason={}; served=session",
-                            failure.kind.as_str()
-                        )),
-                        true,
-                    ),
-                    Outcome::FailedClosed(f) => {
-                        ctx.plugin =
-                            Some(format!("failed; reason={}; served=503", f.kind.as_str()));
-                        let text = format!("plugin failed ({}): {}", f.kind.as_str(), f.message);
-                        return respond_text(session, ctx, 503, "plugin-failed", text).await;
-                    }
-                };
-                let mut headers: Vec<(header::HeaderName, String)> = m
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| {
-                        // an edited body is the viewer's own: no shared validators or caching
-                        !personalized
-                            || !matches!(
-                                k.as_str(),
-                                "cache-control" | "etag" | "last-modified" | "expires"
-                            )
-                    })
-                    .filter_map(|(k, v)| Some((k.clone(), v.to_str().ok()?.to_string())))
-                    .collect();
-                if personalized {
-                    headers.push((
-                        header::CACHE_CONTROL,
-                        format!("private, max-age={}", ttl.max(0)),
-                    ));
-                }
-                if !m.headers.iter().any(|(k, _)| k == header::CONTENT_TYPE) {
-                    let ct = match route.class {
-                        Class::DashManifest => "application/dash+xml",
-                        _ => "application/vnd.apple.mpegurl",
-                    };
-                    headers.push((header::CONTENT_TYPE, ct.into()));
-                }
-                headers.push((header::HeaderName::from_static("cache-status"), cs));
-                if let Some(p) = plugin_header {
-                    ctx.plugin = Some(p.clone());
-                    headers.push((header::HeaderName::from_static("manifold-plugin"), p));
-                }
-                respond(session, ctx, status, headers, body).await
-            }
+        let (m, lookup) = match got {
+            Ok(got) => got,
             Err(e) => {
                 tracing::warn!(
                     tenant = %route.tenant.id,
@@ -279,10 +148,178 @@ impl EdgeProxy {
                 } else {
                     "origin-error"
                 };
-                respond_text(session, ctx, e.status(), detail, e.to_string()).await
+                return respond_text(session, ctx, e.status(), detail, e.to_string()).await;
             }
+        };
+        let status = m.status.as_u16();
+        let ttl = m.remaining_ttl();
+        let cs = cache_status::for_manifest(lookup, status, !m.ttl.is_zero(), ttl);
+        ctx.cache_status = Some(cs.clone());
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let outcome = tenancy
+            .personalizer
+            .run(
+                &route,
+                &m,
+                session.req_header(),
+                client_ip,
+                ctx.access.as_ref(),
+            )
+            .await;
+        let answer = match answer_of(outcome, &m, &route) {
+            Ok(a) => a,
+            Err(Instead::Redirect(location)) => {
+                ctx.plugin = Some("session-created".into());
+                let headers = vec![
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, "no-store".into()),
+                    (header::HeaderName::from_static("cache-status"), cs),
+                ];
+                return respond(session, ctx, 302, headers, Bytes::new()).await;
+            }
+            Err(Instead::TooManySessions(r)) => {
+                ctx.retry_after = Some(r.retry_after().as_secs().max(1));
+                let text = match r {
+                    crate::session_limit::Refused::Client(_) => {
+                        "too many new sessions from this address: retry later"
+                    }
+                    crate::session_limit::Refused::Tenant(_) => {
+                        "too many new sessions for this service: retry later"
+                    }
+                };
+                tracing::debug!(tenant = %route.tenant.id, client = ?session.client_addr(), why = r.as_str(), "session start refused");
+                return respond_text(session, ctx, 429, "session-rate", text.into()).await;
+            }
+            Err(Instead::Forbidden) => {
+                let text = "invalid session: this URL was not issued by this service".to_string();
+                return respond_text(session, ctx, 403, "bad-session", text).await;
+            }
+            Err(Instead::FailedClosed(f)) => {
+                ctx.plugin = Some(format!("failed; reason={}; served=503", f.kind.as_str()));
+                let text = format!("plugin failed ({}): {}", f.kind.as_str(), f.message);
+                return respond_text(session, ctx, 503, "plugin-failed", text).await;
+            }
+        };
+        let mut headers = manifest_headers(&m, answer.personalized, ttl, route.class);
+        headers.push((header::HeaderName::from_static("cache-status"), cs));
+        if let Some(p) = answer.plugin {
+            ctx.plugin = Some(p.clone());
+            headers.push((header::HeaderName::from_static("manifold-plugin"), p));
         }
+        respond(session, ctx, status, headers, answer.body).await
     }
+}
+
+/// A manifest to serve: its body, its `Manifold-Plugin` header, whether it is the viewer's own.
+struct Answer {
+    body: Bytes,
+    plugin: Option<String>,
+    personalized: bool,
+}
+
+/// What goes out instead of a manifest.
+enum Instead {
+    Redirect(String),
+    TooManySessions(crate::session_limit::Refused),
+    Forbidden,
+    FailedClosed(crate::plugin::PluginFailure),
+}
+
+/// The answer for what personalizing `m` came to.
+fn answer_of(
+    outcome: Outcome,
+    m: &Manifest,
+    route: &Route,
+) -> std::result::Result<Answer, Instead> {
+    let (body, plugin, personalized) = match outcome {
+        Outcome::Redirect(location) => return Err(Instead::Redirect(location)),
+        Outcome::TooManySessions(r) => return Err(Instead::TooManySessions(r)),
+        Outcome::Forbidden => return Err(Instead::Forbidden),
+        Outcome::FailedClosed(f) => return Err(Instead::FailedClosed(f)),
+        Outcome::PassThrough => match (&m.parsed, route.tenant.slate_outage) {
+            // slate mode needs each rendition's shape: masters name them
+            (crate::parse::Parsed::HlsMaster { playlist, .. }, true) => {
+                let mut out = playlist.clone();
+                let group = crate::route::group_of(&route.content_path);
+                crate::session_urls::add_hints(&mut out, None, Some(&group));
+                let mut buf = Vec::with_capacity(m.body.len() + 256);
+                let _ = out.write_to(&mut buf);
+                (Bytes::from(buf), None, false)
+            }
+            _ => (m.body.clone(), None, false),
+        },
+        Outcome::Unparsable => (
+            m.body.clone(),
+            Some("skipped; reason=unparsable-manifest; served=origin".into()),
+            false,
+        ),
+        Outcome::Personalized {
+            body,
+            version,
+            micros,
+        } => (
+            body,
+            Some(format!("ok; version={version}; us={micros}")),
+            true,
+        ),
+        Outcome::FailedOpen(f) => (
+            m.body.clone(),
+            Some(format!("failed; reason={}; served=origin", f.kind.as_str())),
+            false,
+        ),
+        Outcome::FailedReplayed { body, failure } => (
+            body,
+            Some(format!(
+                "failed; reason={}; served=session",
+                failure.kind.as_str()
+            )),
+            true,
+        ),
+    };
+    Ok(Answer {
+        body,
+        plugin,
+        personalized,
+    })
+}
+
+/// The origin's headers for a manifest, less its shared validators and caching when the body
+/// is the viewer's own; a content type if the origin sent none.
+fn manifest_headers(
+    m: &Manifest,
+    personalized: bool,
+    ttl: i64,
+    class: Class,
+) -> Vec<(header::HeaderName, String)> {
+    let mut headers: Vec<(header::HeaderName, String)> = m
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            !personalized
+                || !matches!(
+                    k.as_str(),
+                    "cache-control" | "etag" | "last-modified" | "expires"
+                )
+        })
+        .filter_map(|(k, v)| Some((k.clone(), v.to_str().ok()?.to_string())))
+        .collect();
+    if personalized {
+        headers.push((
+            header::CACHE_CONTROL,
+            format!("private, max-age={}", ttl.max(0)),
+        ));
+    }
+    if !m.headers.iter().any(|(k, _)| k == header::CONTENT_TYPE) {
+        let ct = match class {
+            Class::DashManifest => "application/dash+xml",
+            _ => "application/vnd.apple.mpegurl",
+        };
+        headers.push((header::CONTENT_TYPE, ct.into()));
+    }
+    headers
 }
 
 impl EdgeProxy {

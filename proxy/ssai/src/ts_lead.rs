@@ -177,6 +177,7 @@ fn pes_times(payload: &[u8]) -> Option<(u64, u64, usize)> {
 /// The segment with silent frames before its audio, so the audio starts at the video's first
 /// decode time; `None` when nothing is to change (or it is not a TS segment we understand).
 fn lead_audio(body: &[u8]) -> Option<(Vec<u8>, usize)> {
+    // Long: one pass over the TS packets, PES headers found and audio timestamps rewritten in place.
     if body.len() < PACKET || body.len() % PACKET != 0 {
         return None;
     }

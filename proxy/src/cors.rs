@@ -7,6 +7,7 @@
 //! `[cors]` is the default for every tenant (and for requests no tenant claims);
 //! `[tenants.cors]` replaces it for one tenant.
 
+use crate::invalid::Invalid;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use std::time::Duration;
@@ -85,25 +86,24 @@ fn is_token(s: &str) -> bool {
 
 impl CorsConfig {
     /// Checks the section; `at` names it in errors (`cors`, `tenants[2].cors`).
-    pub fn validate(&self, at: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, at: &str) -> Result<(), Invalid> {
         let any = self.allow_origins.iter().any(|o| o == "*");
         if self.allow_origins.is_empty() {
-            return Err((
+            return Err(Invalid::new(
                 format!("{at}.allow_origins"),
-                "needs \"*\" or at least one origin".into(),
+                "needs \"*\" or at least one origin",
             ));
         }
         if any && self.allow_origins.len() > 1 {
-            return Err((
+            return Err(Invalid::new(
                 format!("{at}.allow_origins"),
-                "\"*\" cannot be combined with exact origins".into(),
+                "\"*\" cannot be combined with exact origins",
             ));
         }
         if any && self.allow_credentials {
-            return Err((
+            return Err(Invalid::new(
                 format!("{at}.allow_credentials"),
-                "credentials need exact allow_origins, not \"*\" (browsers refuse the combination)"
-                    .into(),
+                "credentials need exact allow_origins, not \"*\" (browsers refuse the combination)",
             ));
         }
         for o in self.allow_origins.iter().filter(|o| *o != "*") {
@@ -114,7 +114,7 @@ impl CorsConfig {
                     && u.query().is_none()
             });
             if !ok {
-                return Err((
+                return Err(Invalid::new(
                     format!("{at}.allow_origins"),
                     format!("{o:?} is not an origin (scheme://host[:port], no path)"),
                 ));
@@ -125,14 +125,14 @@ impl CorsConfig {
             ("expose_headers", &self.expose_headers),
         ] {
             if let Some(h) = list.iter().find(|h| !is_token(h)) {
-                return Err((
+                return Err(Invalid::new(
                     format!("{at}.{name}"),
                     format!("{h:?} is not a header name"),
                 ));
             }
         }
         if self.max_age > Duration::from_secs(86_400) {
-            return Err((format!("{at}.max_age"), "must be at most 24h".into()));
+            return Err(Invalid::new(format!("{at}.max_age"), "must be at most 24h"));
         }
         Ok(())
     }
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn bad_sections_are_refused() {
-        let bad = |c: CorsConfig| c.validate("cors").unwrap_err().0;
+        let bad = |c: CorsConfig| c.validate("cors").unwrap_err().field;
         assert_eq!(
             bad(CorsConfig {
                 allow_credentials: true,

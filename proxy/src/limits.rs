@@ -8,6 +8,7 @@
 //! manifest size) are in [`crate::apply`] and fail the plugin call as an invalid plan, so the
 //! tenant's failure policy decides what the viewer gets.
 
+use crate::invalid::Invalid;
 use http::HeaderMap;
 use serde::Deserialize;
 
@@ -53,10 +54,10 @@ const PINGORA_MAX_HEADERS: usize = 256;
 
 impl Limits {
     /// Checks the values: the failing field (below `limits.`) and why.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let check = |field: &str, v: usize, min: usize, max: usize| {
             if v < min || v > max {
-                Err((
+                Err(Invalid::new(
                     format!("limits.{field}"),
                     format!("must be between {min} and {max}"),
                 ))
@@ -197,7 +198,7 @@ mod tests {
                 "limits.max_header_bytes",
             ),
         ] {
-            assert_eq!(l.validate().unwrap_err().0, field);
+            assert_eq!(l.validate().unwrap_err().field, field);
         }
     }
 

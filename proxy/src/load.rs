@@ -44,11 +44,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    const MIN: &str = r#"
-[[tenants]]
-id = "acme"
-origin = "http://127.0.0.1:9000/base/"
-"#;
+    use crate::config::tests::MIN;
 
     #[test]
     fn auth_is_checked_with_keys_relative_to_the_config_file() {

@@ -10,6 +10,7 @@
 //! from either must line up, which the priority order (not load spreading) keeps simple.
 
 use crate::config::OriginUrl;
+use crate::invalid::Invalid;
 use async_trait::async_trait;
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -27,29 +28,32 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use crate::config::health::HealthConfig;
 
 impl HealthConfig {
-    pub fn validate(&self, at: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, at: &str) -> Result<(), Invalid> {
         if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
-            return Err((format!("{at}.path"), "must be an absolute path".into()));
+            return Err(Invalid::new(
+                format!("{at}.path"),
+                "must be an absolute path",
+            ));
         }
         let between = |v: Duration, lo: u64, hi: u64| {
             v >= Duration::from_millis(lo) && v <= Duration::from_millis(hi)
         };
         if !between(self.interval, 100, 600_000) {
-            return Err((
+            return Err(Invalid::new(
                 format!("{at}.interval"),
-                "must be between 100ms and 10m".into(),
+                "must be between 100ms and 10m",
             ));
         }
         if !between(self.timeout, 10, 60_000) || self.timeout > self.interval.max(self.timeout) {
-            return Err((
+            return Err(Invalid::new(
                 format!("{at}.timeout"),
-                "must be between 10ms and 60s".into(),
+                "must be between 10ms and 60s",
             ));
         }
         if !between(self.dns_refresh, 1000, 86_400_000) {
-            return Err((
+            return Err(Invalid::new(
                 format!("{at}.dns_refresh"),
-                "must be between 1s and 24h".into(),
+                "must be between 1s and 24h",
             ));
         }
         for (name, v) in [
@@ -57,7 +61,10 @@ impl HealthConfig {
             ("healthy_after", self.healthy_after),
         ] {
             if !(1..=100).contains(&v) {
-                return Err((format!("{at}.{name}"), "must be between 1 and 100".into()));
+                return Err(Invalid::new(
+                    format!("{at}.{name}"),
+                    "must be between 1 and 100",
+                ));
             }
         }
         Ok(())
@@ -457,7 +464,7 @@ mod tests {
         let bad = |f: fn(&mut HealthConfig)| {
             let mut h = HealthConfig::default();
             f(&mut h);
-            h.validate("tenants[0].health_check").unwrap_err().0
+            h.validate("tenants[0].health_check").unwrap_err().field
         };
         assert_eq!(bad(|h| h.path = "x".into()), "tenants[0].health_check.path");
         assert_eq!(

@@ -8,6 +8,7 @@ mod tenant;
 mod tenant_rules;
 pub mod tls;
 
+pub use crate::invalid::Invalid;
 pub use node::*;
 pub use tenant::*;
 
@@ -169,18 +170,18 @@ impl Config {
         })?;
         config
             .validate()
-            .map_err(|(f, m)| ConfigError::new(path, f, m).on_line_of(text))?;
+            .map_err(|e| ConfigError::new(path, e.field, e.message).on_line_of(text))?;
         Ok(config)
     }
 
     /// Each section checked in turn, in this order; the first problem found is the error.
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         self.server.validate()?;
         self.limits.validate()?;
         self.cors.validate("cors")?;
         self.cache.validate(&self.tenants)?;
         if self.tenants.is_empty() {
-            return Err(("tenants".into(), "needs at least one tenant".into()));
+            return Err(Invalid::new("tenants", "needs at least one tenant"));
         }
         let mut seen = tenant_rules::Seen::default();
         for (i, t) in self.tenants.iter().enumerate() {
@@ -199,14 +200,15 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
     }
 
-    const MIN: &str = r#"
+    /// The smallest valid config: one tenant.
+    pub(crate) const MIN: &str = r#"
 [[tenants]]
 id = "acme"
 origin = "http://127.0.0.1:9000/base/"

@@ -224,21 +224,21 @@ fn default_manifest_memory() -> ByteSize {
 }
 
 impl ServerConfig {
-    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         let s = self;
         if s.listen.is_empty() {
-            return Err(("server.listen".into(), "needs at least one address".into()));
+            return Err(Invalid::new("server.listen", "needs at least one address"));
         }
         for (i, l) in s.listen.iter().enumerate() {
             l.parse::<SocketAddr>().map_err(|e| {
-                (
+                Invalid::new(
                     format!("server.listen[{i}]"),
                     format!("{l:?} is not an IP:port address: {e}"),
                 )
             })?;
         }
         if s.threads == 0 || s.threads > 1024 {
-            return Err(("server.threads".into(), "must be between 1 and 1024".into()));
+            return Err(Invalid::new("server.threads", "must be between 1 and 1024"));
         }
         Ok(())
     }
@@ -246,22 +246,22 @@ impl ServerConfig {
 
 impl CacheConfig {
     /// With the tenants: their manifest shares must fit in `manifest_memory`.
-    pub(super) fn validate(&self, tenants: &[TenantConfig]) -> Result<(), (String, String)> {
+    pub(super) fn validate(&self, tenants: &[TenantConfig]) -> Result<(), Invalid> {
         let c = self;
         if c.size.as_u64() < 1024 * 1024 {
-            return Err(("cache.size".into(), "must be at least 1 MiB".into()));
+            return Err(Invalid::new("cache.size", "must be at least 1 MiB"));
         }
         if c.max_object_size.as_u64() == 0 || c.max_object_size > c.size {
-            return Err((
-                "cache.max_object_size".into(),
-                "must be positive and no larger than cache.size".into(),
+            return Err(Invalid::new(
+                "cache.max_object_size",
+                "must be positive and no larger than cache.size",
             ));
         }
         if c.lock_timeout.is_zero() {
-            return Err(("cache.lock_timeout".into(), "must be positive".into()));
+            return Err(Invalid::new("cache.lock_timeout", "must be positive"));
         }
         if c.manifest_entries == 0 {
-            return Err(("cache.manifest_entries".into(), "must be positive".into()));
+            return Err(Invalid::new("cache.manifest_entries", "must be positive"));
         }
         let shares: u64 = tenants
             .iter()
@@ -272,26 +272,23 @@ impl CacheConfig {
             .filter(|t| t.cache.manifest_memory.is_none())
             .count() as u64;
         if shares + (1 << 20) * others > c.manifest_memory.as_u64() {
-            return Err((
-            "cache.manifest_memory".into(),
-            format!(
+            return Err(Invalid::new("cache.manifest_memory", format!(
                 "{} does not hold the tenants' shares ({shares} bytes set, plus at least 1 MiB for each of the {others} others)",
                 c.manifest_memory
-            ),
-        ));
+            )));
         }
         Ok(())
     }
 }
 
 impl SessionsConfig {
-    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         self.resolved_key()
-            .map_err(|m| ("sessions.key".to_string(), m))?;
+            .map_err(|m| Invalid::new("sessions.key", m))?;
         let st = &self.store;
         if st != "memory" && !st.starts_with("redis://") && !st.starts_with("rediss://") {
-            return Err((
-                "sessions.store".into(),
+            return Err(Invalid::new(
+                "sessions.store",
                 format!("{st:?} is not \"memory\" or a redis:// URL"),
             ));
         }
@@ -301,11 +298,11 @@ impl SessionsConfig {
 
 impl PluginsConfig {
     /// With the tenants: their instance shares must fit in the pool.
-    pub(super) fn validate(&self, tenants: &[TenantConfig]) -> Result<(), (String, String)> {
+    pub(super) fn validate(&self, tenants: &[TenantConfig]) -> Result<(), Invalid> {
         if self.max_instances == 0 || self.max_instances > 10_000 {
-            return Err((
-                "plugins.max_instances".into(),
-                "must be between 1 and 10000".into(),
+            return Err(Invalid::new(
+                "plugins.max_instances",
+                "must be between 1 and 10000",
             ));
         }
         let explicit: u64 = tenants
@@ -318,40 +315,37 @@ impl PluginsConfig {
             .filter(|t| t.plugin.as_ref().and_then(|p| p.max_instances).is_none())
             .count() as u64;
         if explicit + implicit > u64::from(self.max_instances) {
-            return Err((
-            "tenants.plugin.max_instances".into(),
-            format!(
+            return Err(Invalid::new("tenants.plugin.max_instances", format!(
                 "the tenants' shares of plugin instances ({explicit} set, plus at least 1 for each of the {implicit} others) add up to more than plugins.max_instances ({})",
                 self.max_instances
-            ),
-        ));
+            )));
         }
         Ok(())
     }
 }
 
 impl AdminConfig {
-    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         let addr: SocketAddr = self.listen.parse().map_err(|e| {
-            (
-                "admin.listen".into(),
+            Invalid::new(
+                "admin.listen",
                 format!("{:?} is not an IP:port address: {e}", self.listen),
             )
         })?;
         let token = self
             .resolved_token()
-            .map_err(|m| ("admin.token".to_string(), m))?;
+            .map_err(|m| Invalid::new("admin.token", m))?;
         match token {
             None if !addr.ip().is_loopback() => {
-                return Err((
-                    "admin.token".into(),
-                    "required: the admin API listens beyond loopback".into(),
+                return Err(Invalid::new(
+                    "admin.token",
+                    "required: the admin API listens beyond loopback",
                 ))
             }
             Some(t) if t.len() < 16 => {
-                return Err((
-                    "admin.token".into(),
-                    "must be at least 16 characters".into(),
+                return Err(Invalid::new(
+                    "admin.token",
+                    "must be at least 16 characters",
                 ))
             }
             _ => {}

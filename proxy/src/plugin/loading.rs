@@ -3,39 +3,14 @@
 //! the trial instantiation a deploy runs under the tenant's limits.
 
 use super::bindings::PluginPre;
-use super::host::HostState;
+use super::loaded::{LoadError, LoadedPlugin};
 use super::runtime::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::Engine;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("not a valid WebAssembly component: {0}")]
-    Invalid(String),
-    #[error("component does not fit the manifold:plugin@0.2.0 world: {0}")]
-    World(String),
-    #[error("plugin artifact store: {0}")]
-    Io(String),
-    #[error("refused by a trial instantiation under the tenant's limits: {0}")]
-    Trial(String),
-    #[error("busy: {0}; retry shortly")]
-    Busy(String),
-}
-
-/// A compiled plugin, ready to instantiate.
-pub struct LoadedPlugin {
-    /// `sha256:<hex>` of the component bytes.
-    pub digest: String,
-    pub(super) pre: PluginPre<HostState>,
-    pub wasm_bytes: usize,
-    /// How it got into memory: compiled now, or read from the artifact store.
-    pub from_artifact: bool,
-    pub load_time: Duration,
-}
 
 impl PluginEngine {
     /// `sha256:<hex>` of component bytes.

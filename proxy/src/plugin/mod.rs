@@ -6,6 +6,7 @@ pub mod executor;
 pub mod failure;
 pub mod host;
 pub mod kv;
+pub mod loaded;
 pub mod loading;
 pub mod registry;
 pub mod runtime;

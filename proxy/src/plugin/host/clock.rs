@@ -1,0 +1,25 @@
+//! Capability `clock`: wall-clock time.
+
+use super::denied;
+use std::time::SystemTime;
+
+pub struct Clock {
+    granted: bool,
+}
+
+impl Clock {
+    pub fn new(granted: bool) -> Clock {
+        Clock { granted }
+    }
+
+    /// Unix milliseconds.
+    pub fn now_ms(&self) -> wasmtime::Result<u64> {
+        if !self.granted {
+            return Err(denied("clock"));
+        }
+        Ok(SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0))
+    }
+}

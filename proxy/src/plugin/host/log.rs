@@ -1,0 +1,38 @@
+//! Capability `log`: lines under the tenant's name, bounded in number and length.
+
+use super::denied;
+use crate::plugin::bindings::Level;
+
+const MAX_LOG_LINES: usize = 100;
+const MAX_LOG_LINE: usize = 2048;
+
+/// The call's log: whether it is granted, and the lines written so far.
+pub struct Log {
+    granted: bool,
+    /// Lines the plugin emitted (bounded), for `manifold plugin check`.
+    lines: usize,
+}
+
+impl Log {
+    pub fn new(granted: bool) -> Log {
+        Log { granted, lines: 0 }
+    }
+
+    pub fn write(&mut self, tenant: &str, level: Level, message: String) -> wasmtime::Result<()> {
+        if !self.granted {
+            return Err(denied("log"));
+        }
+        self.lines += 1;
+        if self.lines > MAX_LOG_LINES {
+            return Ok(()); // a chatty plugin cannot flood the proxy's log
+        }
+        let msg: String = message.chars().take(MAX_LOG_LINE).collect();
+        match level {
+            Level::Debug => tracing::debug!(target: "manifold::plugin", tenant, "{msg}"),
+            Level::Info => tracing::info!(target: "manifold::plugin", tenant, "{msg}"),
+            Level::Warn => tracing::warn!(target: "manifold::plugin", tenant, "{msg}"),
+            Level::Error => tracing::error!(target: "manifold::plugin", tenant, "{msg}"),
+        }
+        Ok(())
+    }
+}

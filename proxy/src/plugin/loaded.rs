@@ -1,0 +1,31 @@
+//! A plugin ready to instantiate, and why one could not be made ready. How it gets ready is
+//! [`super::loading`]; calling it is [`super::runtime`].
+
+use super::bindings::PluginPre;
+use super::host::HostState;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    #[error("component does not fit the manifold:plugin@0.2.0 world: {0}")]
+    World(String),
+    #[error("plugin artifact store: {0}")]
+    Io(String),
+    #[error("refused by a trial instantiation under the tenant's limits: {0}")]
+    Trial(String),
+    #[error("busy: {0}; retry shortly")]
+    Busy(String),
+}
+
+/// A compiled plugin, ready to instantiate.
+pub struct LoadedPlugin {
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    pub(super) pre: PluginPre<HostState>,
+    pub wasm_bytes: usize,
+    /// How it got into memory: compiled now, or read from the artifact store.
+    pub from_artifact: bool,
+    pub load_time: Duration,
+}

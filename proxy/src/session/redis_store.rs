@@ -71,6 +71,31 @@ impl RedisStore {
         }
     }
 
+    /// Sets a session's `field` to `value` unless it is set: what stands (first writer wins).
+    async fn first_writer<T>(&self, sid: &str, field: &str, value: &T) -> Result<T, StoreError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    {
+        let mut c = self.conn().await?;
+        let key = Self::key(sid);
+        let (_, stored, _): ((), Option<String>, ()) = redis::pipe()
+            .hset_nx(&key, field, json(value))
+            .hget(&key, field)
+            .expire(&key, self.ttl_secs)
+            .query_async(&mut c)
+            .await
+            .through(self)?;
+        Ok(stored
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| value.clone()))
+    }
+
+    /// A command's outcome through the breaker: a failure opens it, a success closes it.
+    fn outcome<T>(&self, r: redis::RedisResult<T>) -> Result<T, StoreError> {
+        r.map_err(|e| self.trip(e))
+            .inspect(|_| self.close_breaker())
+    }
+
     fn close_breaker(&self) {
         let mut open = self.open_until.lock();
         if open.is_some() {
@@ -127,8 +152,7 @@ impl SessionStore for RedisStore {
         pipe.expire(&key, self.ttl_secs)
             .query_async::<()>(&mut c)
             .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())
+            .through(self)
     }
 
     async fn get_break(
@@ -143,8 +167,7 @@ impl SessionStore for RedisStore {
             .arg(format!("b:{break_id}"))
             .query_async(&mut c)
             .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())?;
+            .through(self)?;
         Ok(v.and_then(|v| serde_json::from_str(&v).ok()).map(Arc::new))
     }
 
@@ -156,8 +179,7 @@ impl SessionStore for RedisStore {
             .expire(&key, self.ttl_secs)
             .query_async(&mut c)
             .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())?;
+            .through(self)?;
         let mut st = SessionState {
             exists: !fields.is_empty(),
             ..Default::default()
@@ -186,8 +208,7 @@ impl SessionStore for RedisStore {
                 .arg(format!("{key}:disc:{id}"))
                 .query_async(&mut c)
                 .await
-                .map_err(|e| self.trip(e))
-                .inspect(|_| self.close_breaker())?;
+                .through(self)?;
             if !discs.is_empty() {
                 st.facts.entry(id).or_default().content_discs = discs;
             }
@@ -201,20 +222,7 @@ impl SessionStore for RedisStore {
         id: &str,
         rec: &BreakRecord,
     ) -> Result<BreakRecord, StoreError> {
-        let mut c = self.conn().await?;
-        let key = Self::key(sid);
-        let field = format!("b:{id}");
-        let (_, stored, _): ((), Option<String>, ()) = redis::pipe()
-            .hset_nx(&key, &field, json(rec))
-            .hget(&key, &field)
-            .expire(&key, self.ttl_secs)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())?;
-        Ok(stored
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_else(|| rec.clone()))
+        self.first_writer(sid, &format!("b:{id}"), rec).await
     }
 
     async fn record_breaks(
@@ -235,11 +243,7 @@ impl SessionStore for RedisStore {
             pipe.hget(&key, format!("b:{id}"));
         }
         pipe.expire(&key, self.ttl_secs).ignore();
-        let stored: Vec<Option<String>> = pipe
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())?;
+        let stored: Vec<Option<String>> = pipe.query_async(&mut c).await.through(self)?;
         Ok(recs
             .iter()
             .zip(stored.into_iter().chain(std::iter::repeat(None)))
@@ -265,10 +269,7 @@ impl SessionStore for RedisStore {
             )
             .expire(&set, self.ttl_secs);
         }
-        pipe.query_async::<()>(&mut c)
-            .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())
+        pipe.query_async::<()>(&mut c).await.through(self)
     }
 
     async fn record_decision(
@@ -277,20 +278,8 @@ impl SessionStore for RedisStore {
         id: &str,
         ads: &[DecidedAd],
     ) -> Result<Vec<DecidedAd>, StoreError> {
-        let mut c = self.conn().await?;
-        let key = Self::key(sid);
-        let field = format!("d:{id}");
-        let (_, stored, _): ((), Option<String>, ()) = redis::pipe()
-            .hset_nx(&key, &field, json(&ads))
-            .hget(&key, &field)
-            .expire(&key, self.ttl_secs)
-            .query_async(&mut c)
+        self.first_writer(sid, &format!("d:{id}"), &ads.to_vec())
             .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())?;
-        Ok(stored
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_else(|| ads.to_vec()))
     }
 
     async fn mark_beacon(&self, sid: &str, key: &str) -> Result<bool, StoreError> {
@@ -301,8 +290,18 @@ impl SessionStore for RedisStore {
             .expire(&set, self.ttl_secs)
             .query_async(&mut c)
             .await
-            .map_err(|e| self.trip(e))
-            .inspect(|_| self.close_breaker())?;
+            .through(self)?;
         Ok(added == 1)
+    }
+}
+
+/// `result.through(store)`: [`RedisStore::outcome`] at the end of a command's chain.
+trait Through<T> {
+    fn through(self, store: &RedisStore) -> Result<T, StoreError>;
+}
+
+impl<T> Through<T> for redis::RedisResult<T> {
+    fn through(self, store: &RedisStore) -> Result<T, StoreError> {
+        store.outcome(self)
     }
 }

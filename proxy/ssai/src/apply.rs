@@ -257,6 +257,57 @@ pub struct MediaPlan {
     pub uris: Vec<Option<String>>,
 }
 
+impl MediaPlan {
+    /// The ad edits HLS media and DASH share: fill a break of this manifest (`kind`) once, one
+    /// preroll, pods inserted into VOD.
+    fn ad_edit(
+        &mut self,
+        e: &Edit,
+        has_break: impl Fn(&str) -> bool,
+        live: bool,
+        kind: &str,
+    ) -> Result<(), InvalidPlan> {
+        match e {
+            Edit::FillBreak(f) => {
+                if !has_break(&f.break_id) {
+                    return invalid(format!(
+                        "fill-break: no break {:?} in this {kind}",
+                        f.break_id
+                    ));
+                }
+                if self.fills.iter().any(|(id, _)| id == &f.break_id) {
+                    return invalid(format!("fill-break: break {:?} filled twice", f.break_id));
+                }
+                check_pod(&f.pod)?;
+                self.fills.push((f.break_id.clone(), f.pod.clone()));
+            }
+            Edit::Preroll(pod) => {
+                check_pod(pod)?;
+                if self.preroll.replace(pod.clone()).is_some() {
+                    return invalid("more than one preroll");
+                }
+            }
+            Edit::InsertPod(ins) => {
+                if live {
+                    return invalid(format!(
+                        "insert-pod applies to VOD {kind}s (live breaks use fill-break)"
+                    ));
+                }
+                if !(ins.at >= 0.0 && ins.at.is_finite()) {
+                    return invalid(format!("insert-pod at {}", ins.at));
+                }
+                check_pod(&ins.pod)?;
+                if self.inserts.len() >= 64 {
+                    return invalid("more than 64 inserted pods");
+                }
+                self.inserts.push((ins.at, ins.pod.clone()));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 fn check_pod(pod: &[Ad]) -> Result<(), InvalidPlan> {
     if pod.len() > 64 {
         return invalid(format!("a pod of {} ads (at most 64)", pod.len()));
@@ -309,40 +360,12 @@ pub fn media_plan(view: &HlsMediaView, edits: &[Edit]) -> Result<MediaPlan, Inva
                     None => return invalid(format!("rewrite-uri({}): only {n} segments", r.index)),
                 }
             }
-            Edit::FillBreak(f) => {
-                if !view.spans.iter().any(|s| s.id == f.break_id) {
-                    return invalid(format!(
-                        "fill-break: no break {:?} in this playlist",
-                        f.break_id
-                    ));
-                }
-                if plan.fills.iter().any(|(id, _)| id == &f.break_id) {
-                    return invalid(format!("fill-break: break {:?} filled twice", f.break_id));
-                }
-                check_pod(&f.pod)?;
-                plan.fills.push((f.break_id.clone(), f.pod.clone()));
-            }
-            Edit::Preroll(pod) => {
-                check_pod(pod)?;
-                if plan.preroll.replace(pod.clone()).is_some() {
-                    return invalid("more than one preroll");
-                }
-            }
-            Edit::InsertPod(ins) => {
-                if view.view.live {
-                    return invalid(
-                        "insert-pod applies to VOD playlists (live breaks use fill-break)",
-                    );
-                }
-                if !(ins.at >= 0.0 && ins.at.is_finite()) {
-                    return invalid(format!("insert-pod at {}", ins.at));
-                }
-                check_pod(&ins.pod)?;
-                if plan.inserts.len() >= 64 {
-                    return invalid("more than 64 inserted pods");
-                }
-                plan.inserts.push((ins.at, ins.pod.clone()));
-            }
+            e @ (Edit::FillBreak(_) | Edit::Preroll(_) | Edit::InsertPod(_)) => plan.ad_edit(
+                e,
+                |id| view.spans.iter().any(|s| s.id == id),
+                view.view.live,
+                "playlist",
+            )?,
             other => {
                 return invalid(format!(
                     "{} does not apply to a media playlist",
@@ -386,35 +409,12 @@ pub fn dash(
                     return invalid(format!("drop-representation: no representation {id:?}"));
                 }
             }
-            Edit::FillBreak(f) => {
-                if !view.breaks.iter().any(|b| b.id == f.break_id) {
-                    return invalid(format!("fill-break: no break {:?} in this MPD", f.break_id));
-                }
-                if plan.fills.iter().any(|(id, _)| id == &f.break_id) {
-                    return invalid(format!("fill-break: break {:?} filled twice", f.break_id));
-                }
-                check_pod(&f.pod)?;
-                plan.fills.push((f.break_id.clone(), f.pod.clone()));
-            }
-            Edit::Preroll(pod) => {
-                check_pod(pod)?;
-                if plan.preroll.replace(pod.clone()).is_some() {
-                    return invalid("more than one preroll");
-                }
-            }
-            Edit::InsertPod(ins) => {
-                if view.dynamic {
-                    return invalid("insert-pod applies to VOD MPDs (live breaks use fill-break)");
-                }
-                if !(ins.at >= 0.0 && ins.at.is_finite()) {
-                    return invalid(format!("insert-pod at {}", ins.at));
-                }
-                check_pod(&ins.pod)?;
-                if plan.inserts.len() >= 64 {
-                    return invalid("more than 64 inserted pods");
-                }
-                plan.inserts.push((ins.at, ins.pod.clone()));
-            }
+            e @ (Edit::FillBreak(_) | Edit::Preroll(_) | Edit::InsertPod(_)) => plan.ad_edit(
+                e,
+                |id| view.breaks.iter().any(|b| b.id == id),
+                view.dynamic,
+                "MPD",
+            )?,
             other => return invalid(format!("{} does not apply to an MPD", edit_name(other))),
         }
     }

@@ -14,6 +14,7 @@
 //! | preflight and CORS headers | [`cors`] |
 //! | request limits (URL, headers, query) | [`limits`] |
 //! | **route**: which tenant, what is asked (class), the origin path and cache key | [`route`] |
+//! | · the tenant it routes to, whole: origins, cache policy, auth, CORS, catalog, policies, limits | [`tenant`] |
 //! | **authorize**: edge auth (signed URLs, JWT) | [`auth`] |
 //! | **fetch**: the origin manifest, cached, coalesced, per-tenant shelves | [`manifest_cache`] |
 //! | fetching it (timeouts, size limit) from the chosen origin | [`origin`], [`origins`] |
@@ -24,7 +25,7 @@
 //! | · the viewer context: params, headers, device, country, CMCD | [`viewer`] |
 //! | · the plugin, sandboxed on its own threads; its view converted once | [`plugin`] ([`plugin::wire`]) |
 //! | · the pipeline: plan → propose → record → observe → render (core) | [`pipeline`] over [`master`], [`ssai`], [`ssai_dash`] |
-//! | · plan checks, creatives, pods (core); the tenant's ads | [`apply`], [`creatives`], [`pods`]; [`ads`], [`vast`], [`prefetch`] |
+//! | · plan checks, creatives, pods (core); the tenant's ads | [`apply`], [`creatives`], [`pods`]; [`catalog`], [`ads`], [`vast`], [`prefetch`] |
 //! | · URIs into the session (hints, BaseURLs) | [`session_urls`] |
 //! | **respond**, then beacons when ad segments are served | [`proxy`], [`tracking`] |
 //!
@@ -42,7 +43,7 @@
 // The ad-insertion core (crate `manifold-ssai`), under the names the data path uses.
 pub use manifold_ssai::{
     apply, cmaf_timing, creatives, ledger, master, parse, pipeline, pods, policy, scte35, ssai,
-    ssai_dash, stitch, stitch_dash, ts_lead, types, view,
+    ssai_dash, stitch, stitch_dash, synthetic, ts_lead, types, view,
 };
 
 pub mod admin;
@@ -50,12 +51,14 @@ pub mod ads;
 pub mod auth;
 pub mod cache_policy;
 pub mod cache_status;
+pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod drain;
 pub mod egress;
+pub mod invalid;
 pub mod limits;
 pub mod load;
 pub mod manifest_cache;
@@ -76,6 +79,7 @@ pub mod session_limit;
 pub mod session_urls;
 pub mod state_dir;
 pub mod storage;
+pub mod tenant;
 pub mod tls;
 pub mod tracking;
 pub mod vast;

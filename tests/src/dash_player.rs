@@ -61,6 +61,7 @@ pub fn plan(
     mpd_url: &Url,
     pick: impl Fn(&AdaptationSet) -> Option<&Representation>,
 ) -> Result<Vec<PeriodPlan>> {
+    // Long: like the load test's `mpd::segments`, the addressing modes side by side.
     let dynamic = mpd.mpdtype.as_deref() == Some("dynamic");
     let now = match (mpd.availabilityStartTime, mpd.publishTime) {
         (Some(a), Some(p)) if dynamic => Some((p - a).num_milliseconds() as f64 / 1000.0),

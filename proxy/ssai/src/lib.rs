@@ -16,6 +16,7 @@
 //! | a tenant's stitching policies | [`policy`] |
 //! | stitching for a session: HLS, DASH | [`ssai`] + [`stitch`], [`ssai_dash`] + [`stitch_dash`] |
 //! | DASH helpers shared with the load test and the test player | [`dash`] |
+//! | stand-in creatives where there is no ad server (`plugin check`, benches, fuzzing, tests) | [`synthetic`] |
 //! | segment fix-ups on the way into the cache: CMAF timing, TS audio lead | [`cmaf_timing`], [`ts_lead`] |
 
 pub mod apply;
@@ -34,6 +35,7 @@ pub mod ssai;
 pub mod ssai_dash;
 pub mod stitch;
 pub mod stitch_dash;
+pub mod synthetic;
 pub mod ts_lead;
 pub mod types;
 pub mod view;

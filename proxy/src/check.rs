@@ -176,6 +176,11 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
     .map_err(|e| e.to_string())?;
     let plugin = engine.load(&wasm).map_err(|e| e.to_string())?;
     let (env, viewer) = stand_ins(opts)?;
+    let missing = plugin.ungranted(env.caps);
+    if !missing.is_empty() {
+        let e = crate::plugin::runtime::LoadError::Ungranted(missing.join(", "));
+        return Err(format!("{e} (here: --capabilities)"));
+    }
     let mut report = String::new();
     let _ = writeln!(
         report,

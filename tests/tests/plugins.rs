@@ -530,3 +530,57 @@ async fn json(r: reqwest::RequestBuilder) -> serde_json::Value {
     let text = r.send().await.unwrap().text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_plugin_is_refused_at_deploy_unless_its_capabilities_are_granted() {
+    let origin = Origin::start(&[]).unwrap();
+    let admin_port = free_port();
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
+         [[tenants]]\nid = \"granted\"\norigin = \"http://{o}\"\n\
+         [tenants.plugin]\ncapabilities = [\"kv\", \"log\"]\ndeadline = \"2s\"\n\
+         [[tenants]]\nid = \"bare\"\norigin = \"http://{o}\"\n\
+         [tenants.plugin]\ncapabilities = [\"log\"]\ndeadline = \"2s\"\n",
+        o = origin.addr
+    );
+    let proxy = Proxy::start(&toml).unwrap();
+    let client = reqwest::Client::new();
+    let wasm = std::fs::read(plugin("scoped_kv")).unwrap();
+    let deploy = |tenant: &str| {
+        client
+            .put(format!(
+                "http://127.0.0.1:{admin_port}/tenants/{tenant}/plugin"
+            ))
+            .body(wasm.clone())
+            .send()
+    };
+    // it imports kv, which `bare` does not grant: refused at deploy, not trapping later
+    let r = deploy("bare").await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("does not grant: kv"), "{why}");
+    let (_, h, _) = get(&proxy.url("/bare/live/hls/master.m3u8")).await;
+    assert_eq!(hdr(&h, "manifold-plugin"), "<none>", "nothing was deployed");
+    // granted: it runs through its own kv, dropping the top variant every other request
+    let r = deploy("granted").await.unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let mut variants = Vec::new();
+    for _ in 0..4 {
+        let (s, h, body) = get(&proxy.url("/granted/live/hls/master.m3u8")).await;
+        assert_eq!(s, 200);
+        assert!(hdr(&h, "manifold-plugin").starts_with("ok"), "{h:?}");
+        variants.push(body.matches("#EXT-X-STREAM-INF").count());
+    }
+    assert_eq!(variants, [3, 2, 3, 2]);
+    // `plugin check` says the same before anything is deployed
+    let (code, _, err) = run_manifold(&[
+        "plugin",
+        "check",
+        plugin("scoped_kv").to_str().unwrap(),
+        "--capabilities",
+        "log",
+    ])
+    .unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("does not grant: kv"), "{err}");
+}

@@ -16,6 +16,20 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
+/// The `scoped-plugin` world: one import per capability, the same types as `plugin`.
+pub mod scoped {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "scoped-plugin",
+        imports: {
+            "manifold:plugin/ads.decide": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+        with: { "manifold:plugin/types": super::manifold::plugin::types },
+    });
+}
+
 pub use self::manifold::plugin::host::Level;
 pub use self::manifold::plugin::types::*;
 

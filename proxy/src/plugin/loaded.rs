@@ -1,7 +1,9 @@
 //! A plugin ready to instantiate, and why one could not be made ready. How it gets ready is
 //! [`super::loading`]; calling it is [`super::runtime`].
 
+use super::bindings::scoped::ScopedPluginPre;
 use super::bindings::PluginPre;
+use super::capabilities::Capabilities;
 use super::host::HostState;
 use std::time::Duration;
 
@@ -17,15 +19,43 @@ pub enum LoadError {
     Trial(String),
     #[error("busy: {0}; retry shortly")]
     Busy(String),
+    #[error("the component imports capabilities this tenant does not grant: {0} (grant them in `[tenants.plugin] capabilities`)")]
+    Ungranted(String),
+}
+
+/// Which world a component was built for.
+pub(super) enum Pre {
+    /// `plugin`: the one `host` interface, every import linked; an ungranted call traps.
+    Plugin(PluginPre<HostState>),
+    /// `scoped-plugin`: one interface per capability; a deploy refuses ungranted ones.
+    Scoped(ScopedPluginPre<HostState>),
 }
 
 /// A compiled plugin, ready to instantiate.
 pub struct LoadedPlugin {
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
-    pub(super) pre: PluginPre<HostState>,
+    pub(super) pre: Pre,
+    /// The capabilities a `scoped-plugin` component imports (none for a `plugin` one).
+    pub imports: Capabilities,
     pub wasm_bytes: usize,
     /// How it got into memory: compiled now, or read from the artifact store.
     pub from_artifact: bool,
     pub load_time: Duration,
+}
+
+impl LoadedPlugin {
+    /// The capabilities it imports that `granted` lacks, by name (empty: it may run).
+    pub fn ungranted(&self, granted: Capabilities) -> Vec<&'static str> {
+        let i = self.imports;
+        [
+            ("log", i.log && !granted.log),
+            ("kv", i.kv && !granted.kv),
+            ("ads", i.ads && !granted.ads),
+            ("clock", i.clock && !granted.clock),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect()
+    }
 }

@@ -2,8 +2,10 @@
 //! (checked before it is deserialized), or compiled (one compile at a time) and stored; and
 //! the trial instantiation a deploy runs under the tenant's limits.
 
+use super::bindings::scoped::ScopedPluginPre;
 use super::bindings::PluginPre;
-use super::loaded::{LoadError, LoadedPlugin};
+use super::capabilities::Capabilities;
+use super::loaded::{LoadError, LoadedPlugin, Pre};
 use super::runtime::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -74,10 +76,16 @@ impl PluginEngine {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let world = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
+        let imports = scoped_imports(&self.engine, &component);
+        let pre = match imports {
+            None => Pre::Plugin(PluginPre::new(pre).map_err(world)?),
+            Some(_) => Pre::Scoped(ScopedPluginPre::new(pre).map_err(world)?),
+        };
         let plugin = Arc::new(LoadedPlugin {
             digest: digest.clone(),
             pre,
+            imports: imports.unwrap_or_default(),
             wasm_bytes: wasm.len(),
             from_artifact,
             load_time: started.elapsed(),
@@ -133,6 +141,10 @@ impl PluginEngine {
     /// be instantiated (pool limits, initial memory past the tenant's cap, a start function
     /// that traps or spins) is refused when it is deployed, not on every request after.
     pub fn trial(&self, plugin: &LoadedPlugin, env: &CallEnv) -> Result<(), LoadError> {
+        let missing = plugin.ungranted(env.caps);
+        if !missing.is_empty() {
+            return Err(LoadError::Ungranted(missing.join(", ")));
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -144,8 +156,12 @@ impl PluginEngine {
                 .await
                 .map_err(|_| LoadError::Busy("every plugin instance is in use".into()))?;
             let mut store = self.store(env, None, Vec::new(), deadline);
-            match plugin.pre.instantiate_async(&mut store).await {
-                Ok(_) => Ok(()),
+            let instantiated = match &plugin.pre {
+                Pre::Plugin(p) => p.instantiate_async(&mut store).await.map(|_| ()),
+                Pre::Scoped(p) => p.instantiate_async(&mut store).await.map(|_| ()),
+            };
+            match instantiated {
+                Ok(()) => Ok(()),
                 Err(e) => {
                     let l = &store.data().limiter;
                     let why = classify(&e, l.memory_exceeded.then_some(l.memory_max));
@@ -159,4 +175,28 @@ impl PluginEngine {
                 .unwrap_or_else(|_| Err(LoadError::Trial("trial run panicked".into())))
         })
     }
+}
+
+/// The capabilities a `scoped-plugin` component imports; `None` for a component of the
+/// `plugin` world (it imports the one `host` interface, or nothing of the host at all and
+/// then is both: the `plugin` world runs it).
+fn scoped_imports(engine: &Engine, component: &Component) -> Option<Capabilities> {
+    let mut caps = Capabilities::default();
+    let mut scoped = false;
+    for (name, _) in component.component_type().imports(engine) {
+        let Some(rest) = name.strip_prefix("manifold:plugin/") else {
+            continue;
+        };
+        let interface = rest.split('@').next().unwrap_or(rest);
+        match interface {
+            "host" => return None,
+            "log" => caps.log = true,
+            "kv" => caps.kv = true,
+            "ads" => caps.ads = true,
+            "clock" => caps.clock = true,
+            _ => continue,
+        }
+        scoped = true;
+    }
+    scoped.then_some(caps)
 }

@@ -49,6 +49,7 @@ pub fn lift_budget() -> usize {
         + crate::apply::MAX_PLAN_BYTES
 }
 
+use super::loaded::Pre;
 pub use super::loaded::{LoadError, LoadedPlugin};
 
 /// What one call may use.
@@ -153,11 +154,7 @@ impl PluginEngine {
             .async_stack_size(2 * 1024 * 1024);
         let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(e.to_string()))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        super::bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        super::host::link(&mut linker).map_err(|e| LoadError::Invalid(e.to_string()))?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -231,19 +228,28 @@ impl PluginEngine {
             // held in the store: the host gives it back while the call waits on the network
             store.data_mut().cpu = Some(CpuSlot::held(env.cpu.clone()));
             let call = async {
-                let instance = plugin.pre.instantiate_async(&mut store).await?;
-                match input {
-                    Input::HlsMaster(m) => {
-                        instance
-                            .call_hls_master(&mut store, m, viewer, config)
-                            .await
-                    }
-                    Input::HlsMedia(m) => {
-                        instance.call_hls_media(&mut store, m, viewer, config).await
-                    }
-                    Input::DashMpd(m) => {
-                        instance.call_dash_mpd(&mut store, m, viewer, config).await
-                    }
+                // the two worlds export the same functions over the same types
+                macro_rules! call {
+                    ($instance:expr) => {{
+                        let instance = $instance;
+                        match input {
+                            Input::HlsMaster(m) => {
+                                instance
+                                    .call_hls_master(&mut store, m, viewer, config)
+                                    .await
+                            }
+                            Input::HlsMedia(m) => {
+                                instance.call_hls_media(&mut store, m, viewer, config).await
+                            }
+                            Input::DashMpd(m) => {
+                                instance.call_dash_mpd(&mut store, m, viewer, config).await
+                            }
+                        }
+                    }};
+                }
+                match &plugin.pre {
+                    Pre::Plugin(p) => call!(p.instantiate_async(&mut store).await?),
+                    Pre::Scoped(p) => call!(p.instantiate_async(&mut store).await?),
                 }
             };
             // epochs do not interrupt a guest blocked in a host call: the hard ceiling does

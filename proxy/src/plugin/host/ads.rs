@@ -108,3 +108,17 @@ fn to_wit(ads: &[DecidedAd]) -> Vec<Ad> {
         })
         .collect()
 }
+
+impl crate::plugin::bindings::scoped::manifold::plugin::ads::Host for HostState {
+    async fn decide(&mut self, brk: AdBreak) -> wasmtime::Result<Vec<Ad>> {
+        self.decide_for(brk).await
+    }
+}
+
+/// Links the `ads` interface of the scoped world.
+pub fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    crate::plugin::bindings::scoped::manifold::plugin::ads::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<_>,
+    >(linker, |s| s)
+}

@@ -23,3 +23,17 @@ impl Clock {
             .unwrap_or(0))
     }
 }
+
+impl crate::plugin::bindings::scoped::manifold::plugin::clock::Host for super::HostState {
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        self.clock.now_ms()
+    }
+}
+
+/// Links the `clock` interface of the scoped world.
+pub fn link(linker: &mut wasmtime::component::Linker<super::HostState>) -> wasmtime::Result<()> {
+    crate::plugin::bindings::scoped::manifold::plugin::clock::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<_>,
+    >(linker, |s| s)
+}

@@ -22,3 +22,21 @@ impl Kv {
         Ok(kv.set(key, value))
     }
 }
+
+impl crate::plugin::bindings::scoped::manifold::plugin::kv::Host for super::HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.kv.get(&key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        self.kv.set(key, value)
+    }
+}
+
+/// Links the `kv` interface of the scoped world.
+pub fn link(linker: &mut wasmtime::component::Linker<super::HostState>) -> wasmtime::Result<()> {
+    crate::plugin::bindings::scoped::manifold::plugin::kv::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<_>,
+    >(linker, |s| s)
+}

@@ -36,3 +36,28 @@ impl Log {
         Ok(())
     }
 }
+
+impl crate::plugin::bindings::scoped::manifold::plugin::log::Host for super::HostState {
+    fn log(
+        &mut self,
+        level: crate::plugin::bindings::scoped::manifold::plugin::log::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use crate::plugin::bindings::scoped::manifold::plugin::log::Level as L;
+        let level = match level {
+            L::Debug => Level::Debug,
+            L::Info => Level::Info,
+            L::Warn => Level::Warn,
+            L::Error => Level::Error,
+        };
+        self.log.write(&self.tenant, level, message)
+    }
+}
+
+/// Links the `log` interface of the scoped world.
+pub fn link(linker: &mut wasmtime::component::Linker<super::HostState>) -> wasmtime::Result<()> {
+    crate::plugin::bindings::scoped::manifold::plugin::log::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<_>,
+    >(linker, |s| s)
+}

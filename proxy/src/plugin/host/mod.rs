@@ -73,6 +73,16 @@ impl HostState {
     }
 }
 
+/// Links every host import: the `plugin` world's one `host` interface, and each capability's
+/// interface of the `scoped-plugin` world (which a deploy only allows if granted).
+pub fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    super::bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
+    log::link(linker)?;
+    kv::link(linker)?;
+    ads::link(linker)?;
+    clock::link(linker)
+}
+
 fn denied(what: &str) -> wasmtime::Error {
     wasmtime::format_err!("capability `{what}` not granted to this tenant")
 }

@@ -502,3 +502,61 @@ fn refuses_what_is_not_a_plugin_component() {
         Err(LoadError::World(_))
     ));
 }
+
+#[test]
+fn a_scoped_plugin_imports_only_what_it_uses_and_needs_it_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let p = e.load(&plugin_wasm("scoped_kv")).unwrap();
+    assert_eq!(
+        p.imports,
+        Capabilities {
+            kv: true,
+            log: true,
+            ..Capabilities::default()
+        }
+    );
+    // a `plugin`-world component asks for nothing up front: its calls are checked instead
+    let old = e.load(&plugin_wasm("misbehave")).unwrap();
+    assert_eq!(old.imports, Capabilities::default());
+    assert!(e.trial(&old, &env(200)).is_ok());
+
+    let mut env = env(200);
+    env.caps.log = true;
+    let err = e.trial(&p, &env).unwrap_err();
+    assert!(
+        matches!(err, LoadError::Ungranted(ref m) if m == "kv"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("does not grant"), "{err}");
+    env.caps.kv = true;
+    env.kv = Some(Arc::new(KvStore::new(1024)));
+    assert!(e.trial(&p, &env).is_ok());
+
+    // granted, it runs through its own interfaces: every other request drops the top variant
+    let variant = |index: u32, bandwidth: u64| crate::plugin::bindings::Variant {
+        index,
+        uri: format!("v{index}.m3u8"),
+        bandwidth,
+        average_bandwidth: None,
+        resolution: None,
+        codecs: None,
+        frame_rate: None,
+        audio_group: None,
+    };
+    let master = HlsMaster {
+        variants: vec![variant(0, 100), variant(1, 300), variant(2, 200)],
+        renditions: vec![],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (viewer, mut dropped) = (viewer(), Vec::new());
+    for _ in 0..4 {
+        let call = e.call(&p, Input::HlsMaster(&master), &viewer, "", &env, None);
+        dropped.push(rt.block_on(call).unwrap());
+    }
+    let top = vec![crate::types::Edit::DropVariant(1)];
+    assert_eq!(dropped, [vec![], top.clone(), vec![], top]);
+}

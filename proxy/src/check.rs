@@ -165,6 +165,7 @@ async fn apply(parsed: &Parsed, body: &[u8], edits: &[Edit]) -> Result<usize, Fa
 /// Runs the check; the report, and whether every sample ran cleanly. `Err` if the file is
 /// not a plugin component at all.
 pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
+    // Long: the report's lines in print order, one per sample, as each sample runs.
     let wasm = std::fs::read(&opts.wasm).map_err(|e| format!("{}: {e}", opts.wasm.display()))?;
     let artifacts = tempfile::tempdir().map_err(|e| e.to_string())?;
     let engine = PluginEngine::new(&EngineOptions {

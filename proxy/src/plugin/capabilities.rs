@@ -16,19 +16,36 @@ impl Capabilities {
     pub fn parse(names: &[String]) -> Result<Capabilities, String> {
         let mut c = Capabilities::default();
         for n in names {
-            match n.as_str() {
-                "log" => c.log = true,
-                "kv" => c.kv = true,
-                "ads" => c.ads = true,
-                "clock" => c.clock = true,
-                other => {
-                    return Err(format!(
-                        "unknown capability {other:?} (log, kv, ads, clock)"
-                    ))
-                }
+            if !c.grant(n) {
+                return Err(format!("unknown capability {n:?} (log, kv, ads, clock)"));
             }
         }
         Ok(c)
+    }
+
+    /// Turns on the capability called `name`; false if there is none of that name.
+    pub fn grant(&mut self, name: &str) -> bool {
+        match name {
+            "log" => self.log = true,
+            "kv" => self.kv = true,
+            "ads" => self.ads = true,
+            "clock" => self.clock = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The names of those on here that `granted` lacks.
+    pub fn missing_from(self, granted: Capabilities) -> Vec<&'static str> {
+        [
+            ("log", self.log && !granted.log),
+            ("kv", self.kv && !granted.kv),
+            ("ads", self.ads && !granted.ads),
+            ("clock", self.clock && !granted.clock),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect()
     }
 }
 

@@ -47,15 +47,6 @@ pub struct LoadedPlugin {
 impl LoadedPlugin {
     /// The capabilities it imports that `granted` lacks, by name (empty: it may run).
     pub fn ungranted(&self, granted: Capabilities) -> Vec<&'static str> {
-        let i = self.imports;
-        [
-            ("log", i.log && !granted.log),
-            ("kv", i.kv && !granted.kv),
-            ("ads", i.ads && !granted.ads),
-            ("clock", i.clock && !granted.clock),
-        ]
-        .into_iter()
-        .filter_map(|(name, missing)| missing.then_some(name))
-        .collect()
+        self.imports.missing_from(granted)
     }
 }

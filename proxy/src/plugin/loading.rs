@@ -188,15 +188,11 @@ fn scoped_imports(engine: &Engine, component: &Component) -> Option<Capabilities
             continue;
         };
         let interface = rest.split('@').next().unwrap_or(rest);
-        match interface {
-            "host" => return None,
-            "log" => caps.log = true,
-            "kv" => caps.kv = true,
-            "ads" => caps.ads = true,
-            "clock" => caps.clock = true,
-            _ => continue,
+        if interface == "host" {
+            return None;
         }
-        scoped = true;
+        // `types` and anything else of the package grant nothing
+        scoped |= caps.grant(interface);
     }
     scoped.then_some(caps)
 }

@@ -11,6 +11,9 @@ use std::sync::Arc;
 /// The slate: 10 s in 1 s segments.
 pub const SLATE: &str = "slate";
 
+/// The longest creative (as in a tenant's catalog).
+pub const MAX_SECS: f64 = 3600.0;
+
 pub struct Synthetic {
     /// An ad's segments last this long (its last one is shorter).
     pub segment: f64,
@@ -67,10 +70,11 @@ impl Synthetic {
             .trim_start_matches(|c: char| !c.is_ascii_digit())
             .parse::<f64>()
             .ok()
-            .filter(|s| *s > 0.0 && s.is_finite());
+            // as long as a catalog creative may be (a plugin names it: no unbounded segment list)
+            .filter(|s| *s > 0.0 && *s <= MAX_SECS);
         named
             .or(self.fallback)
-            .map(|secs| (secs, self.segment))
+            .map(|secs| (secs, self.segment.max(0.1)))
             .ok_or_else(|| format!("no creative {creative}"))
     }
 }
@@ -131,10 +135,51 @@ pub fn pod(creatives: &[&str]) -> Vec<Ad> {
         .collect()
 }
 
-/// One of `pods` for the break `id`: the same one for every reload and rendition.
+/// One of `pods` for the break `id`: the same one for every reload and rendition (none if
+/// there are no pods).
 pub fn pod_for<'a>(id: &str, pods: &[&'a [&'a str]]) -> &'a [&'a str] {
     let h = id
         .bytes()
         .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-    pods[(h % pods.len().max(1) as u64) as usize]
+    match pods.len() as u64 {
+        0 => &[],
+        n => pods[(h % n) as usize],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lengths_come_from_names_within_a_catalog_creatives_bounds() {
+        let strict = Synthetic {
+            fallback: None,
+            ..Synthetic::default()
+        };
+        let m = strict
+            .media("ad5", Packaging::Ts, RenditionWant::default())
+            .await
+            .unwrap();
+        let secs: Vec<f64> = m.segments.iter().map(|(_, d)| *d).collect();
+        assert_eq!(secs, [2.0, 2.0, 1.0]);
+        // a plugin's name cannot make a creative of a million segments
+        assert!(strict
+            .media("ad99999999", Packaging::Ts, RenditionWant::default())
+            .await
+            .is_err());
+        let m = Synthetic::default()
+            .media("ad99999999", Packaging::Fmp4, RenditionWant::default())
+            .await
+            .unwrap();
+        assert_eq!(m.segments.len(), 5, "the 10 s fallback");
+        assert_eq!(m.map.as_deref(), Some("/ads/ad99999999/init.mp4"));
+    }
+
+    #[test]
+    fn a_pod_is_chosen_by_id_and_none_from_no_pods() {
+        let pods: [&[&str]; 2] = [&["a"], &["b", "c"]];
+        assert_eq!(pod_for("x", &pods), pod_for("x", &pods));
+        assert!(pod_for("x", &[]).is_empty());
+    }
 }

@@ -116,6 +116,21 @@ fn plugin_registry(
         registry.add_tenant(&t.id, settings);
         if let Some(old) = previous {
             registry.adopt(&t.id, old);
+            // the plugin running now stays only if this config grants what it imports
+            if let Some(slot) = registry.slot(&t.id) {
+                if let Some(d) = slot.active() {
+                    let missing = d.plugin.ungranted(slot.settings.env.caps);
+                    if !missing.is_empty() {
+                        return Err(err(
+                            format!("tenants[{i}].plugin.capabilities"),
+                            format!(
+                                "the deployed plugin imports {}, which this config does not grant",
+                                missing.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
         }
     }
     for (i, t) in config.tenants.iter().enumerate() {

@@ -572,6 +572,65 @@ async fn a_scoped_plugin_is_refused_at_deploy_unless_its_capabilities_are_grante
         variants.push(body.matches("#EXT-X-STREAM-INF").count());
     }
     assert_eq!(variants, [3, 2, 3, 2]);
+    // a reload that takes kv away from the tenant running it is refused (with a probe tenant,
+    // which stays unknown); one that keeps kv is taken
+    let tenants = |caps: &str, probe: &str| {
+        let probe = format!(
+            "[[tenants]]\nid = \"{probe}\"\norigin = \"http://{}\"\n",
+            origin.addr
+        );
+        toml.replace("capabilities = [\"kv\", \"log\"]", caps) + &probe
+    };
+    let taken = |probe: &'static str| {
+        let url = proxy.url(&format!("/{probe}/vod/hls/v1.m3u8"));
+        async move {
+            for _ in 0..100 {
+                if get(&url).await.0 == 200 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the reload adding {probe} was never taken");
+        }
+    };
+    let (kv_log, log) = (
+        "capabilities = [\"kv\", \"log\"]",
+        "capabilities = [\"log\"]",
+    );
+    proxy.reload(&tenants(log, "p1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(&proxy.url("/p1/vod/hls/v1.m3u8")).await.0,
+        404,
+        "the reload was refused"
+    );
+    let (_, h, _) = get(&proxy.url("/granted/live/hls/master.m3u8")).await;
+    assert!(hdr(&h, "manifold-plugin").starts_with("ok"), "{h:?}");
+    proxy.reload(&tenants(kv_log, "p2")).unwrap();
+    taken("p2").await;
+    // nor can a rollback bring it back once kv is gone
+    let other = std::fs::read(plugin("variant_filter")).unwrap();
+    let r = client
+        .put(format!(
+            "http://127.0.0.1:{admin_port}/tenants/granted/plugin"
+        ))
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    proxy.reload(&tenants(log, "p3")).unwrap();
+    taken("p3").await;
+    let r = client
+        .post(format!(
+            "http://127.0.0.1:{admin_port}/tenants/granted/plugin/rollback"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("does not grant: kv"), "{why}");
     // `plugin check` says the same before anything is deployed
     let (code, _, err) = run_manifold(&[
         "plugin",

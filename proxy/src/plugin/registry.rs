@@ -339,8 +339,13 @@ impl Registry {
         if history.len() < 2 {
             return Err(RegistryError::NoHistory);
         }
+        let previous = history[history.len() - 2].clone();
+        // deployed under other capabilities, perhaps: it must fit the ones granted now
+        let missing = previous.plugin.ungranted(slot.settings.env.caps);
+        if !missing.is_empty() {
+            return Err(LoadError::Ungranted(missing.join(", ")).into());
+        }
         history.pop();
-        let previous = history.last().cloned().ok_or(RegistryError::NoHistory)?;
         slot.deployments.active.store(Some(previous.clone()));
         Ok(previous.info())
     }

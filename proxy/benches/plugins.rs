@@ -203,6 +203,8 @@ async fn run_session<F: Format>(format: &F, edits: &[Edit], creatives: &Resolved
         creatives,
         policies: &policies,
         want: RenditionWant::default(),
+        prefix: "/t/~s",
+        now_ms: 0,
     };
     let state = SESSION.with(|s| s.borrow().clone());
     pipeline::run(format, edits, state, &BenchSession, &cx)

@@ -67,6 +67,8 @@ async fn stateless<F: Format>(
         creatives,
         policies: &policies,
         want: RenditionWant::default(),
+        prefix: "/t/~s",
+        now_ms: 0,
     };
     pipeline::run(format, edits, SessionState::default(), &Scratch, &cx).await
 }

@@ -281,6 +281,7 @@ mod tests {
             BreakRecord {
                 start_seq: 40,
                 start_time: None,
+                start_ms: None,
                 duration: 10.0,
                 joined_mid: false,
                 content: false,

@@ -243,6 +243,7 @@ mod tests {
         BreakRecord {
             start_seq: start,
             start_time: None,
+            start_ms: None,
             duration: 10.0,
             joined_mid: false,
             content: false,
@@ -325,11 +326,13 @@ mod tests {
             end_seq: None,
             end_tagged: false,
             content_discs: [6].into(),
+            secs: None,
         };
         let f2 = BreakFacts {
             end_seq: Some(10),
             end_tagged: true,
             content_discs: [7].into(),
+            secs: None,
         };
         s.add_facts("x", "b1", &f1).await.unwrap();
         s.add_facts("x", "b1", &f2).await.unwrap();

@@ -30,6 +30,10 @@ pub struct BreakRecord {
     /// DASH: where the pod starts on the MPD timeline, seconds (on the content's grid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<f64>,
+    /// Guided HLS: the break's `START-DATE` (Unix ms), fixed when first recorded so every
+    /// reload, rendition and node announces it at the same instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
     pub duration: f64,
     /// The session first saw it after it had started (the viewer joined mid-break).
     pub joined_mid: bool,
@@ -58,6 +62,10 @@ pub struct BreakFacts {
     pub end_tagged: bool,
     /// Content segments inside the break that carry a discontinuity at the origin.
     pub content_discs: BTreeSet<u64>,
+    /// Guided HLS: how long the break's content lasted, once its end was seen (an early
+    /// CUE-IN makes it shorter than planned: `X-PLAYOUT-LIMIT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secs: Option<f64>,
 }
 
 impl BreakFacts {
@@ -66,6 +74,7 @@ impl BreakFacts {
         if self.end_seq.is_none() {
             self.end_seq = f.end_seq;
             self.end_tagged = f.end_tagged;
+            self.secs = f.secs;
         }
         self.content_discs.extend(f.content_discs);
     }
@@ -82,6 +91,34 @@ pub struct SessionState {
     /// Edge auth: the claims the tenant passes on from the viewer token that started the
     /// session (name, value), for the plugin's viewer context on every reload.
     pub claims: Vec<(String, String)>,
+    /// How this session gets its ads, fixed when it started.
+    pub insertion: Insertion,
+}
+
+/// How a session gets its ads: stitched into its manifests, or announced for the player to
+/// fetch itself (server-guided: HLS Interstitials, DASH alternative MPDs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Insertion {
+    #[default]
+    Stitched,
+    Guided,
+}
+
+impl Insertion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Insertion::Stitched => "stitched",
+            Insertion::Guided => "guided",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Insertion> {
+        match s {
+            "stitched" => Some(Insertion::Stitched),
+            "guided" => Some(Insertion::Guided),
+            _ => None,
+        }
+    }
 }
 
 /// Record ids the host uses besides break ids.

@@ -24,6 +24,7 @@ pub mod asked;
 pub mod cmaf_timing;
 pub mod creatives;
 pub mod dash;
+pub mod guided;
 pub mod ledger;
 pub mod master;
 pub mod parse;

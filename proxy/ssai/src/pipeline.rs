@@ -16,15 +16,19 @@ use crate::ledger::{BreakFacts, BreakRecord, SessionState};
 use crate::policy::Policies;
 use crate::types::Edit;
 use async_trait::async_trait;
-use std::collections::BTreeMap;
 
 /// What rendering needs besides the manifest and the session: where creatives come from,
-/// the tenant's policies, and which rendition this request is.
+/// the tenant's policies, which rendition this request is, and where the session's URLs
+/// live (a guided session's asset lists).
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub creatives: &'a dyn Creatives,
     pub policies: &'a Policies,
     pub want: RenditionWant,
+    /// The session's URL prefix (`/{tenant}/~{token}`): asset lists live under it.
+    pub prefix: &'a str,
+    /// Unix ms now: anchors synthesized program date-times of a guided session.
+    pub now_ms: i64,
 }
 
 /// One manifest format's steps. `propose` and `observe` default to nothing: a format
@@ -49,11 +53,7 @@ pub trait Format: Sync {
         Ok(Vec::new())
     }
 
-    fn observe(
-        &self,
-        _records: &BTreeMap<String, BreakRecord>,
-        _facts: &BTreeMap<String, BreakFacts>,
-    ) -> Vec<(String, BreakFacts)> {
+    fn observe(&self, _state: &SessionState) -> Vec<(String, BreakFacts)> {
         Vec::new()
     }
 
@@ -188,7 +188,7 @@ pub async fn run_plan<F: Format>(
             state.breaks.insert(id, rec);
         }
     }
-    for (id, facts) in format.observe(&state.breaks, &state.facts) {
+    for (id, facts) in format.observe(&state) {
         ledger.learn(&id, &facts).await.map_err(Failed::Ledger)?;
         state.facts.entry(id).or_default().merge(facts);
     }

@@ -22,4 +22,58 @@ pub struct Policies {
     pub overlong: Overlong,
     /// Ad segment URIs carry the break and slot, so their requests fire beacons.
     pub tracking: bool,
+    /// How guided sessions announce their breaks.
+    pub guided: Guided,
+}
+
+/// Where primary playback resumes after an interstitial (`X-RESUME-OFFSET`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resume {
+    /// Live breaks: after as long as the ads played (no attribute: the player keeps its
+    /// distance to the live edge); VOD breaks: after the break's content; inserted pods
+    /// (pre-rolls, VOD mid-rolls): where they were inserted.
+    #[default]
+    Auto,
+    /// After the break's content, always.
+    Break,
+    /// Where the break started: the content is not replaced, only interrupted.
+    Zero,
+}
+
+/// How a DASH break is announced to guided players (`urn:mpeg:dash:event:alternativeMPD:*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DashGuided {
+    /// `insert:2025`: the pod plays, then the content resumes where the viewer is now (live).
+    #[default]
+    Insert,
+    /// `replace:2025`: the pod replaces the break's content.
+    Replace,
+}
+
+/// A tenant's policy for server-guided sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Guided {
+    pub resume: Resume,
+    /// `X-RESTRICT`: the viewer may not skip (`SKIP`) or seek past (`JUMP`) the ads.
+    pub restrict_skip: bool,
+    pub restrict_jump: bool,
+    /// `X-SNAP`: the break's start (`OUT`) and end (`IN`) snap to segment boundaries.
+    pub snap_out: bool,
+    pub snap_in: bool,
+    /// `X-PLAYOUT-LIMIT` on every break: its content's duration (an early end sets it anyway).
+    pub playout_limit: bool,
+    /// `CUE="ONCE"`: a viewer who seeks back does not see the pod again.
+    pub once: bool,
+    /// Both signals for mixed audiences: the ads are stitched as well, for players that
+    /// ignore interstitials (those that play them resume after the stitched ads).
+    pub both: bool,
+    pub dash: DashGuided,
+    /// DASH: `urn:mpeg:dash:event:callback:2015` events carry the beacons too, for players
+    /// that report tracking themselves.
+    pub callbacks: bool,
+    /// Asset lists carry the SVTA2053-2 creative signaling (tracking URLs by event), for
+    /// players that report tracking themselves (server-side beacons fire regardless).
+    pub client_tracking: bool,
 }

@@ -79,6 +79,7 @@ fn record(start: f64, duration: f64, slots: Vec<Slot>, ads: Vec<DecidedAd>) -> B
     BreakRecord {
         start_seq: 0,
         start_time: Some(start),
+        start_ms: None,
         duration,
         joined_mid: false,
         content: slots.is_empty(),

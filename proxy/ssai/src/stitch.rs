@@ -228,6 +228,21 @@ pub struct Stitch<'a> {
     pub tracking: bool,
     /// `EXT-X-START` for a live pre-roll: seconds from the end where the pod begins.
     pub start_offset: Option<f64>,
+    /// Tags announcing the session's breaks (guided: interstitial date ranges), after the
+    /// header.
+    pub announce: &'a [String],
+    /// A program date-time (Unix ms) for the first segment of an undated playlist (date
+    /// ranges need one to be placed).
+    pub first_pdt: Option<i64>,
+}
+
+/// `#EXT-X-PROGRAM-DATE-TIME` of Unix ms.
+fn pdt_line(ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    format!(
+        "#EXT-X-PROGRAM-DATE-TIME:{}",
+        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )
 }
 
 impl Stitch<'_> {
@@ -461,6 +476,10 @@ impl Stitch<'_> {
         let body = self.body;
         let mut w = Vec::with_capacity(body.len() + 64 * 32);
         self.render_header(&mut w, &body[layout.header.clone()], num);
+        for l in self.announce {
+            w.extend_from_slice(l.as_bytes());
+            w.push(b'\n');
+        }
         let header_end = w.len();
         let encrypted = self.playlist.segments.iter().any(|s| {
             s.key
@@ -502,6 +521,9 @@ impl Stitch<'_> {
                 Item::Content(i) => {
                     let n = seq0 + i as u64;
                     let text = &body[layout.segments[i].clone()];
+                    if let (Some(ms), true) = (self.first_pdt, w.len() == header_end) {
+                        let _ = writeln!(w, "{}", pdt_line(ms));
+                    }
                     let back = in_ads || returns.contains(&n);
                     if back {
                         if !has_tag(text, b"#EXT-X-DISCONTINUITY") {

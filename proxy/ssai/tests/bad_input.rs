@@ -190,6 +190,8 @@ async fn run(text: &str, class: Class, creative: &dash_mpd_core::Period) {
         creatives: &catalog,
         policies: &policies,
         want: RenditionWant::default(),
+        prefix: "/t/~s",
+        now_ms: 0,
     };
     let ledger = InMemory::default();
     // twice: the second pass sees the first one's records, as a reload does
@@ -262,16 +264,16 @@ fn fuzz_regressions_hls_tags_and_rewrites() {
             period: Some(creative.clone()),
             ..Synthetic::default()
         };
+        let policies = Policies::default();
+        let cx = Context {
+            creatives: &catalog,
+            policies: &policies,
+            want: RenditionWant::default(),
+            prefix: "/t/~s",
+            now_ms: 0,
+        };
         let out = rt
-            .block_on(ssai::render(
-                &media,
-                &plan,
-                &Default::default(),
-                &Default::default(),
-                &catalog,
-                RenditionWant::default(),
-                &Policies::default(),
-            ))
+            .block_on(ssai::render(&media, &plan, &Default::default(), &cx))
             .unwrap();
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("#EXTM3U"), "{text}");

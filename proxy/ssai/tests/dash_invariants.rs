@@ -105,6 +105,8 @@ async fn reload(origin: &Origin, path: &str, at: SystemTime, state: &mut Session
         creatives: &catalog,
         policies: &policies,
         want: RenditionWant::default(),
+        prefix: "/t/~s",
+        now_ms: 0,
     };
     let ledger = InMemory::new(std::mem::take(state));
     let plan = ((*mpd).clone(), plan);

@@ -87,6 +87,8 @@ async fn reload(
         creatives: &CATALOG,
         policies: &policies,
         want: r.want,
+        prefix: "/t/~s",
+        now_ms: 0,
     };
     // the session's ledger: first writer wins, as in the proxy's stores
     let ledger = InMemory::new(std::mem::take(state));

@@ -18,7 +18,12 @@ pub const FAKE: Synthetic = Synthetic {
 #[derive(Default, Clone)]
 pub struct Sess {
     pub state: SessionState,
+    /// The clock a guided session's synthesized date-times start from.
+    pub now_ms: i64,
 }
+
+/// The session prefix the tests' guided URLs live under.
+pub const PREFIX: &str = "/t/~tok";
 
 impl Sess {
     /// A reload with every break filled with `pod`, for the default rendition.
@@ -47,31 +52,20 @@ impl Sess {
             view: &v,
             body: text.as_bytes(),
         };
-        for (id, rec) in propose(&media, &plan, &self.state, &FAKE, policies)
-            .await
-            .unwrap()
-        {
+        let cx = Context {
+            creatives: &FAKE,
+            policies,
+            want,
+            prefix: PREFIX,
+            now_ms: self.now_ms,
+        };
+        for (id, rec) in propose(&media, &plan, &self.state, &cx).await.unwrap() {
             self.state.breaks.entry(id).or_insert(rec);
         }
-        for (id, f) in observe(&media, &self.state.breaks, &self.state.facts) {
-            let e = self.state.facts.entry(id).or_default();
-            if e.end_seq.is_none() {
-                e.end_seq = f.end_seq;
-                e.end_tagged = f.end_tagged;
-            }
-            e.content_discs.extend(f.content_discs);
+        for (id, f) in observe(&media, &self.state) {
+            self.state.facts.entry(id).or_default().merge(f);
         }
-        let out = render(
-            &media,
-            &plan,
-            &self.state.breaks,
-            &self.state.facts,
-            &FAKE,
-            want,
-            policies,
-        )
-        .await
-        .unwrap();
+        let out = render(&media, &plan, &self.state, &cx).await.unwrap();
         let text = String::from_utf8(out).unwrap();
         let parsed = parse(&text);
         (text, parsed)
@@ -146,6 +140,7 @@ async fn dash_records_of_the_same_session_do_not_touch_hls() {
     let dash = BreakRecord {
         start_seq: 0,
         start_time: Some(24.0),
+        start_ms: None,
         duration: 10.0,
         joined_mid: false,
         content: false,

@@ -85,6 +85,24 @@ impl Stitch<'_> {
                 }
             }
         }
+        if let Some(first) = segments.first_mut() {
+            if first.program_date_time.is_none() {
+                first.program_date_time = self
+                    .first_pdt
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| t.fixed_offset());
+            }
+            // the announcements, as tags of the first segment (m3u8-rs writes them before it)
+            let announced = self.announce.iter().filter_map(|l| {
+                let (tag, rest) = l.strip_prefix("#EXT-")?.split_once(':')?;
+                Some(m3u8_rs::ExtTag {
+                    tag: tag.to_string(),
+                    rest: Some(rest.to_string()),
+                })
+            });
+            let tags: Vec<_> = announced.chain(first.unknown_tags.drain(..)).collect();
+            first.unknown_tags = tags;
+        }
         let mut out = m.clone();
         out.segments = segments;
         out.media_sequence = num.media_sequence;

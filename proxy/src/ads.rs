@@ -61,7 +61,7 @@ pub struct Resolver<'a> {
 }
 
 /// `base` resolved against a reference: absolute paths kept, relative ones joined.
-fn join(base: &str, reference: &str) -> Option<String> {
+pub(crate) fn join(base: &str, reference: &str) -> Option<String> {
     if reference.contains("://") {
         return None; // creatives must be served by the tenant's origin through the proxy
     }
@@ -87,6 +87,31 @@ fn join(base: &str, reference: &str) -> Option<String> {
 }
 
 impl Resolver<'_> {
+    /// A creative's master playlist in `packaging` (its path on the tenant's origin) and the
+    /// playlist itself, through the manifest cache: what a guided session's asset playlists
+    /// are made from.
+    pub async fn creative_master(
+        &self,
+        creative: &str,
+        packaging: Packaging,
+    ) -> Result<(String, Arc<crate::manifest_cache::Manifest>), String> {
+        let c = self
+            .catalog
+            .creative(creative)
+            .ok_or_else(|| format!("no creative {creative:?} in the tenant's catalog"))?;
+        let path = Self::master_path(c, packaging)?.to_string();
+        let m = self.playlist(&path).await?;
+        Ok((path, m))
+    }
+
+    /// An HLS playlist of the tenant's origin, through the manifest cache.
+    pub async fn hls_playlist(
+        &self,
+        path: &str,
+    ) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
+        self.playlist(path).await
+    }
+
     fn master_path(c: &CreativeConfig, packaging: Packaging) -> Result<&str, String> {
         match packaging {
             Packaging::Ts => c.hls.as_deref(),
@@ -195,6 +220,7 @@ impl Resolver<'_> {
             ad_slot: None,
             lead: false,
             join: None,
+            insertion: None,
         };
         let (m, _) = self
             .manifests

@@ -76,8 +76,16 @@ pub fn banner(config: &Config, origin: SocketAddr) -> String {
                 .and_then(|p| p.file.as_ref())
                 .and_then(|f| std::path::Path::new(f).file_stem())
                 .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+            let choose = if t.ssai.insertion == crate::config::InsertionConfig::PlayerSelect {
+                format!(
+                    "\x20 {:<9} guided: http://{proxy}/{}/live/hls/master.m3u8?insertion=guided  stitched: ...?insertion=stitched\n",
+                    "", t.id
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "\x20 {:<9} http://{proxy}/{}/live/hls/master.m3u8  .../live/dash/manifest.mpd  ({file})\n",
+                "\x20 {:<9} http://{proxy}/{}/live/hls/master.m3u8  .../live/dash/manifest.mpd  ({file})\n{choose}",
                 t.id, t.id
             )
         })

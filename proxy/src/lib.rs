@@ -27,7 +27,11 @@
 //! | · the pipeline: plan → propose → record → observe → render (core) | [`pipeline`] over [`master`], [`ssai`], [`ssai_dash`] |
 //! | · plan checks, creatives, pods (core); the tenant's ads | [`apply`], [`creatives`], [`pods`]; [`catalog`], [`ads`], [`vast`], [`prefetch`] |
 //! | · URIs into the session (hints, BaseURLs) | [`session_urls`] |
+//! | · a guided session: breaks announced, not stitched (core) | [`guided`] |
 //! | **respond**, then beacons when ad segments are served | [`proxy`], [`tracking`] |
+//!
+//! A guided session's player fetches its pods itself: asset lists, ad playlists and pod MPDs
+//! under the session ([`assets`]), read back from the session's records.
 //!
 //! A segment request goes [`route`] → pingora-cache over [`storage`] (with [`cache_policy`],
 //! [`cache_status`]) → the origin through [`origins`]; on the way into the cache CMAF timing
@@ -42,12 +46,13 @@
 
 // The ad-insertion core (crate `manifold-ssai`), under the names the data path uses.
 pub use manifold_ssai::{
-    apply, cmaf_timing, creatives, ledger, master, parse, pipeline, pods, policy, scte35, ssai,
-    ssai_dash, stitch, stitch_dash, synthetic, ts_lead, types, view,
+    apply, cmaf_timing, creatives, guided, ledger, master, parse, pipeline, pods, policy, scte35,
+    ssai, ssai_dash, stitch, stitch_dash, synthetic, ts_lead, types, view,
 };
 
 pub mod admin;
 pub mod ads;
+pub mod assets;
 pub mod auth;
 pub mod cache_policy;
 pub mod cache_status;

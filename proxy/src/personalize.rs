@@ -16,7 +16,7 @@ use crate::plugin::registry::{PluginSettings, Registry};
 use crate::plugin::{FailureKind, Input, PluginFailure};
 use crate::prefetch::{Job, Prefetcher};
 use crate::route::Route;
-use crate::session::{SessionKeys, SessionLedger, SessionState, SessionStore};
+use crate::session::{Insertion, SessionKeys, SessionLedger, SessionState, SessionStore};
 use crate::session_urls::{add_hints, route_base_urls};
 use crate::ssai::Media;
 use crate::ssai_dash::DashMedia;
@@ -45,6 +45,8 @@ pub enum Outcome {
     Redirect(String),
     /// A session token this proxy did not sign.
     Forbidden,
+    /// The request cannot start a session as it asks (a bad `?insertion=`).
+    BadRequest(String),
     /// No new session now: this client (or the tenant) started too many lately.
     TooManySessions(crate::session_limit::Refused),
     /// The plugin failed and the tenant fails open: the origin manifest, with the reason.
@@ -197,12 +199,14 @@ impl Personalizer {
         grant: Option<&Grant>,
     ) -> Result<Session, Result<Outcome, PluginFailure>> {
         let tenant = &route.tenant.id;
+        let mut insertion = Insertion::Stitched;
         let (id, token, created) = match &route.session {
             Some(t) => match self.keys.verify(tenant, t) {
                 Some(id) => (id, t.clone(), false),
                 None => return Err(Ok(Outcome::Forbidden)),
             },
             None => {
+                insertion = insertion_of(route).map_err(|e| Ok(Outcome::BadRequest(e)))?;
                 if let Err(r) = route.tenant.session_limits.admit(client_ip) {
                     crate::metrics::METRICS
                         .sessions_refused
@@ -222,7 +226,7 @@ impl Personalizer {
         let mut state = if created {
             let claims = grant.map_or(&[][..], |g| &g.claims[..]);
             self.store
-                .create(&id, claims)
+                .create(&id, claims, insertion)
                 .await
                 .map_err(|e| Err(store_failure(e)))?;
             if !matches!(manifest.parsed, Parsed::HlsMaster { .. }) {
@@ -230,7 +234,10 @@ impl Personalizer {
                 // session (and its query, but not this request's CMCD)
                 return Err(Ok(Outcome::Redirect(session_url(route, &prefix, req))));
             }
-            SessionState::default()
+            SessionState {
+                insertion,
+                ..Default::default()
+            }
         } else {
             self.store
                 .get(&id)
@@ -274,6 +281,8 @@ impl Personalizer {
             creatives,
             policies: &route.tenant.policies,
             want: RenditionWant::for_hint(route.hint),
+            prefix: &prefix,
+            now_ms: unix_ms(),
         };
         let run = Run {
             called,
@@ -463,6 +472,28 @@ fn failure_of(f: Failed) -> PluginFailure {
     match f {
         Failed::Plan(e) => invalid(e),
         Failed::Ledger(e) => PluginFailure::new(FailureKind::SessionStore, e),
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How a new session gets its ads: the tenant's mode, or with `player-select` the viewer's
+/// `?insertion=` (stitched without one).
+fn insertion_of(route: &Route) -> Result<Insertion, String> {
+    use crate::config::InsertionConfig as C;
+    match (route.tenant.insertion, route.insertion.as_deref()) {
+        (C::Stitched, _) => Ok(Insertion::Stitched),
+        (C::Guided, _) => Ok(Insertion::Guided),
+        (C::PlayerSelect, None) => Ok(Insertion::Stitched),
+        (C::PlayerSelect, Some(v)) => Insertion::parse(v).ok_or_else(|| {
+            format!(
+                "insertion={v:?}: this tenant lets the player choose \"guided\" or \"stitched\""
+            )
+        }),
     }
 }
 

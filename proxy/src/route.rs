@@ -36,6 +36,9 @@ pub struct Route {
     /// A slate segment served from the pinned copy, with these siblings joined after it
     /// (`mf_cat`: file names; empty: just this one).
     pub join: Option<Vec<String>>,
+    /// `?insertion=`: how a viewer of a `player-select` tenant wants the session it starts
+    /// (unchecked here; never sent to the origin nor part of a cache key).
+    pub insertion: Option<String>,
 }
 
 impl Route {
@@ -45,6 +48,9 @@ impl Route {
         format!("{}/~{token}", self.prefix)
     }
 }
+
+/// The viewer's choice of insertion mode (`stitched` or `guided`).
+pub const INSERTION_PARAM: &str = "insertion";
 
 /// The CMCD query parameter (CTA-5004), as players send it by default.
 pub const CMCD_PARAM: &str = "CMCD";
@@ -160,6 +166,7 @@ impl Routes {
         let mut first_number = None;
         let mut lead = false;
         let mut join = None;
+        let mut insertion = None;
         if let Some(q) = query {
             let (mut sep, mut key_sep) = ('?', '?');
             let mut push = |to_origin: bool, to_key: bool, pair: &str| {
@@ -187,6 +194,7 @@ impl Routes {
                     // DASH: the URL's segment number counts from `mf_n` at slot `mf_s`
                     "mf_n" => first_number = v.parse::<u64>().ok(),
                     LEAD_PARAM => lead = v == "1",
+                    INSERTION_PARAM => insertion = Some(v.chars().take(32).collect()),
                     CAT_PARAM => {
                         join = Some(
                             v.split(',')
@@ -225,6 +233,7 @@ impl Routes {
             content_path: rest.to_string(),
             lead,
             join,
+            insertion,
             ad_slot: match (slot, first_number) {
                 ((Some(b), Some(s)), None) => Some((b, s)),
                 ((Some(b), Some(s)), Some(n0)) => segment_number(rest)

@@ -41,6 +41,8 @@ pub struct Tenant {
     pub catalog: Option<Arc<AdCatalog>>,
     /// How its breaks are stitched.
     pub policies: Policies,
+    /// How its sessions get their ads (or who chooses).
+    pub insertion: crate::config::InsertionConfig,
     /// How fast its viewers may start sessions.
     pub session_limits: Arc<SessionLimits>,
 }
@@ -120,7 +122,9 @@ impl Tenant {
                 join: t.ssai.join_mid_break,
                 overlong: t.ssai.overlong_ads,
                 tracking: true,
+                guided: t.ssai.guided.policy(),
             },
+            insertion: t.ssai.insertion,
             session_limits: Arc::new(session_limits(&t.sessions)),
             slate_outage: t.cache.on_outage == crate::config::OnOutage::Slate,
             normalize_cmaf: match t.cache.cmaf_timing {
@@ -160,6 +164,7 @@ impl Tenant {
             slate_outage: false,
             catalog: None,
             policies: Policies::default(),
+            insertion: Default::default(),
             session_limits: Arc::new(session_limits(&Default::default())),
         }
     }

@@ -219,3 +219,194 @@ fn players_ride_out_a_20_second_origin_outage() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A guided tenant for VOD: a 10 s pre-roll and a 25 s mid-roll 20 s in, as interstitials.
+fn guided_vod_tenant(origin: &Origin) -> String {
+    let creatives: String = ["ad10", "ad15"]
+        .iter()
+        .map(|c| {
+            format!(
+                "[[tenants.creatives]]\nname = \"{c}\"\nduration = {}.0\nhls = \"/ads/{c}/hls/master.m3u8\"\nhls_fmp4 = \"/ads/{c}/cmaf/master.m3u8\"\ndash = \"/ads/{c}/dash/manifest.mpd\"\n",
+                &c[2..]
+            )
+        })
+        .collect();
+    format!(
+        "{}deadline = \"250ms\"\n[tenants.ssai]\ninsertion = \"guided\"\n{creatives}",
+        manifold_e2e::plugin_tenant(
+            "guided-vod",
+            origin,
+            "preroll",
+            "config = \"pod=ad10; midroll=ad10,ad15; midroll_at=20\""
+        )
+    )
+}
+
+/// Where the content resumes after an interstitial.
+#[derive(Clone, Copy)]
+enum Resume {
+    /// Live: after the pod, as long as it played (its asset list's duration).
+    AfterPod,
+    /// VOD pre- and mid-rolls: where it was inserted.
+    Where,
+}
+
+/// What a guided stream must show: interstitials that started, played their assets from the
+/// proxy, and gave playback back to the content where it should resume.
+fn check_guided(r: &Report, proxy: &str, resume: Option<Resume>) -> Result<(), String> {
+    let name = r.name();
+    let marks = r.0["interstitials"].as_array().cloned().unwrap_or_default();
+    let of = |what: &str| -> Vec<&serde_json::Value> {
+        marks.iter().filter(|m| m["what"] == what).collect()
+    };
+    let requests: Vec<&str> = r.0["guidedRequests"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let ad_segments: Vec<&&str> = requests
+        .iter()
+        .filter(|u| u.contains("mf_b=") && u.contains("/ads/"))
+        .collect();
+    if ad_segments.is_empty() || !ad_segments.iter().all(|u| u.starts_with(proxy)) {
+        return Err(format!(
+            "{name}: ad segments not from the proxy: {ad_segments:?}\n{}",
+            r.brief()
+        ));
+    }
+    if !requests.iter().any(|u| u.contains("/~guided/")) {
+        return Err(format!(
+            "{name}: no asset list or pod fetched\n{}",
+            r.brief()
+        ));
+    }
+    let started = [of("started"), of("ad-started")].concat();
+    if started.is_empty() {
+        return Err(format!("{name}: no interstitial started\n{}", r.brief()));
+    }
+    // smooth: no fatal error, no stall after start-up, and the content's playhead plus the
+    // time in ads kept up with the wall clock. Outside ads, a player that swaps media
+    // sources at an interstitial's edge may wait for under a second there (hls.js leaving a
+    // pod inserted in VOD); any other wait is a stall.
+    let wall = r.played().1;
+    let played = r.0["progressed"].as_f64().unwrap_or(0.0);
+    let ads = r.0["adWall"].as_f64().unwrap_or(0.0);
+    let playing: Vec<f64> = r.0["playingAt"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    let edges: Vec<f64> = marks.iter().filter_map(|m| m["t"].as_f64()).collect();
+    let stalls: Vec<serde_json::Value> = r
+        .stalls()
+        .into_iter()
+        .filter(|s| s["ad"] != true)
+        .filter(|s| {
+            let t = s["t"].as_f64().unwrap_or(0.0);
+            let lasted = playing
+                .iter()
+                .find(|p| **p >= t)
+                .map_or(f64::INFINITY, |p| p - t);
+            let at_edge = edges.iter().any(|e| (e - t).abs() < 1.5);
+            !(at_edge && lasted < 1.0)
+        })
+        .collect();
+    if !r.started() || !r.fatal().is_empty() || !stalls.is_empty() || played + ads < 0.9 * wall {
+        return Err(format!(
+            "{name}: fatal {:?}, stalls {stalls:?}; played {played:.1} s + {ads:.1} s of ads in {wall:.1} s\n{}",
+            r.fatal(),
+            r.brief()
+        ));
+    }
+    if let Some(resume) = resume {
+        // hls.js: the primary resumed where it should after the first interstitial
+        let (Some(s), Some(back)) = (
+            of("started").first().copied(),
+            of("resumed").first().copied(),
+        ) else {
+            return Err(format!("{name}: primary never resumed\n{}", r.brief()));
+        };
+        let expected = match resume {
+            Resume::AfterPod => s["duration"].as_f64().unwrap_or(f64::NAN),
+            Resume::Where => 0.0,
+        };
+        let start = s["start"].as_f64().unwrap_or(f64::NAN);
+        let at = back["primary"].as_f64().unwrap_or(f64::NAN);
+        if !((at - start) - expected).abs().lt(&1.5) {
+            return Err(format!(
+                "{name}: resumed at {at:.2}, {:.2} s after the break's start {start:.2} (expected {expected})\n{}",
+                at - start,
+                r.brief()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Server-guided sessions in real players: breaks announced as HLS Interstitials (live and
+/// VOD), their pods fetched by the players from the proxy's asset lists, content resuming
+/// where it should, and every beacon fired once per session.
+#[test]
+fn guided_breaks_play_as_interstitials_in_hls_js_and_shaka() {
+    use Player::{HlsJs, Shaka};
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    // a 20 s break every 40 s, the first 10 s after start-up
+    let origin = Origin::live(20, 10, 30, 40, 20).unwrap();
+    let config = format!(
+        "{}{}",
+        demo_tenants(&origin, "250ms"),
+        guided_vod_tenant(&origin)
+    );
+    let proxy = Proxy::start(&config).unwrap();
+    let seconds = 60;
+    let plan = [
+        (
+            HlsJs,
+            "/guided/live/cmaf/master.m3u8?insertion=guided",
+            Some(Resume::AfterPod),
+        ),
+        (
+            HlsJs,
+            "/guided/live/hls/master.m3u8?insertion=guided",
+            Some(Resume::AfterPod),
+        ),
+        (
+            HlsJs,
+            "/guided-vod/vod/hls/master.m3u8",
+            Some(Resume::Where),
+        ),
+        (
+            Shaka,
+            "/guided/live/cmaf/master.m3u8?insertion=guided",
+            None,
+        ),
+        (Shaka, "/guided/live/hls/master.m3u8?insertion=guided", None),
+        (Shaka, "/guided-vod/vod/cmaf/master.m3u8", None),
+    ];
+    let streams: Vec<Stream> = plan
+        .iter()
+        .map(|(p, path, _)| Stream::new(*p, proxy.url(path), seconds))
+        .collect();
+    let reports = browser::play(&streams, streams.len(), false).unwrap();
+    let base = proxy.url("");
+    let mut failures = Vec::new();
+    for ((_, _, resume), s) in plan.iter().zip(&streams) {
+        let Some(r) = reports.iter().find(|r| r.name() == s.name) else {
+            failures.push(format!("{}: no report", s.name));
+            continue;
+        };
+        if let Err(e) = check_guided(r, &base, *resume) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fired = rt.block_on(origin.beacons());
+    // at most once per session: no beacon path fired more often than there are live sessions
+    let live = plan.iter().filter(|(_, p, _)| p.contains("/live/")).count() as u64;
+    assert!(!fired.is_empty(), "no beacons fired");
+    for (path, n) in &fired {
+        assert!(
+            *n <= live,
+            "{path} fired {n} times for {live} sessions: {fired:?}"
+        );
+    }
+}

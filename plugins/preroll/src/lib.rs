@@ -1,18 +1,13 @@
 //! Plays a pre-roll pod before the content: `pod=ad10,ad15` in the config (default `ad10`).
-//! Viewers with `?preroll=0` skip it.
+//! Viewers with `?preroll=0` skip it. In VOD, `midroll=ad10` with `midroll_at=20` also plays a
+//! mid-roll pod 20 s into the content.
 use manifold_plugin_sdk::*;
 
 struct Preroll;
 
-fn preroll(v: &Viewer, config: &str) -> Result<Vec<Edit>, String> {
-    if v.query("preroll") == Some("0") {
-        return Ok(vec![]);
-    }
-    let mut names = config::list(config, "pod");
-    if names.is_empty() {
-        names.push("ad10");
-    }
-    let pod = names
+/// `adN` lasts N s.
+fn pod_of(names: &[&str]) -> Vec<Ad> {
+    names
         .iter()
         .map(|n| {
             Ad::new(
@@ -22,17 +17,36 @@ fn preroll(v: &Viewer, config: &str) -> Result<Vec<Edit>, String> {
                     .unwrap_or(10.0),
             )
         })
-        .collect();
-    Ok(vec![Edit::Preroll(pod)])
+        .collect()
+}
+
+fn preroll(v: &Viewer, config: &str, live: bool) -> Result<Vec<Edit>, String> {
+    if v.query("preroll") == Some("0") {
+        return Ok(vec![]);
+    }
+    let mut names = config::list(config, "pod");
+    if names.is_empty() {
+        names.push("ad10");
+    }
+    let mut edits = vec![Edit::Preroll(pod_of(&names))];
+    let mid = config::list(config, "midroll");
+    let at = config::get(config, "midroll_at").and_then(|a| a.parse::<f64>().ok());
+    if let (false, false, Some(at)) = (live, mid.is_empty(), at) {
+        edits.push(Edit::InsertPod(Insert {
+            at,
+            pod: pod_of(&mid),
+        }));
+    }
+    Ok(edits)
 }
 
 impl Plugin for Preroll {
-    fn hls_media(_m: HlsMedia, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
-        preroll(&v, &config)
+    fn hls_media(m: HlsMedia, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        preroll(&v, &config, m.live)
     }
 
-    fn dash_mpd(_m: DashMpd, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
-        preroll(&v, &config)
+    fn dash_mpd(m: DashMpd, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
+        preroll(&v, &config, m.dynamic)
     }
 }
 

@@ -16,6 +16,113 @@ pub struct SsaiConfig {
     /// An ad longer than what is left of its break is `drop`ped or `cut` at a segment boundary.
     #[serde(default)]
     pub overlong_ads: crate::pods::Overlong,
+    /// How sessions get their ads: `stitched`, `guided` (server-guided: HLS Interstitials,
+    /// DASH alternative MPDs), or `player-select` (the viewer's `?insertion=` on the request
+    /// that starts the session; stitched without it).
+    #[serde(default)]
+    pub insertion: InsertionConfig,
+    /// How guided sessions announce their breaks.
+    #[serde(default)]
+    pub guided: GuidedConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InsertionConfig {
+    #[default]
+    Stitched,
+    Guided,
+    PlayerSelect,
+}
+
+/// `X-RESTRICT` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Restriction {
+    Skip,
+    Jump,
+}
+
+/// `X-SNAP` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Snap {
+    Out,
+    In,
+}
+
+/// `[tenants.ssai.guided]`: the interstitial attributes and DASH events of guided sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuidedConfig {
+    /// `X-RESUME-OFFSET`: `auto` (live: after what played; VOD: after the break; inserted
+    /// pods: where they were inserted), `break` or `zero`.
+    #[serde(default)]
+    pub resume: crate::policy::Resume,
+    /// `X-RESTRICT`: `["skip", "jump"]`.
+    #[serde(default)]
+    pub restrict: Vec<Restriction>,
+    /// `X-SNAP`: `["out", "in"]`. Default `["out"]`: breaks start on a segment boundary,
+    /// and a player that maps the start date onto MPEG-TS timestamps a little off it
+    /// (hls.js) would otherwise stop short of the break and wait.
+    #[serde(default = "snap_out")]
+    pub snap: Vec<Snap>,
+    /// `X-PLAYOUT-LIMIT` on every break (an early CUE-IN sets it anyway).
+    #[serde(default)]
+    pub playout_limit: bool,
+    /// `CUE="ONCE"`.
+    #[serde(default)]
+    pub once: bool,
+    /// Stitch the ads too, for players that ignore interstitials.
+    #[serde(default)]
+    pub both_signals: bool,
+    /// DASH: `insert` (live) or `replace` alternative-MPD events.
+    #[serde(default)]
+    pub dash: crate::policy::DashGuided,
+    /// DASH: callback events carrying the beacons too.
+    #[serde(default)]
+    pub dash_callbacks: bool,
+    /// Asset lists carry tracking URLs (SVTA2053-2), for players that report themselves.
+    #[serde(default)]
+    pub client_tracking: bool,
+}
+
+fn snap_out() -> Vec<Snap> {
+    vec![Snap::Out]
+}
+
+impl Default for GuidedConfig {
+    fn default() -> Self {
+        GuidedConfig {
+            resume: Default::default(),
+            restrict: Vec::new(),
+            snap: snap_out(),
+            playout_limit: false,
+            once: false,
+            both_signals: false,
+            dash: Default::default(),
+            dash_callbacks: false,
+            client_tracking: false,
+        }
+    }
+}
+
+impl GuidedConfig {
+    pub fn policy(&self) -> crate::policy::Guided {
+        crate::policy::Guided {
+            resume: self.resume,
+            restrict_skip: self.restrict.contains(&Restriction::Skip),
+            restrict_jump: self.restrict.contains(&Restriction::Jump),
+            snap_out: self.snap.contains(&Snap::Out),
+            snap_in: self.snap.contains(&Snap::In),
+            playout_limit: self.playout_limit,
+            once: self.once,
+            both: self.both_signals,
+            dash: self.dash,
+            callbacks: self.dash_callbacks,
+            client_tracking: self.client_tracking,
+        }
+    }
 }
 
 /// The tenant's VAST ad server.

@@ -193,6 +193,10 @@ impl EdgeProxy {
                 tracing::debug!(tenant = %route.tenant.id, client = ?session.client_addr(), why = r.as_str(), "session start refused");
                 return respond_text(session, ctx, 429, "session-rate", text.into()).await;
             }
+            Err(Instead::BadRequest(text)) => {
+                tracing::info!(tenant = %route.tenant.id, error = %text, "session not started");
+                return respond_text(session, ctx, 400, "bad-insertion", text).await;
+            }
             Err(Instead::Forbidden) => {
                 let text = "invalid session: this URL was not issued by this service".to_string();
                 return respond_text(session, ctx, 403, "bad-session", text).await;
@@ -225,6 +229,7 @@ enum Instead {
     Redirect(String),
     TooManySessions(crate::session_limit::Refused),
     Forbidden,
+    BadRequest(String),
     FailedClosed(crate::plugin::PluginFailure),
 }
 
@@ -238,6 +243,7 @@ fn answer_of(
         Outcome::Redirect(location) => return Err(Instead::Redirect(location)),
         Outcome::TooManySessions(r) => return Err(Instead::TooManySessions(r)),
         Outcome::Forbidden => return Err(Instead::Forbidden),
+        Outcome::BadRequest(text) => return Err(Instead::BadRequest(text)),
         Outcome::FailedClosed(f) => return Err(Instead::FailedClosed(f)),
         Outcome::PassThrough => match (&m.parsed, route.tenant.slate_outage) {
             // slate mode needs each rendition's shape: masters name them
@@ -461,6 +467,65 @@ impl EdgeProxy {
         resp.insert_header(REQUEST_ID, &ctx.request_id)?;
         resp.insert_header(header::CONTENT_LENGTH, "0")?;
         session.write_response_header(Box::new(resp), true).await
+    }
+
+    /// A guided session's asset list, ad playlist or pod MPD.
+    pub(super) async fn serve_guided(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        asked: Result<crate::guided::Asked, String>,
+        token: &str,
+    ) -> Result<()> {
+        let (Some(tenancy), Some(route)) = (ctx.tenancy.clone(), ctx.route.clone()) else {
+            return Error::e_explain(ErrorType::InternalError, "guided without route");
+        };
+        let asked = match asked {
+            Ok(a) => a,
+            Err(text) => return respond_text(session, ctx, 404, "no-guided", text).await,
+        };
+        let p = &tenancy.personalizer;
+        let Some(sid) = p.keys.verify(&route.tenant.id, token) else {
+            let text = "invalid session: this URL was not issued by this service".to_string();
+            return respond_text(session, ctx, 403, "bad-session", text).await;
+        };
+        let prefix = route.session_prefix(token);
+        // asset URIs are absolute: hls.js resolves them against the page, not the asset list
+        let req = session.req_header();
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or_default()
+            .to_string();
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let origin = format!("{}://{host}", if tls { "https" } else { "http" });
+        let assets = crate::assets::Assets {
+            origin: &origin,
+            route: &route,
+            store: &*p.store,
+            manifests: &p.manifests,
+            sid: &sid,
+            prefix: &prefix,
+        };
+        let query = session.req_header().uri.query().map(str::to_string);
+        match assets.answer(asked, query.as_deref()).await {
+            Ok(a) => {
+                let cs = cache_status::for_error("guided");
+                ctx.cache_status = Some(cs.clone());
+                let headers = vec![
+                    (header::CONTENT_TYPE, a.content_type.into()),
+                    (header::CACHE_CONTROL, crate::assets::CACHE_CONTROL.into()),
+                    (header::HeaderName::from_static("cache-status"), cs),
+                ];
+                respond(session, ctx, 200, headers, a.body).await
+            }
+            Err(r) => {
+                tracing::info!(tenant = %route.tenant.id, status = r.status, error = %r.text, "guided resource refused");
+                respond_text(session, ctx, r.status, r.detail, r.text).await
+            }
+        }
     }
 
     /// The client-side tracking JSON of a session.

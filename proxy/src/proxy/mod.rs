@@ -196,6 +196,17 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(true);
             }
         }
+        if let (Some(asked), Some(token)) = (
+            crate::guided::parse(&route.content_path),
+            route.session.clone(),
+        ) {
+            ctx.route = Some(route);
+            let span = tracing::info_span!("request", rid = %ctx.request_id);
+            self.serve_guided(session, ctx, asked, &token)
+                .instrument(span)
+                .await?;
+            return Ok(true);
+        }
         if route.join.is_some() && matches!(class, Class::Segment) {
             // consecutive slate segments served as one (outage slate entries)
             ctx.route = Some(route);

@@ -10,6 +10,7 @@ struct MemSession {
     decisions: BTreeMap<String, Vec<DecidedAd>>,
     beacons: BTreeSet<String>,
     claims: Vec<(String, String)>,
+    insertion: Insertion,
     /// What it holds, about (what the store weighs it by).
     bytes: usize,
 }
@@ -139,8 +140,13 @@ impl MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError> {
-        if claims.is_empty() {
+    async fn create(
+        &self,
+        sid: &str,
+        claims: &[(String, String)],
+        insertion: Insertion,
+    ) -> Result<(), StoreError> {
+        if claims.is_empty() && insertion == Insertion::Stitched {
             self.session(sid);
             return Ok(());
         }
@@ -148,6 +154,7 @@ impl SessionStore for MemoryStore {
             if s.claims.is_empty() {
                 s.claims = claims.to_vec();
             }
+            s.insertion = insertion;
         });
         Ok(())
     }
@@ -167,6 +174,7 @@ impl SessionStore for MemoryStore {
             facts: s.facts.clone(),
             decisions: s.decisions.clone(),
             claims: s.claims.clone(),
+            insertion: s.insertion,
         })
     }
 

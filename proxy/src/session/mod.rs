@@ -122,7 +122,9 @@ fn new_id() -> [u8; ID_LEN] {
     id
 }
 
-pub use manifold_ssai::ledger::{BreakFacts, BreakRecord, DecidedAd, SessionState, Slot};
+pub use manifold_ssai::ledger::{
+    BreakFacts, BreakRecord, DecidedAd, Insertion, SessionState, Slot,
+};
 
 /// One session's ledger in the store: what the SSAI pipeline records into.
 pub struct SessionLedger<'a> {
@@ -153,8 +155,13 @@ pub struct StoreError(pub String);
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Registers a new session, with the claims of the viewer token that started it (edge
-    /// auth; empty otherwise).
-    async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError>;
+    /// auth; empty otherwise) and how it gets its ads (for its whole life, on every node).
+    async fn create(
+        &self,
+        sid: &str,
+        claims: &[(String, String)],
+        insertion: Insertion,
+    ) -> Result<(), StoreError>;
     async fn get(&self, sid: &str) -> Result<SessionState, StoreError>;
     /// One break's record, if recorded: all that the beacon path, run for every ad segment a
     /// viewer fetches, needs.
@@ -302,7 +309,9 @@ mod tests {
         assert!(heavy > 2 << 10, "{heavy}");
         // a flood of new sessions: the store stays within its memory, evicting
         for i in 0..5000 {
-            s.create(&format!("bot{i}"), &[]).await.unwrap();
+            s.create(&format!("bot{i}"), &[], Insertion::Stitched)
+                .await
+                .unwrap();
         }
         let (n, bytes) = s.usage();
         assert!(bytes <= 1 << 20, "{bytes}");
@@ -313,7 +322,7 @@ mod tests {
     async fn memory_store_first_writer_wins_and_facts_merge() {
         let s = MemoryStore::new(Duration::from_secs(60), 100, 64 << 20);
         assert!(!s.get("x").await.unwrap().exists);
-        s.create("x", &[]).await.unwrap();
+        s.create("x", &[], Insertion::Stitched).await.unwrap();
         assert_eq!(
             s.record_break("x", "b1", &rec(5)).await.unwrap().start_seq,
             5

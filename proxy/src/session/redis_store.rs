@@ -141,13 +141,21 @@ fn json<T: Serialize>(v: &T) -> String {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn create(&self, sid: &str, claims: &[(String, String)]) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        sid: &str,
+        claims: &[(String, String)],
+        insertion: Insertion,
+    ) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         let key = Self::key(sid);
         let mut pipe = redis::pipe();
         pipe.hset_nx(&key, "created", 1);
         if !claims.is_empty() {
             pipe.hset_nx(&key, "claims", json(&claims));
+        }
+        if insertion != Insertion::Stitched {
+            pipe.hset_nx(&key, "mode", insertion.as_str());
         }
         pipe.expire(&key, self.ttl_secs)
             .query_async::<()>(&mut c)
@@ -195,11 +203,18 @@ impl SessionStore for RedisStore {
                 }
             } else if f == "claims" {
                 st.claims = serde_json::from_str(v).unwrap_or_default();
+            } else if f == "mode" {
+                st.insertion = Insertion::parse(v).unwrap_or_default();
             } else if let Some(id) = f.strip_prefix("e:") {
-                if let Ok((end, tagged)) = serde_json::from_str::<(u64, bool)>(v) {
+                // (end, tagged), or with the content's duration (guided sessions)
+                let end = serde_json::from_str::<(u64, bool, f64)>(v)
+                    .map(|(e, t, s)| (e, t, Some(s)))
+                    .or_else(|_| serde_json::from_str::<(u64, bool)>(v).map(|(e, t)| (e, t, None)));
+                if let Ok((end, tagged, secs)) = end {
                     let facts = st.facts.entry(id.to_string()).or_default();
                     facts.end_seq = Some(end);
                     facts.end_tagged = tagged;
+                    facts.secs = secs;
                 }
             }
         }
@@ -258,8 +273,18 @@ impl SessionStore for RedisStore {
         let mut c = self.conn().await?;
         let key = Self::key(sid);
         let mut pipe = redis::pipe();
-        if let Some(end) = facts.end_seq {
-            pipe.hset_nx(&key, format!("e:{id}"), json(&(end, facts.end_tagged)));
+        match (facts.end_seq, facts.secs) {
+            (Some(end), None) => {
+                pipe.hset_nx(&key, format!("e:{id}"), json(&(end, facts.end_tagged)));
+            }
+            (Some(end), Some(secs)) => {
+                pipe.hset_nx(
+                    &key,
+                    format!("e:{id}"),
+                    json(&(end, facts.end_tagged, secs)),
+                );
+            }
+            (None, _) => {}
         }
         if !facts.content_discs.is_empty() {
             let set = format!("{key}:disc:{id}");

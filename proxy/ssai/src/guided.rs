@@ -160,17 +160,6 @@ pub fn assets(rec: &BreakRecord) -> Vec<Asset> {
     out
 }
 
-/// What is left of a pod for a viewer who starts `offset` seconds into it
-/// (`_HLS_start_offset`): the ads that have not ended by then.
-pub fn remaining(assets: Vec<Asset>, offset: f64) -> Vec<Asset> {
-    // an ad that ends within a frame of the offset has ended
-    const EPS: f64 = 0.05;
-    assets
-        .into_iter()
-        .filter(|a| a.offset + a.duration > offset + EPS)
-        .collect()
-}
-
 /// How a recorded pod sits in the content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -203,6 +192,8 @@ pub struct Interstitial<'a> {
     /// The asset list URI (the session prefix included).
     pub asset_list: String,
     pub live: bool,
+    /// The content's packaging.
+    pub pack: Packaging,
 }
 
 /// The `ID` of a break's interstitial: stable for the session (the record id).
@@ -232,6 +223,16 @@ impl Interstitial<'_> {
         }
     }
 
+    /// How long the pod's ads play (slate padding is not announced).
+    fn ads_secs(&self) -> f64 {
+        self.rec
+            .slots
+            .iter()
+            .filter(|s| s.ad.is_some())
+            .map(|s| s.duration)
+            .sum()
+    }
+
     fn pod_secs(&self) -> f64 {
         self.rec.slots.iter().map(|s| s.duration).sum()
     }
@@ -245,19 +246,31 @@ impl Interstitial<'_> {
         );
         let (resume, limit) = match self.kind {
             Kind::Break => {
+                // the range the ads replace: the content after them (the rest of a longer
+                // break) plays, so players that resume at the range's end (Shaka, live)
+                // and those that resume after what played (hls.js) land at the same place
                 let (secs, ended) = self.content_secs();
+                let replaced = self.ads_secs().min(secs);
                 if ended {
-                    let _ = write!(l, ",DURATION={secs:.3}");
+                    let _ = write!(l, ",DURATION={replaced:.3}");
                 } else {
-                    let _ = write!(l, ",PLANNED-DURATION={secs:.3}");
+                    let _ = write!(l, ",PLANNED-DURATION={replaced:.3}");
                 }
-                let early = ended && secs + 0.5 < self.rec.duration;
+                // the break ended before its ads did
+                let early = ended && secs + 0.5 < self.ads_secs();
                 let resume = match policy.resume {
                     Resume::Auto if self.live => None,
-                    Resume::Auto | Resume::Break => Some(secs),
+                    Resume::Auto => Some(replaced),
+                    Resume::Break => Some(secs),
                     Resume::Zero => Some(0.0),
                 };
-                (resume, (early || policy.playout_limit).then_some(secs))
+                // MPEG-TS content: its audio ends a little before its video (audio frames
+                // lead), so a player appending the pod in place (hls.js) waits forever at
+                // the break for a buffer end it never reaches; a playout limit makes it
+                // switch to the pod's own media source instead
+                let ts = (self.pack == Packaging::Ts).then(|| self.ads_secs());
+                let limit = (early || policy.playout_limit).then_some(secs).or(ts);
+                (resume, limit)
             }
             Kind::Pre | Kind::Insert { .. } => {
                 let _ = write!(l, ",DURATION={:.3}", self.pod_secs());

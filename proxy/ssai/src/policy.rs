@@ -30,9 +30,9 @@ pub struct Policies {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resume {
-    /// Live breaks: after as long as the ads played (no attribute: the player keeps its
-    /// distance to the live edge); VOD breaks: after the break's content; inserted pods
-    /// (pre-rolls, VOD mid-rolls): where they were inserted.
+    /// Live breaks: after what played (no attribute: the viewer keeps its distance to the
+    /// live edge); VOD breaks: after the content the ads replace; inserted pods (pre-rolls,
+    /// VOD mid-rolls): where they were inserted.
     #[default]
     Auto,
     /// After the break's content, always.

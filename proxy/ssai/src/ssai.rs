@@ -15,7 +15,7 @@ use crate::ledger::{BreakFacts, BreakRecord, DecidedAd, Insertion, SessionState}
 use crate::pipeline::{Context, Format};
 use crate::pods::lay_out;
 pub use crate::policy::{JoinPolicy, Policies};
-use crate::stitch::{ContentEdits, Placed, SlotUri, Stitch};
+use crate::stitch::{Announce, ContentEdits, Placed, SlotUri, Stitch};
 use crate::view::{BreakSpan, HlsMediaView};
 use m3u8_rs::MediaPlaylist;
 use std::collections::{BTreeMap, BTreeSet};
@@ -398,7 +398,7 @@ fn anchor(state: &SessionState) -> Option<(u64, i64)> {
 
 /// A guided session's interstitials: one `EXT-X-DATERANGE` per recorded pod whose content
 /// (or the content it precedes) is still in or after the window.
-fn interstitials(media: &Media<'_>, state: &SessionState, cx: &Context<'_>) -> Vec<String> {
+fn interstitials(media: &Media<'_>, state: &SessionState, cx: &Context<'_>) -> Vec<Announce> {
     let pack = media.packaging();
     let live = media.view.view.live;
     let seq0 = media.playlist.media_sequence;
@@ -429,8 +429,12 @@ fn interstitials(media: &Media<'_>, state: &SessionState, cx: &Context<'_>) -> V
             start_ms,
             asset_list: format!("{}{path}", cx.prefix),
             live,
+            pack,
         };
-        out.push(i.line(&cx.policies.guided));
+        out.push(Announce {
+            at: Some(rec.start_seq),
+            line: i.line(&cx.policies.guided),
+        });
     }
     out
 }

@@ -228,12 +228,30 @@ pub struct Stitch<'a> {
     pub tracking: bool,
     /// `EXT-X-START` for a live pre-roll: seconds from the end where the pod begins.
     pub start_offset: Option<f64>,
-    /// Tags announcing the session's breaks (guided: interstitial date ranges), after the
-    /// header.
-    pub announce: &'a [String],
+    /// Tags announcing the session's breaks (guided: interstitial date ranges), each before
+    /// the content segment it starts at (players anchor a date range on the segment after
+    /// it), or after the header when that segment is not in the window.
+    pub announce: &'a [Announce],
     /// A program date-time (Unix ms) for the first segment of an undated playlist (date
     /// ranges need one to be placed).
     pub first_pdt: Option<i64>,
+}
+
+/// A tag announcing a break, and the content segment (origin media sequence) it goes before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Announce {
+    pub at: Option<u64>,
+    pub line: String,
+}
+
+impl Stitch<'_> {
+    /// Whether an announcement goes before content segment `n` of the window (`None`: after
+    /// the header).
+    fn anchored(&self, a: &Announce) -> Option<u64> {
+        let seq0 = self.playlist.media_sequence;
+        let end = seq0 + self.playlist.segments.len() as u64;
+        a.at.filter(|n| (seq0..end).contains(n))
+    }
 }
 
 /// `#EXT-X-PROGRAM-DATE-TIME` of Unix ms.
@@ -476,11 +494,12 @@ impl Stitch<'_> {
         let body = self.body;
         let mut w = Vec::with_capacity(body.len() + 64 * 32);
         self.render_header(&mut w, &body[layout.header.clone()], num);
-        for l in self.announce {
-            w.extend_from_slice(l.as_bytes());
+        for a in self.announce.iter().filter(|a| self.anchored(a).is_none()) {
+            w.extend_from_slice(a.line.as_bytes());
             w.push(b'\n');
         }
-        let header_end = w.len();
+        let mut first_item = true;
+        let mut announced_at = None;
         let encrypted = self.playlist.segments.iter().any(|s| {
             s.key
                 .as_ref()
@@ -502,6 +521,20 @@ impl Stitch<'_> {
         // init and key in force before the window (from the content before the first ad)
         let mut in_ads = false;
         for item in self.items() {
+            // announcements go before the first item of their content segment
+            let content = match item {
+                Item::Content(i) => Some(i),
+                Item::Slot { carries, .. } => carries,
+            };
+            if let Some(n) = content.map(|i| seq0 + i as u64) {
+                if announced_at != Some(n) {
+                    announced_at = Some(n);
+                    for a in self.announce.iter().filter(|a| self.anchored(a) == Some(n)) {
+                        w.extend_from_slice(a.line.as_bytes());
+                        w.push(b'\n');
+                    }
+                }
+            }
             match item {
                 Item::Slot { p, k, carries } => {
                     let carried = carries
@@ -513,17 +546,19 @@ impl Stitch<'_> {
                         .unwrap_or_default();
                     let at = SlotAt {
                         key_none: encrypted && !in_ads,
-                        first: w.len() == header_end,
+                        first: first_item,
                     };
+                    first_item = false;
                     self.write_slot(&mut w, p, k, &carried, at);
                     in_ads = true;
                 }
                 Item::Content(i) => {
                     let n = seq0 + i as u64;
                     let text = &body[layout.segments[i].clone()];
-                    if let (Some(ms), true) = (self.first_pdt, w.len() == header_end) {
+                    if let (Some(ms), true) = (self.first_pdt, first_item) {
                         let _ = writeln!(w, "{}", pdt_line(ms));
                     }
+                    first_item = false;
                     let back = in_ads || returns.contains(&n);
                     if back {
                         if !has_tag(text, b"#EXT-X-DISCONTINUITY") {

@@ -92,16 +92,27 @@ impl Stitch<'_> {
                     .and_then(chrono::DateTime::from_timestamp_millis)
                     .map(|t| t.fixed_offset());
             }
-            // the announcements, as tags of the first segment (m3u8-rs writes them before it)
-            let announced = self.announce.iter().filter_map(|l| {
-                let (tag, rest) = l.strip_prefix("#EXT-")?.split_once(':')?;
-                Some(m3u8_rs::ExtTag {
-                    tag: tag.to_string(),
-                    rest: Some(rest.to_string()),
-                })
+        }
+        // the announcements, as tags of the segment they go before (m3u8-rs writes them
+        // before it); unanchored ones on the first
+        for a in self.announce {
+            let Some((tag, rest)) = a.line.strip_prefix("#EXT-").and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let at = self.anchored(a).and_then(|n| {
+                let uri = &m.segments.get((n - seq0) as usize)?.uri;
+                segments.iter().position(|s| &s.uri == uri)
             });
-            let tags: Vec<_> = announced.chain(first.unknown_tags.drain(..)).collect();
-            first.unknown_tags = tags;
+            if let Some(seg) = segments.get_mut(at.unwrap_or(0)) {
+                seg.unknown_tags.insert(
+                    0,
+                    m3u8_rs::ExtTag {
+                        tag: tag.to_string(),
+                        rest: Some(rest.to_string()),
+                    },
+                );
+            }
         }
         let mut out = m.clone();
         out.segments = segments;

@@ -1,0 +1,348 @@
+//! What a guided session's player fetches itself: the asset list of a break (HLS
+//! Interstitials), each ad's playlists, and the pod MPD of a DASH break. All are read back
+//! from the session's record of the break (the decision stitched mode would stitch, made
+//! once per session and break, on whichever node saw it first), so every node answers the
+//! same. Ad segments are the creative's, under the session and with the slot they play, so
+//! they come from the segment cache and fire the session's beacons as in stitched mode.
+
+use crate::ads::{join, Resolver};
+use crate::creatives::Packaging;
+use crate::guided::{self, Asked, Asset};
+use crate::manifest_cache::ManifestCache;
+use crate::parse::Parsed;
+use crate::route::Route;
+use crate::session::{BreakRecord, SessionStore};
+use bytes::Bytes;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// A guided resource, or why not.
+pub struct Answer {
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// A refusal: status, `Cache-Status` detail and the message.
+pub struct Refused {
+    pub status: u16,
+    pub detail: &'static str,
+    pub text: String,
+}
+
+fn refused(status: u16, detail: &'static str, text: impl Into<String>) -> Refused {
+    Refused {
+        status,
+        detail,
+        text: text.into(),
+    }
+}
+
+/// How long players may keep a guided resource: the record it is made of never changes.
+pub const CACHE_CONTROL: &str = "private, max-age=300";
+
+/// What answering needs of the proxy.
+pub struct Assets<'a> {
+    /// `scheme://host` the request came to: asset URIs are absolute.
+    pub origin: &'a str,
+    pub route: &'a Route,
+    pub store: &'a dyn SessionStore,
+    pub manifests: &'a ManifestCache,
+    /// The verified session and its URL prefix.
+    pub sid: &'a str,
+    pub prefix: &'a str,
+}
+
+impl Assets<'_> {
+    pub async fn answer(&self, asked: Asked, query: Option<&str>) -> Result<Answer, Refused> {
+        let id = match &asked {
+            Asked::AssetList { id, .. }
+            | Asked::AssetMaster { id, .. }
+            | Asked::AssetRendition { id, .. }
+            | Asked::PodMpd { id } => id.clone(),
+        };
+        let rec = self.record(&id).await?;
+        match asked {
+            Asked::AssetList { pack, id } => self.asset_list(pack, &id, &rec, query),
+            Asked::AssetMaster { pack, id, ad } => {
+                let asset = asset(&rec, &id, ad)?;
+                self.asset_master(pack, &asset).await
+            }
+            Asked::AssetRendition {
+                pack,
+                id,
+                ad,
+                rendition,
+            } => {
+                let asset = asset(&rec, &id, ad)?;
+                self.asset_rendition(pack, &id, &rec, &asset, rendition)
+                    .await
+            }
+            Asked::PodMpd { id } => self.pod_mpd(&id, &rec).await,
+        }
+    }
+
+    async fn record(&self, id: &str) -> Result<Arc<BreakRecord>, Refused> {
+        match self.store.get_break(self.sid, id).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(refused(
+                404,
+                "no-break",
+                format!("this session has no break {id:?}"),
+            )),
+            Err(e) => Err(refused(503, "session-store", e.to_string())),
+        }
+    }
+
+    fn resolver(&self) -> Result<Resolver<'_>, Refused> {
+        let tenant = &self.route.tenant;
+        let catalog = tenant
+            .catalog
+            .as_ref()
+            .ok_or_else(|| refused(404, "no-catalog", "this tenant has no ad catalog"))?;
+        Ok(catalog.resolver(tenant, self.manifests, self.prefix))
+    }
+
+    /// `{"ASSETS":[{"URI","DURATION"}]}`: the whole pod, from the break's start, also for a
+    /// viewer who joins `_HLS_start_offset` seconds into it. Players place an asset list at
+    /// the break's start and skip, by the assets' durations, what has passed (hls.js seeks
+    /// to the offset, Shaka skips the assets that ended before it and seeks into the next):
+    /// a list cut to what is left would be placed at the break's start all the same, and
+    /// play the wrong ads, or none.
+    fn asset_list(
+        &self,
+        pack: Packaging,
+        id: &str,
+        rec: &BreakRecord,
+        query: Option<&str>,
+    ) -> Result<Answer, Refused> {
+        let mut offset = None;
+        for (k, v) in query
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+        {
+            match k {
+                "_HLS_start_offset" => {
+                    let o = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|o| o.is_finite() && *o >= 0.0)
+                        .ok_or_else(|| {
+                            refused(400, "bad-offset", format!("_HLS_start_offset={v:?}"))
+                        })?;
+                    offset = Some(o);
+                }
+                "_HLS_primary_id" => {
+                    // the player's playback id: the session in the URL already says whose
+                    tracing::debug!(primary = %v, break_id = %id, "asset list");
+                }
+                _ => {}
+            }
+        }
+        if let Some(o) = offset {
+            tracing::debug!(offset = o, break_id = %id, "asset list for a viewer joining mid-break");
+        }
+        let assets = guided::assets(rec);
+        let mut list = Vec::with_capacity(assets.len());
+        for a in &assets {
+            let path = guided::asset_path(pack, id, a.ad)
+                .ok_or_else(|| refused(404, "no-break", "break id too long"))?;
+            list.push(serde_json::json!({
+                "URI": format!("{}{}{path}", self.origin, self.prefix),
+                "DURATION": (a.duration * 1000.0).round() / 1000.0,
+            }));
+        }
+        let mut body = serde_json::json!({ "ASSETS": list });
+        if self.route.tenant.policies.guided.client_tracking {
+            body["X-AD-CREATIVE-SIGNALING"] = signaling(rec, &assets);
+        }
+        Ok(Answer {
+            content_type: "application/json",
+            body: Bytes::from(body.to_string()),
+        })
+    }
+
+    /// The creative's multivariant playlist, its renditions renamed to this ad's (`{r}.m3u8`
+    /// beside it).
+    async fn asset_master(&self, pack: Packaging, asset: &Asset) -> Result<Answer, Refused> {
+        let (_, m) = self
+            .resolver()?
+            .creative_master(&asset.creative, pack)
+            .await
+            .map_err(|e| refused(502, "creative", e))?;
+        let Parsed::HlsMaster { playlist, .. } = &m.parsed else {
+            return Err(refused(
+                502,
+                "creative",
+                "the creative has no master playlist",
+            ));
+        };
+        let mut out = playlist.clone();
+        out.variants.retain(|v| !v.is_i_frame);
+        let n = out.variants.len();
+        for (r, v) in out.variants.iter_mut().enumerate() {
+            v.uri = format!("{r}.m3u8");
+        }
+        for (k, a) in out.alternatives.iter_mut().enumerate() {
+            if a.uri.is_some() {
+                a.uri = Some(format!("{}.m3u8", n + k));
+            }
+        }
+        let mut buf = Vec::with_capacity(m.body.len() + 64);
+        let _ = out.write_to(&mut buf);
+        Ok(Answer {
+            content_type: "application/vnd.apple.mpegurl",
+            body: Bytes::from(buf),
+        })
+    }
+
+    /// One rendition of an ad: the creative's segments the session's slots play, each with
+    /// its slot (for beacons), as VOD.
+    async fn asset_rendition(
+        &self,
+        pack: Packaging,
+        id: &str,
+        rec: &BreakRecord,
+        asset: &Asset,
+        rendition: usize,
+    ) -> Result<Answer, Refused> {
+        let resolver = self.resolver()?;
+        let bad = |e: String| refused(502, "creative", e);
+        let (master_path, m) = resolver
+            .creative_master(&asset.creative, pack)
+            .await
+            .map_err(bad)?;
+        let Parsed::HlsMaster { playlist, .. } = &m.parsed else {
+            return Err(bad("the creative has no master playlist".into()));
+        };
+        let uris: Vec<&str> = playlist
+            .variants
+            .iter()
+            .filter(|v| !v.is_i_frame)
+            .map(|v| v.uri.as_str())
+            .chain(
+                playlist
+                    .alternatives
+                    .iter()
+                    .filter_map(|a| a.uri.as_deref()),
+            )
+            .collect();
+        let Some(uri) = uris.get(rendition) else {
+            return Err(refused(
+                404,
+                "no-rendition",
+                format!("no rendition {rendition}"),
+            ));
+        };
+        let media_path =
+            join(&master_path, uri).ok_or_else(|| bad(format!("{uri:?} leaves the origin")))?;
+        let media = resolver.hls_playlist(&media_path).await.map_err(bad)?;
+        let Parsed::HlsMedia { playlist: pl, .. } = &media.parsed else {
+            return Err(bad(format!("{media_path} is not a media playlist")));
+        };
+        let to_viewer = |u: &str| {
+            join(&media_path, u)
+                .map(|p| format!("{}{p}", self.prefix))
+                .ok_or_else(|| bad(format!("segment URI {u:?} leaves the origin")))
+        };
+        let target = asset
+            .slots
+            .iter()
+            .map(|&i| rec.slots[i].duration.ceil() as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut out = format!(
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        );
+        if let Some(map) = pl.segments.iter().find_map(|s| s.map.as_ref()) {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", to_viewer(&map.uri)?);
+        }
+        for (k, &i) in asset.slots.iter().enumerate() {
+            let slot = &rec.slots[i];
+            let seg = pl
+                .segments
+                .get(slot.index as usize)
+                .ok_or_else(|| bad(format!("{media_path} has no segment {}", slot.index)))?;
+            let mut uri = to_viewer(&seg.uri)?;
+            let sep = if uri.contains('?') { '&' } else { '?' };
+            let _ = write!(uri, "{sep}mf_b={id}&mf_s={i}");
+            if k == 0
+                && seg
+                    .uri
+                    .split('?')
+                    .next()
+                    .is_some_and(|f| f.ends_with(".ts"))
+            {
+                // the creative's first TS segment with its audio leading (see ts_lead)
+                let _ = write!(uri, "&{}=1", crate::route::LEAD_PARAM);
+            }
+            let _ = write!(out, "#EXTINF:{:.3},\n{uri}\n", slot.duration);
+        }
+        out.push_str("#EXT-X-ENDLIST\n");
+        Ok(Answer {
+            content_type: "application/vnd.apple.mpegurl",
+            body: Bytes::from(out),
+        })
+    }
+
+    async fn pod_mpd(&self, _id: &str, _rec: &BreakRecord) -> Result<Answer, Refused> {
+        Err(refused(404, "no-pod", "DASH pods are not served yet"))
+    }
+}
+
+/// Ad `ad` of the recorded break.
+fn asset(rec: &BreakRecord, id: &str, ad: u32) -> Result<Asset, Refused> {
+    guided::assets(rec)
+        .into_iter()
+        .find(|a| a.ad == ad)
+        .ok_or_else(|| refused(404, "no-ad", format!("break {id:?} has no ad {ad}")))
+}
+
+/// SVTA2053-2 creative signaling of the listed assets: each ad's tracking URLs by event, at
+/// their offsets into the ad, for players that report tracking themselves.
+fn signaling(rec: &BreakRecord, assets: &[Asset]) -> serde_json::Value {
+    let start = assets.first().map_or(0.0, |a| a.offset);
+    let payload: Vec<serde_json::Value> = assets
+        .iter()
+        .map(|a| {
+            let decided = rec.ads.get(a.ad as usize);
+            let at = |event: &str| match event {
+                "firstQuartile" => a.duration * 0.25,
+                "midpoint" => a.duration * 0.5,
+                "thirdQuartile" => a.duration * 0.75,
+                "complete" => a.duration,
+                _ => 0.0,
+            };
+            let tracking: Vec<serde_json::Value> = decided
+                .map(|d| {
+                    d.tracking
+                        .iter()
+                        .map(|(event, urls)| {
+                            serde_json::json!({
+                                "type": event,
+                                "offset": at(event),
+                                "urls": urls,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "type": "linear",
+                "start": a.offset - start,
+                "duration": a.duration,
+                "identifiers": [{
+                    "scheme": "urn:manifold:ad",
+                    "value": decided.map_or(a.creative.as_str(), |d| d.id.as_str()),
+                }],
+                "tracking": tracking,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "version": 2,
+        "type": "pod",
+        "payload": payload,
+    })
+}

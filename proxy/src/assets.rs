@@ -286,8 +286,29 @@ impl Assets<'_> {
         })
     }
 
-    async fn pod_mpd(&self, _id: &str, _rec: &BreakRecord) -> Result<Answer, Refused> {
-        Err(refused(404, "no-pod", "DASH pods are not served yet"))
+    /// A DASH break's pod as a static MPD: the creatives' periods as stitching would cut
+    /// them, their segments under the session with their slots (for beacons).
+    async fn pod_mpd(&self, key: &str, rec: &BreakRecord) -> Result<Answer, Refused> {
+        use crate::creatives::Creatives;
+        let resolver = self.resolver()?;
+        let mut creatives = std::collections::BTreeMap::new();
+        for s in rec.slots.iter().filter(|s| s.ad.is_some()) {
+            if !creatives.contains_key(&s.creative) {
+                let c = resolver
+                    .dash(&s.creative)
+                    .await
+                    .map_err(|e| refused(502, "creative", e))?;
+                creatives.insert(s.creative.clone(), c);
+            }
+        }
+        let tracking = self.route.tenant.policies.tracking;
+        let mpd = crate::stitch_dash::pod_mpd(key, &rec.slots, &creatives, tracking)
+            .map_err(|e| refused(404, "no-ads", e))?;
+        let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{mpd}\n");
+        Ok(Answer {
+            content_type: "application/dash+xml",
+            body: Bytes::from(xml),
+        })
     }
 }
 

@@ -46,8 +46,8 @@
 
 // The ad-insertion core (crate `manifold-ssai`), under the names the data path uses.
 pub use manifold_ssai::{
-    apply, cmaf_timing, creatives, guided, ledger, master, parse, pipeline, pods, policy, scte35,
-    ssai, ssai_dash, stitch, stitch_dash, synthetic, ts_lead, types, view,
+    apply, cmaf_timing, creatives, guided, guided_dash, ledger, master, parse, pipeline, pods,
+    policy, scte35, ssai, ssai_dash, stitch, stitch_dash, synthetic, ts_lead, types, view,
 };
 
 pub mod admin;

@@ -89,6 +89,8 @@ struct Session {
     id: String,
     /// `<route prefix>/~<token>`: where the viewer's URLs live.
     prefix: String,
+    /// `scheme://host` and the prefix: the absolute root of the session's guided URLs.
+    root: String,
     created: bool,
     state: SessionState,
     /// The session's ad decisions, shared with the plugin's host calls (which add to them).
@@ -105,6 +107,7 @@ impl Personalizer {
         req: &RequestHeader,
         client_ip: Option<IpAddr>,
         access: Option<&Access>,
+        origin: &str,
     ) -> Outcome {
         let tenant = &route.tenant.id;
         let Some(slot) = self.registry.slot(tenant) else {
@@ -130,7 +133,10 @@ impl Personalizer {
             _ => None,
         };
         let mut session = match self.session(route, manifest, req, client_ip, grant).await {
-            Ok(session) => session,
+            Ok(mut session) => {
+                session.root = format!("{origin}{}", session.prefix);
+                session
+            }
             Err(Ok(outcome)) => return outcome,
             Err(Err(f)) => return self.fail(s.fail, tenant, version, digest, f),
         };
@@ -249,6 +255,7 @@ impl Personalizer {
         )));
         Ok(Session {
             id,
+            root: prefix.clone(),
             prefix,
             created,
             state,
@@ -267,6 +274,7 @@ impl Personalizer {
         replayed: &mut Option<PluginFailure>,
     ) -> Result<Vec<u8>, PluginFailure> {
         let prefix = session.prefix.clone();
+        let root = session.root.clone();
         let created = session.created;
         let none = NoCreatives;
         let resolver;
@@ -281,7 +289,7 @@ impl Personalizer {
             creatives,
             policies: &route.tenant.policies,
             want: RenditionWant::for_hint(route.hint),
-            prefix: &prefix,
+            prefix: &root,
             now_ms: unix_ms(),
         };
         let run = Run {
@@ -543,14 +551,14 @@ fn finish_master(
 
 /// The session's MPD: refreshes and every URL come back through the proxy in the session.
 fn finish_dash(
-    mut out: dash_mpd_core::MPD,
+    mut out: crate::guided_dash::DashOut,
     route: &Route,
     prefix: &str,
 ) -> Result<Vec<u8>, PluginFailure> {
-    out.locations = vec![dash_mpd_core::Location {
+    out.mpd.locations = vec![dash_mpd_core::Location {
         url: format!("{prefix}{}", route.content_path),
     }];
-    route_base_urls(&mut out, route, prefix);
+    route_base_urls(&mut out.mpd, route, prefix);
     let xml = out.to_string();
     if xml.is_empty() {
         return Err(invalid(apply::InvalidPlan("MPD did not serialize".into())));

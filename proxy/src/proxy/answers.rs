@@ -110,6 +110,20 @@ pub(super) async fn respond_text(
     respond(session, ctx, status, headers, Bytes::from(text + "\n")).await
 }
 
+/// `scheme://host[:port]` the request came to: guided sessions' URLs are absolute, since
+/// players resolve an asset list's assets and a DASH event's presentation against the page.
+fn request_origin(session: &Session) -> String {
+    let req = session.req_header();
+    let host = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or_default();
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
 pub(super) fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri
         .host()
@@ -159,6 +173,7 @@ impl EdgeProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let origin = request_origin(session);
         let outcome = tenancy
             .personalizer
             .run(
@@ -167,6 +182,7 @@ impl EdgeProxy {
                 session.req_header(),
                 client_ip,
                 ctx.access.as_ref(),
+                &origin,
             )
             .await;
         let answer = match answer_of(outcome, &m, &route) {

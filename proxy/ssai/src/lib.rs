@@ -15,6 +15,7 @@
 //! | what a session decided and learned per break; record ids | [`ledger`] |
 //! | a tenant's stitching policies | [`policy`] |
 //! | stitching for a session: HLS, DASH | [`ssai`] + [`stitch`], [`ssai_dash`] + [`stitch_dash`] |
+//! | server-guided sessions: interstitials, asset lists; DASH alternative-MPD events | [`guided`], [`guided_dash`] |
 //! | DASH helpers shared with the load test and the test player | [`dash`] |
 //! | stand-in creatives where there is no ad server (`plugin check`, benches, fuzzing, tests) | [`synthetic`] |
 //! | segment fix-ups on the way into the cache: CMAF timing, TS audio lead | [`cmaf_timing`], [`ts_lead`] |
@@ -25,6 +26,7 @@ pub mod cmaf_timing;
 pub mod creatives;
 pub mod dash;
 pub mod guided;
+pub mod guided_dash;
 pub mod ledger;
 pub mod master;
 pub mod parse;

@@ -25,7 +25,8 @@ pub struct Context<'a> {
     pub creatives: &'a dyn Creatives,
     pub policies: &'a Policies,
     pub want: RenditionWant,
-    /// The session's URL prefix (`/{tenant}/~{token}`): asset lists live under it.
+    /// Where the session's guided URLs (asset lists, pod MPDs) live: its prefix
+    /// (`/{tenant}/~{token}`), absolute in the proxy (players resolve some against the page).
     pub prefix: &'a str,
     /// Unix ms now: anchors synthesized program date-times of a guided session.
     pub now_ms: i64,

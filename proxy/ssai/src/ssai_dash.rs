@@ -5,8 +5,9 @@ use crate::apply::{InvalidPlan, MediaPlan};
 
 use crate::creatives::{Creatives, Packaging};
 
+use crate::guided_dash::{Announced, DashOut};
 use crate::ledger::{decided, DASH_HOST_RECORD, DASH_RECORD};
-use crate::ledger::{BreakRecord, DecidedAd, SessionState, Slot};
+use crate::ledger::{BreakRecord, DecidedAd, Insertion, SessionState, Slot};
 use crate::pods::lay_out;
 use crate::policy::{JoinPolicy, Policies};
 use crate::types::Ad;
@@ -266,14 +267,16 @@ pub async fn propose(
     Ok(out)
 }
 
-/// The MPD stitched from the session's records.
+/// The MPD for the session's records: stitched, or (a guided session) the content with each
+/// pod announced as an alternative-MPD event, or both.
 pub async fn render(
     media: &DashMedia<'_>,
     mpd: MPD,
-    records: &BTreeMap<String, BreakRecord>,
-    creatives: &dyn Creatives,
-    policies: &Policies,
-) -> Result<MPD, InvalidPlan> {
+    state: &SessionState,
+    cx: &Context<'_>,
+) -> Result<DashOut, InvalidPlan> {
+    let (records, creatives, policies) = (&state.breaks, cx.creatives, cx.policies);
+    let guided = state.insertion == Insertion::Guided;
     let mut pods = Vec::new();
     let mut resolved: BTreeMap<String, Arc<DashCreative>> = BTreeMap::new();
     let mut shown_ids = Vec::new();
@@ -286,7 +289,7 @@ pub async fn render(
         let Some(start) = rec.start_time else {
             continue;
         };
-        for s in &rec.slots {
+        for s in rec.slots.iter().filter(|_| !guided || policies.guided.both) {
             if !resolved.contains_key(&s.creative) {
                 let c = creatives
                     .dash(&s.creative)
@@ -317,7 +320,41 @@ pub async fn render(
             .then(|| Grid::of(media.mpd).listed_end())
             .flatten(),
     };
-    stitch_dash::render(mpd, &pods, &resolved, media.window_start(), opts).map_err(InvalidPlan)
+    let announced: Vec<_> = if guided {
+        kept_for_events(&pods)
+    } else {
+        Vec::new()
+    };
+    if guided && !policies.guided.both {
+        pods.clear();
+    }
+    let out = stitch_dash::render(mpd, &pods, &resolved, media.window_start(), opts)
+        .map_err(InvalidPlan)?;
+    let mut events = Vec::new();
+    for (key, start, insert) in announced {
+        let rec = &records[key];
+        let has_ads = rec.slots.iter().any(|s| s.ad.is_some());
+        let Some(path) = crate::guided::pod_mpd_path(key).filter(|_| has_ads) else {
+            continue;
+        };
+        let a = Announced {
+            key,
+            rec,
+            facts: state.facts.get(key),
+            insert,
+            period: stitch_dash::period_at(&out, start),
+            uri: format!("{}{path}", cx.prefix),
+        };
+        events.extend(a.events(&policies.guided));
+    }
+    Ok(DashOut { mpd: out, events })
+}
+
+/// The pods to announce: key, start and whether inserted.
+fn kept_for_events<'a>(pods: &[DashPod<'a>]) -> Vec<(&'a str, f64, bool)> {
+    pods.iter()
+        .map(|p| (p.key, p.start, p.end <= p.start))
+        .collect()
 }
 
 /// The DASH MPD as a [`Format`]: the plan drops representations and names pods, the
@@ -326,7 +363,7 @@ pub async fn render(
 impl Format for DashMedia<'_> {
     /// The MPD with the plan's representations dropped, and the plan.
     type Plan = (MPD, MediaPlan);
-    type Out = MPD;
+    type Out = DashOut;
 
     fn plan(&self, edits: &[crate::types::Edit]) -> Result<(MPD, MediaPlan), InvalidPlan> {
         crate::apply::dash(self.mpd, self.view, edits)
@@ -346,8 +383,8 @@ impl Format for DashMedia<'_> {
         plan: (MPD, MediaPlan),
         state: &SessionState,
         cx: &Context<'_>,
-    ) -> Result<MPD, InvalidPlan> {
-        render(self, plan.0, &state.breaks, cx.creatives, cx.policies).await
+    ) -> Result<DashOut, InvalidPlan> {
+        render(self, plan.0, state, cx).await
     }
 }
 
@@ -453,16 +490,22 @@ mod tests {
         // and it renders: content, the ad, the slate, content
         let mut records: BTreeMap<String, BreakRecord> = out.into_iter().collect();
         records.retain(|id, _| id == "dash:1000");
-        let mpd_out = render(
-            &media,
-            mpd.clone(),
-            &records,
-            &catalog,
-            &Policies::default(),
-        )
-        .await
-        .unwrap();
-        let ids: Vec<_> = mpd_out
+        let policies = Policies::default();
+        let cx = Context {
+            creatives: &catalog,
+            policies: &policies,
+            want: Default::default(),
+            prefix: "/t/~s",
+            now_ms: 0,
+        };
+        let state = SessionState {
+            breaks: records,
+            ..Default::default()
+        };
+        let out = render(&media, mpd.clone(), &state, &cx).await.unwrap();
+        assert!(out.events.is_empty(), "stitched: nothing announced");
+        let ids: Vec<_> = out
+            .mpd
             .periods
             .iter()
             .filter_map(|p| p.id.as_deref())

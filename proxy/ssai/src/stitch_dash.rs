@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod pod;
 mod timeline;
+pub use pod::{period_at, pod_mpd};
 pub use timeline::{creative_timing, kinds, Grid};
 use timeline::{expand, list_segments, rebase, source_spans};
 

@@ -187,9 +187,10 @@ pub async fn run(opts: &CheckOptions) -> Result<(String, bool), String> {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "component  {}  {} bytes  compiled and validated in {:.1} ms",
+        "component  {}  {} bytes  world {}  compiled and validated in {:.1} ms",
         plugin.digest,
         plugin.wasm_bytes,
+        plugin.world(),
         plugin.load_time.as_secs_f64() * 1000.0
     );
     let _ = writeln!(

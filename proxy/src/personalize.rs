@@ -147,6 +147,7 @@ impl Personalizer {
             store: self.store.clone(),
             cached: decisions.clone(),
             viewer: (*viewer).clone(),
+            insertion: session.state.insertion,
         };
         let called = self
             .registry

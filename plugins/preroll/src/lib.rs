@@ -1,6 +1,7 @@
 //! Plays a pre-roll pod before the content: `pod=ad10,ad15` in the config (default `ad10`).
 //! Viewers with `?preroll=0` skip it. In VOD, `midroll=ad10` with `midroll_at=20` also plays a
-//! mid-roll pod 20 s into the content.
+//! mid-roll pod 20 s into the content. `guided_pod=ad15` plays another pre-roll pod to
+//! server-guided sessions (the session is part of the plugin's input).
 use manifold_plugin_sdk::*;
 
 struct Preroll;
@@ -20,11 +21,15 @@ fn pod_of(names: &[&str]) -> Vec<Ad> {
         .collect()
 }
 
-fn preroll(v: &Viewer, config: &str, live: bool) -> Result<Vec<Edit>, String> {
+fn preroll(v: &Viewer, s: &Session, config: &str, live: bool) -> Result<Vec<Edit>, String> {
     if v.query("preroll") == Some("0") {
         return Ok(vec![]);
     }
-    let mut names = config::list(config, "pod");
+    let guided = config::list(config, "guided_pod");
+    let mut names = match s.insertion {
+        Insertion::Guided if !guided.is_empty() => guided,
+        _ => config::list(config, "pod"),
+    };
     if names.is_empty() {
         names.push("ad10");
     }
@@ -41,12 +46,22 @@ fn preroll(v: &Viewer, config: &str, live: bool) -> Result<Vec<Edit>, String> {
 }
 
 impl Plugin for Preroll {
-    fn hls_media(m: HlsMedia, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
-        preroll(&v, &config, m.live)
+    fn hls_media_in_session(
+        m: HlsMedia,
+        v: Viewer,
+        s: Session,
+        config: String,
+    ) -> Result<Vec<Edit>, String> {
+        preroll(&v, &s, &config, m.live)
     }
 
-    fn dash_mpd(m: DashMpd, v: Viewer, config: String) -> Result<Vec<Edit>, String> {
-        preroll(&v, &config, m.dynamic)
+    fn dash_mpd_in_session(
+        m: DashMpd,
+        v: Viewer,
+        s: Session,
+        config: String,
+    ) -> Result<Vec<Edit>, String> {
+        preroll(&v, &s, &config, m.dynamic)
     }
 }
 

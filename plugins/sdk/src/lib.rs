@@ -28,7 +28,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "plugin",
+        world: "session-plugin",
         pub_export_macro: true,
         default_bindings_module: "manifold_plugin_sdk::bindings",
     });
@@ -58,9 +58,44 @@ pub trait Plugin {
         let _ = (mpd, viewer, config);
         Ok(Vec::new())
     }
+
+    /// An HLS master playlist, with the viewer's session (how it gets its ads). Defaults
+    /// to [`Plugin::hls_master`]: implement this one to decide by the session.
+    fn hls_master_in_session(
+        master: HlsMaster,
+        viewer: Viewer,
+        session: Session,
+        config: String,
+    ) -> Result<Vec<Edit>, String> {
+        let _ = session;
+        Self::hls_master(master, viewer, config)
+    }
+
+    /// An HLS media playlist, with the viewer's session. Defaults to [`Plugin::hls_media`].
+    fn hls_media_in_session(
+        media: HlsMedia,
+        viewer: Viewer,
+        session: Session,
+        config: String,
+    ) -> Result<Vec<Edit>, String> {
+        let _ = session;
+        Self::hls_media(media, viewer, config)
+    }
+
+    /// A DASH MPD, with the viewer's session. Defaults to [`Plugin::dash_mpd`].
+    fn dash_mpd_in_session(
+        mpd: DashMpd,
+        viewer: Viewer,
+        session: Session,
+        config: String,
+    ) -> Result<Vec<Edit>, String> {
+        let _ = session;
+        Self::dash_mpd(mpd, viewer, config)
+    }
 }
 
-/// Exports a [`Plugin`] implementation as the component's entry points.
+/// Exports a [`Plugin`] implementation as the component's entry points (the
+/// `session-plugin` world of `manifold:plugin@0.2.1`).
 #[macro_export]
 macro_rules! plugin {
     ($ty:ty) => {
@@ -69,23 +104,26 @@ macro_rules! plugin {
             fn hls_master(
                 m: $crate::HlsMaster,
                 v: $crate::Viewer,
+                s: $crate::Session,
                 c: ::std::string::String,
             ) -> ::std::result::Result<::std::vec::Vec<$crate::Edit>, ::std::string::String> {
-                <$ty as $crate::Plugin>::hls_master(m, v, c)
+                <$ty as $crate::Plugin>::hls_master_in_session(m, v, s, c)
             }
             fn hls_media(
                 m: $crate::HlsMedia,
                 v: $crate::Viewer,
+                s: $crate::Session,
                 c: ::std::string::String,
             ) -> ::std::result::Result<::std::vec::Vec<$crate::Edit>, ::std::string::String> {
-                <$ty as $crate::Plugin>::hls_media(m, v, c)
+                <$ty as $crate::Plugin>::hls_media_in_session(m, v, s, c)
             }
             fn dash_mpd(
                 m: $crate::DashMpd,
                 v: $crate::Viewer,
+                s: $crate::Session,
                 c: ::std::string::String,
             ) -> ::std::result::Result<::std::vec::Vec<$crate::Edit>, ::std::string::String> {
-                <$ty as $crate::Plugin>::dash_mpd(m, v, c)
+                <$ty as $crate::Plugin>::dash_mpd_in_session(m, v, s, c)
             }
         }
         $crate::bindings::export!(__ManifoldExport with_types_in $crate::bindings);

@@ -30,6 +30,38 @@ pub mod scoped {
     });
 }
 
+/// The `session-plugin` world (0.2.1): `plugin` with the session as input.
+pub mod session {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "session-plugin",
+        // its imports are `plugin`'s own (`with`), so is their async-ness
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "manifold:plugin/types": super::manifold::plugin::types,
+            "manifold:plugin/host": super::manifold::plugin::host,
+        },
+    });
+}
+
+/// The `scoped-session-plugin` world (0.2.1): `scoped-plugin` with the session as input.
+pub mod scoped_session {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "scoped-session-plugin",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "manifold:plugin/types": super::manifold::plugin::types,
+            "manifold:plugin/log": super::scoped::manifold::plugin::log,
+            "manifold:plugin/kv": super::scoped::manifold::plugin::kv,
+            "manifold:plugin/ads": super::scoped::manifold::plugin::ads,
+            "manifold:plugin/clock": super::scoped::manifold::plugin::clock,
+        },
+    });
+}
+
 pub use self::manifold::plugin::host::Level;
 pub use self::manifold::plugin::types::*;
 
@@ -75,4 +107,6 @@ pub struct SessionCtx {
     /// so the caller stitches with the trackers of decisions made just now).
     pub cached: Arc<parking_lot::Mutex<BTreeMap<String, Vec<DecidedAd>>>>,
     pub viewer: Viewer,
+    /// How the session gets its ads (a 0.2.1 plugin is told).
+    pub insertion: crate::ledger::Insertion,
 }

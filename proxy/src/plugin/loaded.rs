@@ -2,6 +2,8 @@
 //! [`super::loading`]; calling it is [`super::runtime`].
 
 use super::bindings::scoped::ScopedPluginPre;
+use super::bindings::scoped_session::ScopedSessionPluginPre;
+use super::bindings::session::SessionPluginPre;
 use super::bindings::PluginPre;
 use super::capabilities::Capabilities;
 use super::host::HostState;
@@ -11,7 +13,7 @@ use std::time::Duration;
 pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("component does not fit the manifold:plugin@0.2.0 world: {0}")]
+    #[error("component does not fit a manifold:plugin@0.2 world: {0}")]
     World(String),
     #[error("plugin artifact store: {0}")]
     Io(String),
@@ -29,6 +31,22 @@ pub(super) enum Pre {
     Plugin(PluginPre<HostState>),
     /// `scoped-plugin`: one interface per capability; a deploy refuses ungranted ones.
     Scoped(ScopedPluginPre<HostState>),
+    /// `session-plugin` (0.2.1): `plugin`, called with the viewer's session too.
+    Session(SessionPluginPre<HostState>),
+    /// `scoped-session-plugin` (0.2.1): `scoped-plugin`, called with the session too.
+    ScopedSession(ScopedSessionPluginPre<HostState>),
+}
+
+impl Pre {
+    /// The world's name, for logs and `plugin check`.
+    pub fn world(&self) -> &'static str {
+        match self {
+            Pre::Plugin(_) => "plugin",
+            Pre::Scoped(_) => "scoped-plugin",
+            Pre::Session(_) => "session-plugin",
+            Pre::ScopedSession(_) => "scoped-session-plugin",
+        }
+    }
 }
 
 /// A compiled plugin, ready to instantiate.
@@ -45,6 +63,11 @@ pub struct LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// The world it was built for (`plugin`, `session-plugin`, ...).
+    pub fn world(&self) -> &'static str {
+        self.pre.world()
+    }
+
     /// The capabilities it imports that `granted` lacks, by name (empty: it may run).
     pub fn ungranted(&self, granted: Capabilities) -> Vec<&'static str> {
         self.imports.missing_from(granted)

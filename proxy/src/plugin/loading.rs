@@ -3,6 +3,8 @@
 //! the trial instantiation a deploy runs under the tenant's limits.
 
 use super::bindings::scoped::ScopedPluginPre;
+use super::bindings::scoped_session::ScopedSessionPluginPre;
+use super::bindings::session::SessionPluginPre;
 use super::bindings::PluginPre;
 use super::capabilities::Capabilities;
 use super::loaded::{LoadError, LoadedPlugin, Pre};
@@ -78,9 +80,16 @@ impl PluginEngine {
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
         let world = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
         let imports = scoped_imports(&self.engine, &component);
+        // the 0.2.1 worlds take the session too: their exports type-check only for them
         let pre = match imports {
-            None => Pre::Plugin(PluginPre::new(pre).map_err(world)?),
-            Some(_) => Pre::Scoped(ScopedPluginPre::new(pre).map_err(world)?),
+            None => match SessionPluginPre::new(pre.clone()) {
+                Ok(p) => Pre::Session(p),
+                Err(_) => Pre::Plugin(PluginPre::new(pre).map_err(world)?),
+            },
+            Some(_) => match ScopedSessionPluginPre::new(pre.clone()) {
+                Ok(p) => Pre::ScopedSession(p),
+                Err(_) => Pre::Scoped(ScopedPluginPre::new(pre).map_err(world)?),
+            },
         };
         let plugin = Arc::new(LoadedPlugin {
             digest: digest.clone(),
@@ -159,6 +168,8 @@ impl PluginEngine {
             let instantiated = match &plugin.pre {
                 Pre::Plugin(p) => p.instantiate_async(&mut store).await.map(|_| ()),
                 Pre::Scoped(p) => p.instantiate_async(&mut store).await.map(|_| ()),
+                Pre::Session(p) => p.instantiate_async(&mut store).await.map(|_| ()),
+                Pre::ScopedSession(p) => p.instantiate_async(&mut store).await.map(|_| ()),
             };
             match instantiated {
                 Ok(()) => Ok(()),

@@ -255,9 +255,10 @@ impl Registry {
             let Some(slot) = self.slots.get(&p.tenant) else {
                 continue;
             };
+            let world = p.plugin.world();
             let v = self.activate(slot, p.plugin, &p.source);
             *slot.deployments.config_digest.lock() = Some(p.file_digest);
-            tracing::info!(tenant = %p.tenant, digest = %v.digest, version = v.version, "plugin loaded");
+            tracing::info!(tenant = %p.tenant, digest = %v.digest, version = v.version, world, "plugin loaded");
         }
     }
 

@@ -224,25 +224,35 @@ impl PluginEngine {
             )
             .await?;
             cpu.forget();
+            let insertion = match session.as_ref().map_or(Default::default(), |s| s.insertion) {
+                crate::ledger::Insertion::Stitched => super::bindings::Insertion::Stitched,
+                crate::ledger::Insertion::Guided => super::bindings::Insertion::Guided,
+            };
+            let session_in = super::bindings::Session { insertion };
             let mut store = self.store(env, session, input.breaks(), deadline);
             // held in the store: the host gives it back while the call waits on the network
             store.data_mut().cpu = Some(CpuSlot::held(env.cpu.clone()));
             let call = async {
-                // the two worlds export the same functions over the same types
+                // the worlds export the same functions over the same types; the 0.2.1 ones
+                // take the session too
                 macro_rules! call {
-                    ($instance:expr) => {{
+                    ($instance:expr $(, $session:expr)?) => {{
                         let instance = $instance;
                         match input {
                             Input::HlsMaster(m) => {
                                 instance
-                                    .call_hls_master(&mut store, m, viewer, config)
+                                    .call_hls_master(&mut store, m, viewer, $($session,)? config)
                                     .await
                             }
                             Input::HlsMedia(m) => {
-                                instance.call_hls_media(&mut store, m, viewer, config).await
+                                instance
+                                    .call_hls_media(&mut store, m, viewer, $($session,)? config)
+                                    .await
                             }
                             Input::DashMpd(m) => {
-                                instance.call_dash_mpd(&mut store, m, viewer, config).await
+                                instance
+                                    .call_dash_mpd(&mut store, m, viewer, $($session,)? config)
+                                    .await
                             }
                         }
                     }};
@@ -250,6 +260,10 @@ impl PluginEngine {
                 match &plugin.pre {
                     Pre::Plugin(p) => call!(p.instantiate_async(&mut store).await?),
                     Pre::Scoped(p) => call!(p.instantiate_async(&mut store).await?),
+                    Pre::Session(p) => call!(p.instantiate_async(&mut store).await?, session_in),
+                    Pre::ScopedSession(p) => {
+                        call!(p.instantiate_async(&mut store).await?, session_in)
+                    }
                 }
             };
             // epochs do not interrupt a guest blocked in a host call: the hard ceiling does

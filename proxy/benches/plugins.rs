@@ -371,6 +371,32 @@ fn benches(c: &mut Criterion) {
                 .iter(|| personalize(&e, &breaks, &m60, &w60, "pod=ad10", &creatives))
         },
     );
+    // the same manifest and plan for a server-guided session: content kept, the three
+    // breaks announced as interstitials (the stitched run above is the baseline)
+    SESSION.with(|s| {
+        *s.borrow_mut() = SessionState {
+            insertion: manifold::ledger::Insertion::Guided,
+            ..SessionState::default()
+        }
+    });
+    let guided = rt.block_on(async {
+        let edits = e
+            .call(&breaks, w60.input(), &viewer(), "pod=ad10", &env(), None)
+            .await
+            .unwrap();
+        run_session(&m60, &edits, &creatives).await
+    });
+    let announced = String::from_utf8_lossy(&guided)
+        .matches("com.apple.hls.interstitial")
+        .count();
+    assert_eq!(announced, 3, "guided: three interstitials");
+    c.bench_function(
+        "pipeline/60 segments, 3 breaks, guided: plugin+apply+serialize (parse cached)",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| personalize(&e, &breaks, &m60, &w60, "pod=ad10", &creatives))
+        },
+    );
     // live DASH ($Number$), a 10 s break in the window: one ad period
     SESSION.with(|s| *s.borrow_mut() = SessionState::default());
     let (o, now) = origin(10, 10, 60, 10);

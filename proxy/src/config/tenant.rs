@@ -67,11 +67,13 @@ pub struct GuidedConfig {
     /// (hls.js) would otherwise stop short of the break and wait.
     #[serde(default = "snap_out")]
     pub snap: Vec<Snap>,
-    /// `X-PLAYOUT-LIMIT` on every break (an early CUE-IN sets it anyway).
-    #[serde(default)]
+    /// `X-PLAYOUT-LIMIT` on every pod (default; an early CUE-IN sets it anyway). Off, hls.js
+    /// appends pods in place and stalls seconds at live breaks.
+    #[serde(default = "yes")]
     pub playout_limit: bool,
-    /// `CUE="ONCE"`.
-    #[serde(default)]
+    /// `CUE="ONCE"` (default): a pod plays once per viewer, even if the player's timeline
+    /// moves it a little after it played (hls.js would otherwise play it again).
+    #[serde(default = "yes")]
     pub once: bool,
     /// Stitch the ads too, for players that ignore interstitials.
     #[serde(default)]
@@ -97,8 +99,8 @@ impl Default for GuidedConfig {
             resume: Default::default(),
             restrict: Vec::new(),
             snap: snap_out(),
-            playout_limit: false,
-            once: false,
+            playout_limit: true,
+            once: true,
             both_signals: false,
             dash: Default::default(),
             dash_callbacks: false,

@@ -264,12 +264,13 @@ impl Interstitial<'_> {
                     Resume::Break => Some(secs),
                     Resume::Zero => Some(0.0),
                 };
-                // MPEG-TS content: its audio ends a little before its video (audio frames
-                // lead), so a player appending the pod in place (hls.js) waits forever at
-                // the break for a buffer end it never reaches; a playout limit makes it
-                // switch to the pod's own media source instead
-                let ts = (self.pack == Packaging::Ts).then(|| self.ads_secs());
-                let limit = (early || policy.playout_limit).then_some(secs).or(ts);
+                // the playout is limited to the range (an early end: to what the break had).
+                // A pod without a limit, hls.js appends in place, and at a live break it
+                // then waits for the primary's buffer to reach the break exactly, which
+                // MPEG-TS never does (its audio ends a little before its video) and CMAF
+                // not always: seconds of stall. Limited, it switches to the pod's own media
+                // source, ready ahead
+                let limit = (policy.playout_limit || early).then_some(replaced);
                 (resume, limit)
             }
             Kind::Pre | Kind::Insert { .. } => {

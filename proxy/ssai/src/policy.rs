@@ -53,7 +53,7 @@ pub enum DashGuided {
 }
 
 /// A tenant's policy for server-guided sessions.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Guided {
     pub resume: Resume,
     /// `X-RESTRICT`: the viewer may not skip (`SKIP`) or seek past (`JUMP`) the ads.
@@ -62,9 +62,13 @@ pub struct Guided {
     /// `X-SNAP`: the break's start (`OUT`) and end (`IN`) snap to segment boundaries.
     pub snap_out: bool,
     pub snap_in: bool,
-    /// `X-PLAYOUT-LIMIT` on every break: its content's duration (an early end sets it anyway).
+    /// `X-PLAYOUT-LIMIT` on every pod: the range it replaces, or its own length (an early
+    /// end limits a break's anyway). Off, hls.js appends pods in place and stalls at live
+    /// breaks (see `guided::Interstitial::line`).
     pub playout_limit: bool,
-    /// `CUE="ONCE"`: a viewer who seeks back does not see the pod again.
+    /// `CUE="ONCE"`: a viewer who seeks back does not see the pod again, and a player whose
+    /// timeline moves the pod a few ms after playing it (hls.js re-mapping the start date onto
+    /// the loaded fragment) does not play it twice.
     pub once: bool,
     /// Both signals for mixed audiences: the ads are stitched as well, for players that
     /// ignore interstitials (those that play them resume after the stitched ads).
@@ -76,4 +80,23 @@ pub struct Guided {
     /// Asset lists carry the SVTA2053-2 creative signaling (tracking URLs by event), for
     /// players that report tracking themselves (server-side beacons fire regardless).
     pub client_tracking: bool,
+}
+
+impl Default for Guided {
+    /// As the config defaults: snap the start out, limit the playout, play once.
+    fn default() -> Self {
+        Guided {
+            resume: Resume::Auto,
+            restrict_skip: false,
+            restrict_jump: false,
+            snap_out: true,
+            snap_in: false,
+            playout_limit: true,
+            once: true,
+            both: false,
+            dash: DashGuided::Insert,
+            callbacks: false,
+            client_tracking: false,
+        }
+    }
 }

@@ -126,7 +126,7 @@ async fn a_guided_live_break_is_announced_identically_on_every_reload_over_the_c
         None,
         "live: after what played"
     );
-    // MPEG-TS content: limited to the pod (see `Interstitial::line`)
+    // the playout limited to the range (see `Interstitial::line`)
     assert_eq!(attr(dr[0], "X-PLAYOUT-LIMIT"), Some("10.000"));
     for first in 101..103 {
         let (again, _) = s.fill(&window(first, 5, &[102], 1000), POD, &p).await;
@@ -232,16 +232,16 @@ async fn guided_vod_gets_dated_pre_mid_and_post_roll_interstitials() {
             .unwrap()
     };
     let pre = by_id("~preroll");
-    assert_eq!(attr(pre, "CUE"), Some("PRE"));
+    assert_eq!(attr(pre, "CUE"), Some("PRE,ONCE"));
     assert_eq!(attr(pre, "DURATION"), Some("2.000"));
     assert_eq!(attr(pre, "X-RESUME-OFFSET"), Some("0.000"));
     assert_eq!(attr(pre, "START-DATE"), Some("2027-01-15T08:00:00.000Z"));
     let mid = by_id("~vod-0");
     assert_eq!(attr(mid, "START-DATE"), Some("2027-01-15T08:00:04.000Z"));
-    assert_eq!(attr(mid, "CUE"), None);
+    assert_eq!(attr(mid, "CUE"), Some("ONCE"));
     assert_eq!(attr(mid, "DURATION"), Some("4.000"));
     let post = by_id("~vod-1");
-    assert_eq!(attr(post, "CUE"), Some("POST"));
+    assert_eq!(attr(post, "CUE"), Some("POST,ONCE"));
     assert_eq!(attr(post, "START-DATE"), Some("2027-01-15T08:00:06.000Z"));
     // the same on a reload, whenever it comes
     s.now_ms += 60_000;

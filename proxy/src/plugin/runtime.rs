@@ -465,3 +465,5 @@ pub(super) fn wasmparser_is_component(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod world_tests;

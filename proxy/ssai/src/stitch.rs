@@ -237,32 +237,6 @@ pub struct Stitch<'a> {
     pub first_pdt: Option<i64>,
 }
 
-/// A tag announcing a break, and the content segment (origin media sequence) it goes before.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Announce {
-    pub at: Option<u64>,
-    pub line: String,
-}
-
-impl Stitch<'_> {
-    /// Whether an announcement goes before content segment `n` of the window (`None`: after
-    /// the header).
-    fn anchored(&self, a: &Announce) -> Option<u64> {
-        let seq0 = self.playlist.media_sequence;
-        let end = seq0 + self.playlist.segments.len() as u64;
-        a.at.filter(|n| (seq0..end).contains(n))
-    }
-}
-
-/// `#EXT-X-PROGRAM-DATE-TIME` of Unix ms.
-fn pdt_line(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    format!(
-        "#EXT-X-PROGRAM-DATE-TIME:{}",
-        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    )
-}
-
 impl Stitch<'_> {
     /// Offset into placed break `p` at which window segment `i` starts.
     fn offset_at(&self, p: &Placed, i: usize) -> f64 {
@@ -609,4 +583,7 @@ impl Stitch<'_> {
     }
 }
 
+mod announce;
 mod m3u8;
+use announce::pdt_line;
+pub use announce::Announce;

@@ -37,7 +37,7 @@ pub fn media() -> HlsMedia {
     }
 }
 
-fn env(deadline_ms: u64) -> CallEnv {
+pub(super) fn env(deadline_ms: u64) -> CallEnv {
     CallEnv {
         tenant: "t".into(),
         caps: Capabilities::default(),
@@ -200,7 +200,7 @@ async fn host_calls_on_the_plugin_runtime_can_use_the_network() {
     assert!(f.message.contains("new decisions"), "{f}");
 }
 
-fn media_with_break() -> HlsMedia {
+pub(super) fn media_with_break() -> HlsMedia {
     let mut m = media();
     m.breaks = vec![super::super::bindings::AdBreak {
         id: "b1".into(),
@@ -559,64 +559,4 @@ fn a_scoped_plugin_imports_only_what_it_uses_and_needs_it_granted() {
     }
     let top = vec![crate::types::Edit::DropVariant(1)];
     assert_eq!(dropped, [vec![], top.clone(), vec![], top]);
-}
-
-#[tokio::test]
-async fn a_plugin_built_for_0_2_0_loads_and_runs_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path());
-    let p = e.load(&plugin_wasm("legacy_v0_2")).unwrap();
-    assert_eq!(p.world(), "plugin");
-    let m = media_with_break();
-    let edits = e
-        .call(&p, Input::HlsMedia(&m), &viewer(), "", &env(200), None)
-        .await
-        .unwrap();
-    assert!(
-        matches!(&edits[..], [crate::types::Edit::FillBreak(f)] if f.break_id == "b1" && f.pod[0].creative == "ad10"),
-        "{edits:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_0_2_1_plugin_learns_the_sessions_insertion_mode_from_its_input() {
-    use crate::ledger::Insertion;
-    let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path());
-    let p = e.load(&plugin_wasm("preroll")).unwrap();
-    assert_eq!(p.world(), "session-plugin");
-    let store: Arc<dyn crate::session::SessionStore> = Arc::new(crate::session::MemoryStore::new(
-        Duration::from_secs(60),
-        10,
-        1 << 20,
-    ));
-    let pod = |insertion: Insertion| {
-        let (e, p, store) = (&e, &p, store.clone());
-        async move {
-            let session = crate::plugin::bindings::SessionCtx {
-                id: "s1".into(),
-                store,
-                cached: Default::default(),
-                viewer: viewer(),
-                insertion,
-            };
-            let edits = e
-                .call(
-                    p,
-                    Input::HlsMedia(&media()),
-                    &viewer(),
-                    "pod=ad10; guided_pod=ad15",
-                    &env(200),
-                    Some(session),
-                )
-                .await
-                .unwrap();
-            match &edits[..] {
-                [crate::types::Edit::Preroll(pod)] => pod[0].creative.clone(),
-                other => panic!("{other:?}"),
-            }
-        }
-    };
-    assert_eq!(pod(Insertion::Stitched).await, "ad10");
-    assert_eq!(pod(Insertion::Guided).await, "ad15");
 }

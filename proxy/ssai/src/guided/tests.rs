@@ -177,16 +177,18 @@ async fn an_early_cue_in_limits_the_playout_of_the_same_interstitial() {
 #[tokio::test]
 async fn guided_policy_sets_the_interstitial_attributes() {
     let mut s = guided();
-    let mut p = Policies::default();
-    p.guided = Guided {
-        resume: Resume::Break,
-        restrict_skip: true,
-        restrict_jump: true,
-        snap_out: true,
-        snap_in: true,
-        playout_limit: true,
-        once: true,
-        ..Guided::default()
+    let p = Policies {
+        guided: Guided {
+            resume: Resume::Break,
+            restrict_skip: true,
+            restrict_jump: true,
+            snap_out: true,
+            snap_in: true,
+            playout_limit: true,
+            once: true,
+            ..Guided::default()
+        },
+        ..Policies::default()
     };
     let (text, _) = s.fill(&window(100, 8, &[102], 1000), POD, &p).await;
     let d = dateranges(&text);

@@ -10,6 +10,15 @@ use std::sync::Mutex;
 /// One browser run at a time: each plays for minutes with many pages.
 static BROWSER: Mutex<()> = Mutex::new(());
 
+/// The browser to this test alone, once the previous test's Chromium, proxy and origin have
+/// had a moment to exit (on two cores their teardown otherwise overlaps the first seconds of
+/// the next run).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    let guard = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    guard
+}
+
 /// What a stream must show besides playing smoothly.
 #[derive(Clone, Copy)]
 enum Ads {
@@ -52,7 +61,7 @@ fn check(reports: &[Report], expect: &[(String, Ads)]) {
 #[test]
 fn every_demo_stream_plays_in_hls_js_and_shaka_across_an_ad_break() {
     use Player::{HlsJs, Shaka};
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     // a 20 s break every 40 s, the first 10 s after start-up at the live edge
     let origin = Origin::live(20, 10, 30, 40, 20).unwrap();
     // HTTPS too, with a certificate the proxy makes itself (the browser is told to accept it)
@@ -136,7 +145,7 @@ fn every_demo_stream_plays_in_hls_js_and_shaka_across_an_ad_break() {
 #[test]
 fn players_ride_out_a_20_second_origin_outage() {
     use Player::{HlsJs, Shaka};
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let origin = Origin::start(&["--window", "15", "--ad-every", "0"]).unwrap();
     let proxy = Proxy::start(&demo_tenants(&origin, "250ms")).unwrap();
     let seconds = 80;
@@ -348,7 +357,7 @@ fn check_guided(r: &Report, proxy: &str, resume: Option<Resume>) -> Result<(), S
 #[test]
 fn guided_breaks_play_as_interstitials_in_hls_js_and_shaka() {
     use Player::{HlsJs, Shaka};
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     // a 20 s break every 40 s, the first 10 s after start-up
     let origin = Origin::live(20, 10, 30, 40, 20).unwrap();
     let config = format!(

@@ -87,8 +87,9 @@ impl Announced<'_> {
                 (REPLACE, "ReplacePresentation", d, d)
             }
         };
-        let limit =
-            (!self.insert && (policy.playout_limit || content + 0.5 < ads)).then(|| ms(content));
+        // limited to the range it replaces (an early end: to what the break had)
+        let limit = (!self.insert && (policy.playout_limit || content + 0.5 < ads))
+            .then(|| ms(ads.min(content)));
         let mut xml = format!(
             "<EventStream schemeIdUri=\"{scheme}\" timescale=\"1000\"><Event id=\"{}\" presentationTime=\"{at}\" duration=\"{duration}\"><{element} uri=\"{}\" returnOffset=\"{back}\" earliestResolutionTimeOffset=\"{RESOLVE_AHEAD_MS}\"",
             attr(&guided::interstitial_id(self.key)),

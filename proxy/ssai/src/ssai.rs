@@ -86,7 +86,7 @@ impl Media<'_> {
                 .round() as i64
         };
         let tagged = |j: usize| segs[j].program_date_time.map(|t| t.timestamp_millis());
-        if let Some(j) = (0..=i.min(segs.len().saturating_sub(1)))
+        if let Some(j) = (0..segs.len().min(i + 1))
             .rev()
             .find(|j| tagged(*j).is_some())
         {

@@ -340,3 +340,15 @@ async fn a_break_s_assets_are_its_ads_in_play_order_with_their_offsets() {
     );
     assert_eq!(assets(rec).len(), 1);
 }
+
+#[tokio::test]
+async fn an_empty_window_in_a_guided_session_renders_without_dates_or_announcements() {
+    let mut s = guided();
+    let empty = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:5\n";
+    let (text, m) = s.fill(empty, POD, &Policies::default()).await;
+    assert!(m.segments.is_empty(), "{text}");
+    assert!(dateranges(&text).is_empty());
+    // and the session goes on when segments come
+    let (text, _) = s.fill(&window(100, 6, &[102], 1000), POD, &Policies::default()).await;
+    assert_eq!(dateranges(&text).len(), 1, "{text}");
+}

@@ -7,6 +7,7 @@ use manifold_origin::{Origin, OriginOptions};
 use manifold_ssai::apply;
 use manifold_ssai::asked::Class;
 use manifold_ssai::creatives::RenditionWant;
+use manifold_ssai::ledger::{Insertion, SessionState};
 use manifold_ssai::parse::{parse, Parsed};
 use manifold_ssai::pipeline::{self, Context, InMemory};
 use manifold_ssai::ssai::{self, Media, Policies};
@@ -193,35 +194,46 @@ async fn run(text: &str, class: Class, creative: &dash_mpd_core::Period) {
         prefix: "/t/~s",
         now_ms: 0,
     };
-    let ledger = InMemory::default();
-    // twice: the second pass sees the first one's records, as a reload does
-    for _ in 0..2 {
-        match &parsed {
-            Parsed::HlsMedia { playlist, view } => {
-                let media = Media {
-                    playlist,
-                    view,
-                    body: text.as_bytes(),
-                };
-                let edits = edits(&view.view.breaks, !view.view.live);
-                if let Ok(out) = pipeline::run(&media, &edits, ledger.state(), &ledger, &cx).await {
-                    // what the host serves parses again
-                    assert!(
-                        m3u8_rs::parse_playlist_res(&out).is_ok(),
-                        "{}",
-                        String::from_utf8_lossy(&out)
-                    );
-                }
-            }
-            Parsed::Dash { mpd, view, .. } => {
-                let media = DashMedia { mpd, view };
-                let edits = edits(&view.breaks, !view.dynamic);
-                if let Ok(out) = pipeline::run(&media, &edits, ledger.state(), &ledger, &cx).await {
-                    let _ = out.to_string();
-                }
-            }
-            _ => return,
+    // stitched and server-guided sessions, each twice: the second pass sees the first
+    // one's records, as a reload does
+    for insertion in [Insertion::Stitched, Insertion::Guided] {
+        let ledger = InMemory::new(SessionState {
+            insertion,
+            ..SessionState::default()
+        });
+        for _ in 0..2 {
+            pass(&parsed, text, &ledger, &cx).await;
         }
+    }
+}
+
+/// One request of a session: its manifest, run through the pipeline, must serve.
+async fn pass(parsed: &Parsed, text: &str, ledger: &InMemory, cx: &Context<'_>) {
+    match parsed {
+        Parsed::HlsMedia { playlist, view } => {
+            let media = Media {
+                playlist,
+                view,
+                body: text.as_bytes(),
+            };
+            let edits = edits(&view.view.breaks, !view.view.live);
+            if let Ok(out) = pipeline::run(&media, &edits, ledger.state(), ledger, cx).await {
+                // what the host serves parses again
+                assert!(
+                    m3u8_rs::parse_playlist_res(&out).is_ok(),
+                    "{}",
+                    String::from_utf8_lossy(&out)
+                );
+            }
+        }
+        Parsed::Dash { mpd, view, .. } => {
+            let media = DashMedia { mpd, view };
+            let edits = edits(&view.breaks, !view.dynamic);
+            if let Ok(out) = pipeline::run(&media, &edits, ledger.state(), ledger, cx).await {
+                let _ = out.to_string();
+            }
+        }
+        _ => {}
     }
 }
 

@@ -349,6 +349,8 @@ async fn an_empty_window_in_a_guided_session_renders_without_dates_or_announceme
     assert!(m.segments.is_empty(), "{text}");
     assert!(dateranges(&text).is_empty());
     // and the session goes on when segments come
-    let (text, _) = s.fill(&window(100, 6, &[102], 1000), POD, &Policies::default()).await;
+    let (text, _) = s
+        .fill(&window(100, 6, &[102], 1000), POD, &Policies::default())
+        .await;
     assert_eq!(dateranges(&text).len(), 1, "{text}");
 }

@@ -177,17 +177,7 @@ impl Assets<'_> {
                 "the creative has no master playlist",
             ));
         };
-        let mut out = playlist.clone();
-        out.variants.retain(|v| !v.is_i_frame);
-        let n = out.variants.len();
-        for (r, v) in out.variants.iter_mut().enumerate() {
-            v.uri = format!("{r}.m3u8");
-        }
-        for (k, a) in out.alternatives.iter_mut().enumerate() {
-            if a.uri.is_some() {
-                a.uri = Some(format!("{}.m3u8", n + k));
-            }
-        }
+        let out = renamed(playlist);
         let mut buf = Vec::with_capacity(m.body.len() + 64);
         let _ = out.write_to(&mut buf);
         Ok(Answer {
@@ -215,19 +205,7 @@ impl Assets<'_> {
         let Parsed::HlsMaster { playlist, .. } = &m.parsed else {
             return Err(bad("the creative has no master playlist".into()));
         };
-        let uris: Vec<&str> = playlist
-            .variants
-            .iter()
-            .filter(|v| !v.is_i_frame)
-            .map(|v| v.uri.as_str())
-            .chain(
-                playlist
-                    .alternatives
-                    .iter()
-                    .filter_map(|a| a.uri.as_deref()),
-            )
-            .collect();
-        let Some(uri) = uris.get(rendition) else {
+        let Some(uri) = renditions(playlist).nth(rendition) else {
             return Err(refused(
                 404,
                 "no-rendition",
@@ -312,6 +290,31 @@ impl Assets<'_> {
     }
 }
 
+/// A creative master's renditions as an ad's playlists number them (`{r}.m3u8`): its
+/// variants (I-frame ones left out), then its alternatives that have a URI.
+fn renditions(m: &m3u8_rs::MasterPlaylist) -> impl Iterator<Item = &str> {
+    m.variants
+        .iter()
+        .filter(|v| !v.is_i_frame)
+        .map(|v| v.uri.as_str())
+        .chain(m.alternatives.iter().filter_map(|a| a.uri.as_deref()))
+}
+
+/// The creative's master with its renditions named as [`renditions`] numbers them.
+fn renamed(master: &m3u8_rs::MasterPlaylist) -> m3u8_rs::MasterPlaylist {
+    let mut out = master.clone();
+    out.variants.retain(|v| !v.is_i_frame);
+    let uris = out
+        .variants
+        .iter_mut()
+        .map(|v| &mut v.uri)
+        .chain(out.alternatives.iter_mut().filter_map(|a| a.uri.as_mut()));
+    for (r, uri) in uris.enumerate() {
+        *uri = format!("{r}.m3u8");
+    }
+    out
+}
+
 /// Ad `ad` of the recorded break.
 fn asset(rec: &BreakRecord, id: &str, ad: u32) -> Result<Asset, Refused> {
     guided::assets(rec)
@@ -366,4 +369,35 @@ fn signaling(rec: &BreakRecord, assets: &[Asset]) -> serde_json::Value {
         "type": "pod",
         "payload": payload,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ads_renditions_are_numbered_alike_in_its_master_and_its_playlists() {
+        // an I-frame variant and a captions rendition without a URI between audio ones
+        let text = "#EXTM3U\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"a0.m3u8\"\n\
+            #EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID=\"cc\",NAME=\"cc\",INSTREAM-ID=\"CC1\"\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"fr\",URI=\"a1.m3u8\"\n\
+            #EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=10,URI=\"i.m3u8\"\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=100,AUDIO=\"a\"\nv0.m3u8\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=200,AUDIO=\"a\"\nv1.m3u8\n";
+        let Ok(m3u8_rs::Playlist::MasterPlaylist(m)) = m3u8_rs::parse_playlist_res(text.as_bytes())
+        else {
+            panic!("a master")
+        };
+        let out = renamed(&m);
+        let named: Vec<String> = out
+            .variants
+            .iter()
+            .map(|v| v.uri.clone())
+            .chain(out.alternatives.iter().filter_map(|a| a.uri.clone()))
+            .collect();
+        assert_eq!(named, ["0.m3u8", "1.m3u8", "2.m3u8", "3.m3u8"]);
+        let sources: Vec<&str> = renditions(&m).collect();
+        assert_eq!(sources, ["v0.m3u8", "v1.m3u8", "a0.m3u8", "a1.m3u8"]);
+    }
 }

@@ -104,14 +104,6 @@ impl Resolver<'_> {
         Ok((path, m))
     }
 
-    /// An HLS playlist of the tenant's origin, through the manifest cache.
-    pub async fn hls_playlist(
-        &self,
-        path: &str,
-    ) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
-        self.playlist(path).await
-    }
-
     fn master_path(c: &CreativeConfig, packaging: Packaging) -> Result<&str, String> {
         match packaging {
             Packaging::Ts => c.hls.as_deref(),
@@ -197,7 +189,11 @@ impl Resolver<'_> {
         Ok((mpd.as_ref().clone(), dir.to_string()))
     }
 
-    async fn playlist(&self, path: &str) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
+    /// An HLS playlist of the tenant's origin, through the manifest cache.
+    pub async fn playlist(
+        &self,
+        path: &str,
+    ) -> Result<Arc<crate::manifest_cache::Manifest>, String> {
         self.fetch(path, Class::HlsPlaylist).await
     }
 

@@ -214,7 +214,7 @@ impl Assets<'_> {
         };
         let media_path =
             join(&master_path, uri).ok_or_else(|| bad(format!("{uri:?} leaves the origin")))?;
-        let media = resolver.hls_playlist(&media_path).await.map_err(bad)?;
+        let media = resolver.playlist(&media_path).await.map_err(bad)?;
         let Parsed::HlsMedia { playlist: pl, .. } = &media.parsed else {
             return Err(bad(format!("{media_path} is not a media playlist")));
         };

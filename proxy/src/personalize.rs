@@ -132,11 +132,11 @@ impl Personalizer {
             Some(Access::Token(g)) => Some(g),
             _ => None,
         };
-        let mut session = match self.session(route, manifest, req, client_ip, grant).await {
-            Ok(mut session) => {
-                session.root = format!("{origin}{}", session.prefix);
-                session
-            }
+        let mut session = match self
+            .session(route, manifest, req, client_ip, grant, origin)
+            .await
+        {
+            Ok(session) => session,
             Err(Ok(outcome)) => return outcome,
             Err(Err(f)) => return self.fail(s.fail, tenant, version, digest, f),
         };
@@ -204,6 +204,7 @@ impl Personalizer {
         req: &RequestHeader,
         client_ip: Option<IpAddr>,
         grant: Option<&Grant>,
+        origin: &str,
     ) -> Result<Session, Result<Outcome, PluginFailure>> {
         let tenant = &route.tenant.id;
         let mut insertion = Insertion::Stitched;
@@ -256,7 +257,7 @@ impl Personalizer {
         )));
         Ok(Session {
             id,
-            root: prefix.clone(),
+            root: format!("{origin}{prefix}"),
             prefix,
             created,
             state,

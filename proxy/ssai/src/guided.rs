@@ -192,8 +192,6 @@ pub struct Interstitial<'a> {
     /// The asset list URI (the session prefix included).
     pub asset_list: String,
     pub live: bool,
-    /// The content's packaging.
-    pub pack: Packaging,
 }
 
 /// The `ID` of a break's interstitial: stable for the session (the record id).
@@ -201,7 +199,8 @@ pub fn interstitial_id(id: &str) -> String {
     format!("mf-{id}")
 }
 
-fn date(ms: i64) -> String {
+/// Unix ms as an HLS date-time (RFC 3339, milliseconds, UTC).
+pub(crate) fn date(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

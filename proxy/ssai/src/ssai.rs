@@ -429,7 +429,6 @@ fn interstitials(media: &Media<'_>, state: &SessionState, cx: &Context<'_>) -> V
             start_ms,
             asset_list: format!("{}{path}", cx.prefix),
             live,
-            pack,
         };
         out.push(Announce {
             at: Some(rec.start_seq),

@@ -277,6 +277,8 @@ pub async fn render(
 ) -> Result<DashOut, InvalidPlan> {
     let (records, creatives, policies) = (&state.breaks, cx.creatives, cx.policies);
     let guided = state.insertion == Insertion::Guided;
+    // a guided session's pods are announced, and stitched too only with both signals
+    let stitch = !guided || policies.guided.both;
     let mut pods = Vec::new();
     let mut resolved: BTreeMap<String, Arc<DashCreative>> = BTreeMap::new();
     let mut shown_ids = Vec::new();
@@ -289,7 +291,7 @@ pub async fn render(
         let Some(start) = rec.start_time else {
             continue;
         };
-        for s in rec.slots.iter().filter(|_| !guided || policies.guided.both) {
+        for s in rec.slots.iter().filter(|_| stitch) {
             if !resolved.contains_key(&s.creative) {
                 let c = creatives
                     .dash(&s.creative)
@@ -320,12 +322,14 @@ pub async fn render(
             .then(|| Grid::of(media.mpd).listed_end())
             .flatten(),
     };
-    let announced: Vec<_> = if guided {
-        kept_for_events(&pods)
-    } else {
-        Vec::new()
+    let announced: Vec<(&str, f64, bool)> = match guided {
+        true => pods
+            .iter()
+            .map(|p| (p.key, p.start, p.end <= p.start))
+            .collect(),
+        false => Vec::new(),
     };
-    if guided && !policies.guided.both {
+    if !stitch {
         pods.clear();
     }
     let out = stitch_dash::render(mpd, &pods, &resolved, media.window_start(), opts)
@@ -348,13 +352,6 @@ pub async fn render(
         events.extend(a.events(&policies.guided));
     }
     Ok(DashOut { mpd: out, events })
-}
-
-/// The pods to announce: key, start and whether inserted.
-fn kept_for_events<'a>(pods: &[DashPod<'a>]) -> Vec<(&'a str, f64, bool)> {
-    pods.iter()
-        .map(|p| (p.key, p.start, p.end <= p.start))
-        .collect()
 }
 
 /// The DASH MPD as a [`Format`]: the plan drops representations and names pods, the

@@ -22,9 +22,5 @@ impl Stitch<'_> {
 
 /// `#EXT-X-PROGRAM-DATE-TIME` of Unix ms.
 pub(super) fn pdt_line(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    format!(
-        "#EXT-X-PROGRAM-DATE-TIME:{}",
-        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    )
+    format!("#EXT-X-PROGRAM-DATE-TIME:{}", crate::guided::date(ms))
 }

@@ -236,25 +236,15 @@ impl Assets<'_> {
         if let Some(map) = pl.segments.iter().find_map(|s| s.map.as_ref()) {
             let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", to_viewer(&map.uri)?);
         }
+        let tracking = self.route.tenant.policies.tracking;
         for (k, &i) in asset.slots.iter().enumerate() {
             let slot = &rec.slots[i];
             let seg = pl
                 .segments
                 .get(slot.index as usize)
                 .ok_or_else(|| bad(format!("{media_path} has no segment {}", slot.index)))?;
-            let mut uri = to_viewer(&seg.uri)?;
-            let sep = if uri.contains('?') { '&' } else { '?' };
-            let _ = write!(uri, "{sep}mf_b={id}&mf_s={i}");
-            if k == 0
-                && seg
-                    .uri
-                    .split('?')
-                    .next()
-                    .is_some_and(|f| f.ends_with(".ts"))
-            {
-                // the creative's first TS segment with its audio leading (see ts_lead)
-                let _ = write!(uri, "&{}=1", crate::route::LEAD_PARAM);
-            }
+            let tracked = tracking.then_some((id, i));
+            let uri = crate::stitch::ad_segment_uri(&to_viewer(&seg.uri)?, tracked, k == 0);
             let _ = write!(out, "#EXTINF:{:.3},\n{uri}\n", slot.duration);
         }
         out.push_str("#EXT-X-ENDLIST\n");

@@ -190,6 +190,24 @@ fn carried_lines(text: &[u8], markers: Markers) -> Vec<&[u8]> {
         .collect()
 }
 
+/// An ad segment's URI as the viewer fetches it: with its break and slot when tracked (its
+/// request fires that slot's beacons), and for a creative's first MPEG-TS segment with its
+/// audio made to start at its video's decode time, so the splice leaves no audio hole (see
+/// `ts_lead`). Stitched pods and guided sessions' ad playlists both use it.
+pub fn ad_segment_uri(uri: &str, tracked: Option<(&str, usize)>, first: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = uri.to_string();
+    let mut sep = if uri.contains('?') { '&' } else { '?' };
+    if let Some((brk, slot)) = tracked {
+        let _ = write!(out, "{sep}mf_b={brk}&mf_s={slot}");
+        sep = '&';
+    }
+    if first && uri.split('?').next().is_some_and(|f| f.ends_with(".ts")) {
+        let _ = write!(out, "{sep}{}=1", crate::asked::LEAD_PARAM);
+    }
+    out
+}
+
 /// Per-request extras from the plugin plan for content segments (by window index).
 pub struct ContentEdits<'a> {
     pub tags: &'a [Vec<m3u8_rs::ExtTag>],
@@ -337,22 +355,8 @@ impl Stitch<'_> {
     }
 
     fn slot_uri(&self, p: &Placed, k: usize) -> String {
-        let u = &p.uris[k].uri;
-        let mut out = if self.tracking && p.slots[k].ad.is_some() {
-            let sep = if u.contains('?') { '&' } else { '?' };
-            format!("{u}{sep}mf_b={}&mf_s={k}", p.id)
-        } else {
-            u.clone()
-        };
-        // a creative's first MPEG-TS segment starts its audio at its video's decode time, so
-        // the splice leaves no audio hole (see ts_lead)
-        if p.slots[k].disc && u.split('?').next().is_some_and(|f| f.ends_with(".ts")) {
-            let sep = if out.contains('?') { '&' } else { '?' };
-            out.push(sep);
-            out.push_str(crate::asked::LEAD_PARAM);
-            out.push_str("=1");
-        }
-        out
+        let tracked = (self.tracking && p.slots[k].ad.is_some()).then_some((p.id, k));
+        ad_segment_uri(&p.uris[k].uri, tracked, p.slots[k].disc)
     }
 
     /// Renders the output: text splicing when the origin layout is known, m3u8-rs otherwise.

@@ -154,7 +154,7 @@ pub fn media(
 }
 
 /// SCTE-35 signalling on segment `n`: `EXT-X-CUE-OUT`/`-CONT`/`-IN` and `EXT-X-DATERANGE`.
-fn write_cue(out: &mut String, s: &Schedule, n: u64) -> Result<()> {
+pub(crate) fn write_cue(out: &mut String, s: &Schedule, n: u64) -> Result<()> {
     if let Some(b) = s.announced_at(n) {
         // the same DATERANGE as at the splice point, ahead of it: START-DATE is in the future
         let bytes = scte35::splice_insert(s, &b, true)?;

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `/{live,vod}/hls/master.m3u8`, `/{live,vod}/hls/v{0,1,2}.m3u8` | MPEG-TS, muxed audio |
 //! | `/{live,vod}/cmaf/master.m3u8`, `/{live,vod}/cmaf/{v0,v1,v2,a0}.m3u8` | fMP4, demuxed audio |
+//! | `/live/ll/master.m3u8`, `/live/ll/{v0,v1,v2,a0}.m3u8`, parts `/live/ll/{r}/{n}.{k}.m4s` | LL-HLS, CMAF ([`ll`]) |
 //! | `/live/dash/manifest.mpd` (`$Number$`), `/live/dash/timeline.mpd` (SegmentTimeline), `/vod/dash/manifest.mpd` | DASH |
 //! | `/ads/{ad10,ad15,ad30,slate}/{hls,cmaf}/master.m3u8`, `/ads/{name}/dash/manifest.mpd` | ad creatives |
 //! | `/vast?dur=<secs>&mode=...`, `/beacon/<ad>/<event>` | a test VAST ad server and its beacons ([`vast`]) |
@@ -13,6 +14,7 @@
 pub mod control;
 pub mod dash;
 pub mod hls;
+pub mod ll;
 pub mod media;
 pub mod mp4;
 pub mod schedule;
@@ -84,6 +86,7 @@ pub struct Origin {
     lib: Library,
     schedule: Schedule,
     vod_segments: u64,
+    parts: ll::Parts,
     pub counters: Counters,
     pub faults: FaultSwitch,
 }
@@ -128,7 +131,9 @@ impl Origin {
             ad_len: opts.ad_len_secs / d,
             announce: opts.ad_announce_secs / d,
         };
+        let parts = ll::Parts::new(&lib.content, opts.segment_secs)?;
         Ok(Origin {
+            parts,
             lib,
             schedule,
             vod_segments: opts.vod_secs / d,
@@ -157,6 +162,24 @@ impl Origin {
         })?;
         let now = origin.schedule.epoch + Duration::from_secs(window * 2);
         Ok((origin, now))
+    }
+
+    /// A request for the low-latency channel at `now` (`rest`: the path below `/live/ll/`).
+    pub fn low_latency(
+        &self,
+        rest: &str,
+        query: Option<&str>,
+        now: SystemTime,
+    ) -> Result<ll::Answer> {
+        let rest: Vec<&str> = rest.split('/').collect();
+        ll::request(
+            &self.lib.content,
+            &self.parts,
+            &self.schedule,
+            &rest,
+            query,
+            now,
+        )
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -388,7 +411,23 @@ async fn handle(
     if let Some(r) = vast::serve(&o, &uri, &headers).await {
         return r;
     }
-    let resource = match o.resource(path, SystemTime::now()) {
+    let mut finished = None;
+    let found = match path.strip_prefix("/live/ll/") {
+        Some(rest) => match low_latency(&o, rest, uri.query()).await {
+            Ok(ll::Answer::Ready(r)) => Ok(Some(r)),
+            Ok(ll::Answer::Streamed(r, at)) => {
+                finished = Some(at);
+                Ok(Some(r))
+            }
+            Ok(ll::Answer::Bad(why)) => {
+                return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        },
+        None => o.resource(path, SystemTime::now()),
+    };
+    let resource = match found {
         Ok(Some(r)) => r,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such resource\n").into_response(),
         Err(e) => {
@@ -416,6 +455,8 @@ async fn handle(
             Err(std::io::Error::other("injected truncation"))
         });
         Body::from_stream(first.chain(then_fail))
+    } else if let Some(at) = finished {
+        streamed(body, at)
     } else {
         Body::from(body)
     };
@@ -435,6 +476,41 @@ async fn handle(
         HeaderValue::from_static("*"),
     );
     resp
+}
+
+/// Answers a low-latency request, holding a blocking reload until what it asks for is out.
+async fn low_latency(o: &Origin, rest: &str, query: Option<&str>) -> Result<ll::Answer> {
+    let started = SystemTime::now();
+    let mut now = started;
+    loop {
+        match o.low_latency(rest, query, now)? {
+            ll::Answer::At(t) => {
+                if t.duration_since(started).unwrap_or_default() > ll::MAX_HOLD {
+                    return Ok(ll::Answer::Bad("asks for what is not due soon".into()));
+                }
+                if let Ok(wait) = t.duration_since(SystemTime::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                now = t.max(SystemTime::now());
+            }
+            done => return Ok(done),
+        }
+    }
+}
+
+/// A part still being made: its first half now, the rest when it is finished (`at`), as a
+/// packager writes a part while it encodes it.
+fn streamed(body: Bytes, at: SystemTime) -> Body {
+    use futures_util::StreamExt;
+    let half = body.len() / 2;
+    let (first, rest) = (body.slice(..half), body.slice(half..));
+    let later = futures_util::stream::once(async move {
+        if let Ok(wait) = at.duration_since(SystemTime::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        Ok::<_, std::io::Error>(rest)
+    });
+    Body::from_stream(futures_util::stream::once(async move { Ok(first) }).chain(later))
 }
 
 fn control_endpoint(

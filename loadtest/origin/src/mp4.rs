@@ -179,6 +179,196 @@ fn write_time(buf: &mut [u8], at: usize, wide: bool, value: u64) {
     }
 }
 
+/// One part of a split fragment: a standalone `moof`+`mdat`, where it starts within the
+/// fragment and how long it lasts (track ticks), and whether it starts on a sync sample.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    pub data: Vec<u8>,
+    pub start: u64,
+    pub duration: u64,
+    pub independent: bool,
+}
+
+/// What a `trun` says of one sample, with the `tfhd` defaults filled in.
+struct Sample {
+    duration: u64,
+    size: usize,
+    flags: u32,
+    /// The trun entry as encoded (copied into the part's trun).
+    entry: std::ops::Range<usize>,
+}
+
+const NON_SYNC: u32 = 0x0001_0000;
+
+/// Cuts a single-`traf` fragment (as ffmpeg writes CMAF) into parts at `bounds` (ticks from
+/// the fragment's decode time, increasing): each part holds the samples that start before
+/// its bound, the last one the rest. LL-HLS parts are exactly such standalone fragments.
+pub fn split(buf: &[u8], bounds: &[u64]) -> Result<Vec<Piece>> {
+    let top = children(buf, 0, buf.len())?;
+    let moof = *top.iter().find(|b| &b.kind == b"moof").context("no moof")?;
+    let moof_start = moof.body - 8;
+    let in_moof = children(buf, moof.body, moof.end)?;
+    let traf = *in_moof
+        .iter()
+        .find(|b| &b.kind == b"traf")
+        .context("no traf")?;
+    let in_traf = children(buf, traf.body, traf.end)?;
+    let find = |k: &[u8; 4]| in_traf.iter().find(|b| &b.kind == k).copied();
+    let tfhd = find(b"tfhd").context("no tfhd")?;
+    let trun = find(b"trun").context("no trun")?;
+    let tfdt = read_fragment(buf)?.tfdt;
+    // tfhd: version/flags, track id, then the optional fields in flag order
+    let tf_flags = read_u32(buf, tfhd.body)? & 0xff_ffff;
+    if tf_flags & 0x1 != 0 {
+        bail!("tfhd with an explicit base data offset");
+    }
+    let mut at = tfhd.body + 8;
+    if tf_flags & 0x2 != 0 {
+        at += 4;
+    }
+    let mut field = |flag: u32| -> Result<Option<u32>> {
+        if tf_flags & flag == 0 {
+            return Ok(None);
+        }
+        let v = read_u32(buf, at)?;
+        at += 4;
+        Ok(Some(v))
+    };
+    let (def_dur, def_size, def_flags) = (field(0x8)?, field(0x10)?, field(0x20)?);
+    let head = read_u32(buf, trun.body)?;
+    let (version, tr_flags) = (head >> 24, head & 0xff_ffff);
+    let count = read_u32(buf, trun.body + 4)? as usize;
+    let mut at = trun.body + 8;
+    let data_offset = if tr_flags & 0x1 != 0 {
+        at += 4;
+        read_u32(buf, at - 4)? as usize
+    } else {
+        bail!("trun without a data offset");
+    };
+    let first_flags = if tr_flags & 0x4 != 0 {
+        at += 4;
+        Some(read_u32(buf, at - 4)?)
+    } else {
+        None
+    };
+    let per = [0x100, 0x200, 0x400, 0x800]
+        .iter()
+        .filter(|f| tr_flags & **f != 0)
+        .count()
+        * 4;
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut f = at;
+        let mut next = |flag: u32, default: Option<u32>| -> Result<u32> {
+            if tr_flags & flag != 0 {
+                f += 4;
+                read_u32(buf, f - 4)
+            } else {
+                default.context("sample field with neither a trun value nor a tfhd default")
+            }
+        };
+        let duration = next(0x100, def_dur)? as u64;
+        let size = next(0x200, def_size)? as usize;
+        let flags = match (i, first_flags) {
+            (0, Some(ff)) => {
+                next(0x400, Some(ff))?;
+                ff
+            }
+            _ => next(0x400, def_flags.or(Some(0)))?,
+        };
+        samples.push(Sample {
+            duration,
+            size,
+            flags,
+            entry: at..at + per,
+        });
+        at += per;
+    }
+    let mut data_at = moof_start + data_offset;
+    let mut pieces = Vec::new();
+    let mut t = 0u64;
+    let mut i = 0usize;
+    for b in 0..=bounds.len() {
+        let bound = bounds.get(b).copied().unwrap_or(u64::MAX);
+        let from = i;
+        let start = t;
+        while i < samples.len() && t < bound {
+            t += samples[i].duration;
+            i += 1;
+        }
+        if i == from {
+            continue;
+        }
+        let bytes: usize = samples[from..i].iter().map(|s| s.size).sum();
+        let media = buf
+            .get(data_at..data_at + bytes)
+            .context("samples overrun the mdat")?;
+        data_at += bytes;
+        pieces.push(Piece {
+            data: fragment(
+                buf,
+                (tfhd, version, tr_flags),
+                &samples[from..i],
+                from == 0,
+                tfdt + start,
+                media,
+            ),
+            start,
+            duration: t - start,
+            independent: samples[from].flags & NON_SYNC == 0,
+        });
+    }
+    Ok(pieces)
+}
+
+fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A `moof` (mfhd, the original tfhd, a 64-bit tfdt, a trun of `samples`) and its `mdat`.
+fn fragment(
+    buf: &[u8],
+    (tfhd, version, flags): (BoxRef, u32, u32),
+    samples: &[Sample],
+    first: bool,
+    decode_time: u64,
+    media: &[u8],
+) -> Vec<u8> {
+    // a later part's first sample takes the tfhd's default flags, not the fragment's first
+    let flags = if first { flags } else { flags & !0x4 };
+    let mut trun = Vec::new();
+    trun.extend_from_slice(&((version << 24) | flags).to_be_bytes());
+    trun.extend_from_slice(&(samples.len() as u32).to_be_bytes());
+    let offset_at = trun.len();
+    trun.extend_from_slice(&0u32.to_be_bytes());
+    if flags & 0x4 != 0 {
+        trun.extend_from_slice(&samples[0].flags.to_be_bytes());
+    }
+    for s in samples {
+        trun.extend_from_slice(&buf[s.entry.clone()]);
+    }
+    let mut tfdt = vec![1, 0, 0, 0];
+    tfdt.extend_from_slice(&decode_time.to_be_bytes());
+    let mut traf = buf[tfhd.body - 8..tfhd.end].to_vec();
+    traf.extend(boxed(b"tfdt", &tfdt));
+    let trun_at = traf.len() + 8;
+    traf.extend(boxed(b"trun", &trun));
+    let mut moof_body = boxed(b"mfhd", &[0, 0, 0, 0, 0, 0, 0, 1]);
+    let traf_at = moof_body.len();
+    moof_body.extend(boxed(b"traf", &traf));
+    let moof_len = moof_body.len() + 8;
+    // data offset: from the moof's first byte to the mdat's payload
+    let at = 8 + traf_at + 8 + trun_at + offset_at;
+    moof_body[at - 8..at - 4].copy_from_slice(&((moof_len + 8) as u32).to_be_bytes());
+    let mut out = boxed(b"moof", &moof_body);
+    out.extend(boxed(b"mdat", media));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

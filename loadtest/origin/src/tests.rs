@@ -166,3 +166,141 @@ fn options_are_validated() {
     };
     assert!(Origin::new(&missing).is_err());
 }
+
+fn ll(o: &Origin, rest: &str, query: Option<&str>, at_ms: u64) -> ll::Answer {
+    let now = o.schedule().epoch + Duration::from_millis(at_ms);
+    o.low_latency(rest, query, now).unwrap()
+}
+
+fn ll_text(o: &Origin, rest: &str, query: Option<&str>, at_ms: u64) -> String {
+    match ll(o, rest, query, at_ms) {
+        ll::Answer::Ready(r) => String::from_utf8(r.body.to_vec()).unwrap(),
+        _ => panic!("{rest} not ready at {at_ms} ms"),
+    }
+}
+
+#[test]
+fn low_latency_playlists_list_parts_hints_and_reports() {
+    let o = origin(2);
+    // 40.7 s in: segments ..20 complete, parts 0 of segment 20 out
+    let t = ll_text(&o, "v1.m3u8", None, 40_700);
+    assert!(
+        t.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="),
+        "{t}"
+    );
+    assert!(t.contains("#EXT-X-PART-INF:PART-TARGET=0.5"), "{t}");
+    assert!(
+        t.contains("#EXT-X-PART:DURATION=0.50000,URI=\"v1/20.0.m4s\",INDEPENDENT=YES"),
+        "{t}"
+    );
+    assert!(
+        t.contains("URI=\"v1/19.1.m4s\"\n"),
+        "later parts are not independent: {t}"
+    );
+    assert!(
+        !t.contains("v1/16.0.m4s"),
+        "old segments lose their parts: {t}"
+    );
+    assert!(
+        t.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"v1/20.1.m4s\""),
+        "{t}"
+    );
+    assert!(
+        t.contains("#EXT-X-RENDITION-REPORT:URI=\"a0.m3u8\",LAST-MSN=20,LAST-PART=0"),
+        "{t}"
+    );
+    let m = media_playlist(&t);
+    assert_eq!(m.media_sequence, 10);
+    assert_eq!(m.segments.len(), 10);
+    assert_eq!(m.segments.last().unwrap().uri, "v1/19.m4s");
+    // the break at segment 42 is signalled with its first part
+    let t = ll_text(&o, "v1.m3u8", None, 84_600);
+    let cue = t.find("#EXT-X-CUE-OUT").expect("cue out");
+    assert!(cue > t.find("v1/41.m4s").unwrap() && cue < t.find("v1/42.0.m4s").unwrap());
+}
+
+#[test]
+fn low_latency_reloads_block_until_the_part_is_out() {
+    let o = origin(2);
+    let due = |q: &str, at_ms: u64| match ll(&o, "v0.m3u8", Some(q), at_ms) {
+        ll::Answer::At(t) => t.duration_since(o.schedule().epoch).unwrap().as_millis() as u64,
+        ll::Answer::Ready(_) => 0,
+        _ => panic!("{q}"),
+    };
+    assert_eq!(due("_HLS_msn=20&_HLS_part=2", 40_700), 41_500);
+    assert_eq!(due("_HLS_msn=20&_HLS_part=3", 40_700), 42_000);
+    assert_eq!(
+        due("_HLS_msn=20&_HLS_part=4", 40_700),
+        42_500,
+        "part 4 is part 0 of 21"
+    );
+    assert_eq!(due("_HLS_msn=20", 40_700), 42_000);
+    assert_eq!(due("_HLS_msn=20&_HLS_part=0", 40_700), 0, "already out");
+    assert!(matches!(
+        ll(&o, "v0.m3u8", Some("_HLS_msn=30"), 40_700),
+        ll::Answer::Bad(_)
+    ));
+    assert!(matches!(
+        ll(&o, "v0.m3u8", Some("_HLS_part=1"), 40_700),
+        ll::Answer::Bad(_)
+    ));
+    let t = ll_text(&o, "v0.m3u8", Some("_HLS_msn=20&_HLS_part=2"), 41_500);
+    assert!(
+        t.contains("v0/20.2.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"v0/20.3.m4s\""),
+        "{t}"
+    );
+    // a hinted part is streamed as it is made; one further ahead is not out
+    assert!(matches!(
+        ll(&o, "v0/20.3.m4s", None, 41_500),
+        ll::Answer::Streamed(..)
+    ));
+    assert!(matches!(
+        ll(&o, "v0/21.2.m4s", None, 41_500),
+        ll::Answer::Missing
+    ));
+}
+
+#[test]
+fn low_latency_parts_are_the_segment_and_time_continuously() {
+    let o = origin(2);
+    let body = |rest: &str| match ll(&o, rest, None, 60_000) {
+        ll::Answer::Ready(r) => r.body,
+        _ => panic!("{rest}"),
+    };
+    for r in ["v2", "a0"] {
+        let seg = body(&format!("{r}/25.m4s"));
+        let mut joined = Vec::new();
+        let mut last = None;
+        for k in 0..4 {
+            let p = body(&format!("{r}/25.{k}.m4s"));
+            let tfdt = mp4::read_fragment(&p).unwrap().tfdt;
+            assert!(
+                last.is_none_or(|l| tfdt > l),
+                "{r} part {k} goes back in time"
+            );
+            last = Some(tfdt);
+            joined.extend_from_slice(&p);
+        }
+        assert_eq!(
+            seg.as_ref(),
+            joined.as_slice(),
+            "{r}: the segment is its parts"
+        );
+        let first = mp4::read_fragment(&body(&format!("{r}/25.0.m4s")))
+            .unwrap()
+            .tfdt;
+        let cmaf = o.lib.content.cmaf(r).unwrap();
+        assert_eq!(first, cmaf.looped_start(25));
+    }
+}
+
+#[test]
+fn low_latency_delta_updates_skip_old_segments_but_keep_date_ranges() {
+    let o = origin(2);
+    // 60.2 s: segments 20..30 complete, the first 4 older than 6 target durations
+    let t = ll_text(&o, "v0.m3u8", Some("_HLS_skip=YES"), 60_200);
+    assert!(t.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n"), "{t}");
+    assert!(!t.contains("v0/23.m4s") && t.contains("v0/24.m4s"), "{t}");
+    let full = ll_text(&o, "v0.m3u8", None, 60_200);
+    assert!(!full.contains("EXT-X-SKIP") && full.contains("v0/20.m4s"));
+}

@@ -217,6 +217,9 @@ impl Resolver<'_> {
             lead: false,
             join: None,
             insertion: None,
+            blocking: None,
+            skip: None,
+            bad_directive: None,
         };
         let (m, _) = self
             .manifests

@@ -10,6 +10,7 @@ use crate::parse::{parse, ManifestKind, Parsed};
 use crate::route::Route;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use manifold_ssai::low_latency::{Blocking, Progress};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,8 @@ pub struct Manifest {
     pub fetched: Instant,
     /// A live manifest's window: what its segments span (HLS) or its time-shift buffer (DASH).
     pub window: Option<Duration>,
+    /// LL-HLS: where its segments and parts stand (a playlist that can block reloads).
+    pub progress: Option<Progress>,
 }
 
 impl Manifest {
@@ -89,6 +92,7 @@ impl Manifest {
         Manifest {
             wire: Default::default(),
             window,
+            progress: live_progress(&kind, &f.body),
             status: f.status,
             headers,
             body: f.body,
@@ -105,6 +109,7 @@ impl Manifest {
         let (kind, parsed) = parse(route.class, &body);
         Manifest {
             wire: Default::default(),
+            progress: live_progress(&kind, &body),
             status: StatusCode::OK,
             headers: like.headers.clone(),
             window: like.window,
@@ -125,6 +130,18 @@ impl Manifest {
             -((age - self.ttl).as_secs() as i64)
         }
     }
+}
+
+fn live_progress(kind: &ManifestKind, body: &[u8]) -> Option<Progress> {
+    matches!(kind, ManifestKind::HlsMedia { live: true, .. })
+        .then(|| Progress::of(body))
+        .flatten()
+}
+
+/// `path?q` or `path&q`.
+pub fn with_query(path: &str, q: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}{q}")
 }
 
 /// How long a manifest answer stays cached (zero: coalesced while in flight, never stored).
@@ -246,6 +263,8 @@ struct Shelf {
     /// The last 200 answer per key, for stale-if-error.
     last_good: moka::sync::Cache<Arc<str>, Arc<Manifest>>,
     failing: moka::sync::Cache<Arc<str>, Failing>,
+    /// LL-HLS: the newest playlist seen per key, whichever reload fetched it.
+    latest: moka::sync::Cache<Arc<str>, Arc<Manifest>>,
     quota: Quota,
 }
 
@@ -312,6 +331,11 @@ impl Shelf {
             failing: moka::sync::Cache::builder()
                 .max_capacity(quota.entries)
                 .time_to_live(Duration::from_secs(600))
+                .build(),
+            latest: moka::sync::Cache::builder()
+                .max_capacity(quota.bytes / 4)
+                .weigher(move |_k, m: &Arc<Manifest>| weight(m, floor))
+                .time_to_live(Duration::from_secs(60))
                 .build(),
             quota,
         }
@@ -452,6 +476,49 @@ impl ManifestCache {
         self.shelf(key).last_good.get(key)
     }
 
+    /// A blocking reload (LL-HLS): the newest playlist seen if it already answers `b`, else
+    /// the origin's answer to exactly `b`, one origin request however many viewers wait for it.
+    pub async fn get_blocking(
+        &self,
+        route: &Route,
+        b: Blocking,
+    ) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
+        let base = self.key(route);
+        if let Some(m) = self.shelf(&base).latest.get(&base) {
+            if m.progress.is_some_and(|p| p.answers(b)) {
+                return Ok((m, Lookup::Hit));
+            }
+        }
+        let mut asked = route.clone();
+        asked.origin_path = with_query(&route.origin_path, &b.query());
+        // '#' is in no routed path: the key cannot collide with a plain one
+        asked.key_path = format!("{}#{}", route.key_path, b.query());
+        self.get(&asked).await
+    }
+
+    /// The newest LL-HLS playlist seen for a route, if newer than `than`.
+    pub fn newer(&self, route: &Route, than: Option<Progress>) -> Option<Arc<Manifest>> {
+        let base = self.key(route);
+        let m = self.shelf(&base).latest.get(&base)?;
+        (m.progress > than).then_some(m)
+    }
+
+    fn note_latest(&self, key: &Arc<str>, m: &Arc<Manifest>) {
+        let Some(p) = m.progress else { return };
+        let base: Arc<str> = match key.split_once('#') {
+            Some((b, _)) => b.into(),
+            None => key.clone(),
+        };
+        let shelf = self.shelf(&base);
+        if shelf
+            .latest
+            .get(&base)
+            .is_none_or(|old| old.progress < Some(p))
+        {
+            shelf.latest.insert(base, m.clone());
+        }
+    }
+
     /// The manifest for a routed request, fetching it if needed (one fetch per key at a time).
     pub async fn get(&self, route: &Route) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
         let key = self.key(route);
@@ -494,6 +561,7 @@ impl ManifestCache {
         if fresh {
             if m.status == StatusCode::OK {
                 shelf.last_good.insert(key.clone(), m.clone());
+                self.note_latest(&key, &m);
             }
             shelf.failing.invalidate(&key);
         }

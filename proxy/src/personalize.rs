@@ -98,6 +98,13 @@ struct Session {
 }
 
 impl Personalizer {
+    /// Whether a tenant's manifests go through a plugin (a deployed one).
+    pub fn personalizes(&self, tenant: &str) -> bool {
+        self.registry
+            .slot(tenant)
+            .is_some_and(|s| s.active().is_some())
+    }
+
     /// Personalizes `manifest` for the viewer making `req`, if the tenant runs a plugin:
     /// session gate → viewer context → plugin → pipeline → bounded output.
     pub async fn run(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 pub use crate::tenant::Tenant;
 pub use manifold_ssai::asked::{Class, VariantHint, LEAD_PARAM};
+use manifold_ssai::low_latency::Blocking;
 
 /// A routed request.
 #[derive(Debug, Clone)]
@@ -39,6 +40,13 @@ pub struct Route {
     /// `?insertion=`: how a viewer of a `player-select` tenant wants the session it starts
     /// (unchecked here; never sent to the origin nor part of a cache key).
     pub insertion: Option<String>,
+    /// LL-HLS playlists: a blocking reload's `_HLS_msn`/`_HLS_part`, taken out of the origin
+    /// path and the cache key (the [`crate::low_latency`] step asks the origin for them).
+    pub blocking: Option<Blocking>,
+    /// `_HLS_skip` (a delta update), likewise taken out.
+    pub skip: Option<String>,
+    /// Delivery directives that make no sense (`_HLS_part` alone, not a number): a 400.
+    pub bad_directive: Option<String>,
 }
 
 impl Route {
@@ -167,6 +175,8 @@ impl Routes {
         let mut lead = false;
         let mut join = None;
         let mut insertion = None;
+        let class = Class::of(rest);
+        let (mut msn, mut part, mut skip, mut bad_directive) = (None, None, None, None);
         if let Some(q) = query {
             let (mut sep, mut key_sep) = ('?', '?');
             let mut push = |to_origin: bool, to_key: bool, pair: &str| {
@@ -195,6 +205,20 @@ impl Routes {
                     "mf_n" => first_number = v.parse::<u64>().ok(),
                     LEAD_PARAM => lead = v == "1",
                     INSERTION_PARAM => insertion = Some(v.chars().take(32).collect()),
+                    // LL-HLS delivery directives: per reload, not per response
+                    "_HLS_msn" | "_HLS_part" if class == Class::HlsPlaylist => {
+                        match v.parse::<u64>().ok().filter(|n| *n < 1 << 40) {
+                            Some(n) if k == "_HLS_msn" => msn = Some(n),
+                            Some(n) => part = Some(n),
+                            None => bad_directive = Some(format!("{k}={v:?} is not a number")),
+                        }
+                    }
+                    "_HLS_skip" if class == Class::HlsPlaylist => {
+                        skip = Some(v.chars().take(8).collect())
+                    }
+                    _ if k.starts_with("_HLS_") && class == Class::Segment => {
+                        push(true, false, pair)
+                    }
                     CAT_PARAM => {
                         join = Some(
                             v.split(',')
@@ -221,11 +245,17 @@ impl Routes {
                 }
             }
         }
+        if part.is_some() && msn.is_none() {
+            bad_directive.get_or_insert_with(|| "_HLS_part without _HLS_msn".into());
+        }
         Ok(Route {
+            blocking: msn.map(|msn| Blocking { msn, part }),
+            skip,
+            bad_directive,
             tenant: tenant.clone(),
             origin_path,
             key_path,
-            class: Class::of(rest),
+            class,
             prefix: prefix.to_string(),
             hint,
             group,

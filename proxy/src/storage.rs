@@ -1,6 +1,12 @@
 //! The segment cache's storage: a pingora-cache [`Storage`] on a moka cache weighed in bytes
 //! (TinyLFU admission, LRU eviction), so memory stays within `cache.size` whatever the mix of
 //! object sizes. Bodies are kept as one `Bytes`: hits and ranges are zero-copy slices.
+//!
+//! An object still arriving from the origin can be read while it arrives (pingora-cache's
+//! streaming partial writes): requests that waited on the cache lock for it are released once
+//! its headers are in and stream its bytes as they come. An LL-HLS part a player's preload
+//! hint asked for is made by the packager while it is requested; every viewer waiting for it
+//! gets each byte when the origin sends it, from one origin request.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -14,8 +20,11 @@ use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio::sync::watch;
 
 /// One stored response: serialized cache meta and the whole body.
 struct Object {
@@ -27,6 +36,7 @@ struct Object {
     body: Bytes,
 }
 
+#[derive(Clone)]
 struct ParsedMeta {
     fresh_until: SystemTime,
     created: SystemTime,
@@ -86,6 +96,27 @@ impl Object {
 pub struct SegmentStorage {
     objects: moka::sync::Cache<HashBinary, Arc<Object>>,
     max_object: usize,
+    /// Objects being written, by key (more than one if a lock wait timed out).
+    writing: parking_lot::Mutex<HashMap<HashBinary, Vec<Arc<Writing>>>>,
+    next_write: AtomicU64,
+}
+
+/// An object on its way in: what has arrived so far, and a signal for each change.
+struct Writing {
+    id: u64,
+    /// The object's meta (its body stays empty here).
+    meta: Object,
+    chunks: parking_lot::Mutex<Vec<Bytes>>,
+    state: watch::Sender<Arrived>,
+}
+
+/// How much of an object being written has arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrived {
+    Chunks(usize),
+    Complete(usize),
+    /// The write failed or was dropped: readers fail too (never a truncated body as whole).
+    Aborted,
 }
 
 impl SegmentStorage {
@@ -98,6 +129,29 @@ impl SegmentStorage {
         SegmentStorage {
             objects,
             max_object,
+            writing: Default::default(),
+            next_write: AtomicU64::new(0),
+        }
+    }
+
+    fn partial_hit(w: &Arc<Writing>) -> Result<(CacheMeta, HitHandler)> {
+        Ok((
+            w.meta.meta()?,
+            Box::new(Partial {
+                writing: w.clone(),
+                arrived: w.state.subscribe(),
+                read: 0,
+            }),
+        ))
+    }
+
+    fn done_writing(&self, key: &HashBinary, id: u64) {
+        let mut all = self.writing.lock();
+        if let Some(list) = all.get_mut(key) {
+            list.retain(|w| w.id != id);
+            if list.is_empty() {
+                all.remove(key);
+            }
         }
     }
 
@@ -121,7 +175,12 @@ impl Storage for SegmentStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let Some(obj) = self.objects.get(&key.combined_bin()) else {
-            return Ok(None);
+            let first = self
+                .writing
+                .lock()
+                .get(&key.combined_bin())
+                .and_then(|l| l.first().cloned());
+            return first.map(|w| Self::partial_hit(&w)).transpose();
         };
         let meta = match obj.meta() {
             Ok(m) => m,
@@ -144,17 +203,56 @@ impl Storage for SegmentStorage {
         )))
     }
 
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(id) = tag
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .map(u64::from_be_bytes)
+        else {
+            return self.lookup(key, trace).await;
+        };
+        let w = self
+            .writing
+            .lock()
+            .get(&key.combined_bin())
+            .and_then(|l| l.iter().find(|w| w.id == id).cloned());
+        w.map(|w| Self::partial_hit(&w)).transpose()
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
     async fn get_miss_handler(
         &'static self,
         key: &CacheKey,
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        Ok(Box::new(Miss {
-            key: key.combined_bin(),
+        let id = self.next_write.fetch_add(1, Ordering::Relaxed);
+        let writing = Arc::new(Writing {
+            id,
             meta: Object::new(meta, Bytes::new())?,
+            chunks: Default::default(),
+            state: watch::channel(Arrived::Chunks(0)).0,
+        });
+        let k = key.combined_bin();
+        self.writing
+            .lock()
+            .entry(k)
+            .or_default()
+            .push(writing.clone());
+        Ok(Box::new(Miss {
+            key: k,
             body: BytesMut::new(),
             storage: self,
+            writing,
+            tag: id.to_be_bytes(),
+            finished: false,
         }))
     }
 
@@ -249,13 +347,100 @@ impl HandleHit for Hit {
     }
 }
 
-/// Collects a body from the origin; it becomes visible only once complete.
+/// Reads an object while it is written: each chunk once it has arrived.
+struct Partial {
+    writing: Arc<Writing>,
+    arrived: watch::Receiver<Arrived>,
+    read: usize,
+}
+
+#[async_trait]
+impl HandleHit for Partial {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let (have, complete) = match *self.arrived.borrow_and_update() {
+                Arrived::Chunks(n) => (n, false),
+                Arrived::Complete(n) => (n, true),
+                Arrived::Aborted => {
+                    return Error::e_explain(ErrorType::InternalError, "cache write aborted")
+                }
+            };
+            if self.read < have {
+                let chunks = self.writing.chunks.lock();
+                let joined: BytesMut =
+                    chunks[self.read..have]
+                        .iter()
+                        .fold(BytesMut::new(), |mut b, c| {
+                            b.extend_from_slice(c);
+                            b
+                        });
+                self.read = have;
+                return Ok(Some(joined.freeze()));
+            }
+            if complete {
+                return Ok(None);
+            }
+            if self.arrived.changed().await.is_err() {
+                return Error::e_explain(ErrorType::InternalError, "cache write went away");
+            }
+        }
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        false
+    }
+
+    fn seek(&mut self, _start: usize, _end: Option<usize>) -> Result<()> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "no ranges of an object still arriving",
+        )
+    }
+
+    fn should_count_access(&self) -> bool {
+        false
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        0
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Collects a body from the origin; whole objects become hits once complete, readers of the
+/// one being written see its chunks as they arrive.
 struct Miss {
     key: HashBinary,
-    /// The object to store, body still empty.
-    meta: Object,
     body: BytesMut,
     storage: &'static SegmentStorage,
+    writing: Arc<Writing>,
+    tag: [u8; 8],
+    finished: bool,
+}
+
+impl Drop for Miss {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.writing.state.send_replace(Arrived::Aborted);
+        }
+        self.storage.done_writing(&self.key, self.writing.id);
+    }
 }
 
 #[async_trait]
@@ -268,17 +453,33 @@ impl HandleMiss for Miss {
             );
         }
         self.body.extend_from_slice(&data);
+        let n = {
+            let mut chunks = self.writing.chunks.lock();
+            chunks.push(data);
+            chunks.len()
+        };
+        self.writing.state.send_replace(Arrived::Chunks(n));
         Ok(())
     }
 
-    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let body = std::mem::take(&mut self.body).freeze();
         let obj = Arc::new(Object {
-            body: self.body.freeze(),
-            ..self.meta
+            body,
+            meta_internal: self.writing.meta.meta_internal.clone(),
+            meta_header: self.writing.meta.meta_header.clone(),
+            parsed: self.writing.meta.parsed.clone(),
         });
         let size = obj.weight() as usize;
         self.storage.objects.insert(self.key, obj);
+        self.finished = true;
+        let n = self.writing.chunks.lock().len();
+        self.writing.state.send_replace(Arrived::Complete(n));
         Ok(MissFinishType::Created(size))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(&self.tag)
     }
 }
 
@@ -342,16 +543,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unfinished_writes_are_never_visible() {
+    async fn unfinished_writes_are_streamed_and_never_kept() {
         let s = storage(1 << 20);
         let key = CacheKey::new("tenant/seg2.ts", "t");
         let span = pingora_cache::trace::Span::inactive().handle();
         let mut miss = s.get_miss_handler(&key, &meta(), &span).await.unwrap();
-        miss.write_body(Bytes::from_static(b"partial"), false)
+        miss.write_body(Bytes::from_static(b"part"), false)
             .await
             .unwrap();
+        // a reader that comes while it arrives gets what is in, then each chunk as it comes
+        let (_, mut reader) = s.lookup(&key, &span).await.unwrap().expect("partial hit");
+        let tag = miss.streaming_write_tag().unwrap().to_vec();
+        let (_, mut writer_view) = s
+            .lookup_streaming_write(&key, Some(&tag), &span)
+            .await
+            .unwrap()
+            .expect("the writer's own reader");
+        assert_eq!(reader.read_body().await.unwrap().unwrap(), "part");
+        let next = tokio::spawn(async move { reader.read_body().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!next.is_finished(), "waits for the next chunk");
+        miss.write_body(Bytes::from_static(b"ial"), false)
+            .await
+            .unwrap();
+        assert_eq!(next.await.unwrap().unwrap().unwrap(), "ial");
+        assert_eq!(writer_view.read_body().await.unwrap().unwrap(), "partial");
+        // dropped before it finished: readers fail, nothing is kept
         drop(miss);
+        assert!(writer_view.read_body().await.is_err());
         assert!(s.lookup(&key, &span).await.unwrap().is_none());
+        // one that finishes is whole for readers that were streaming it, then a plain hit
+        let mut miss = s.get_miss_handler(&key, &meta(), &span).await.unwrap();
+        let (_, mut reader) = s.lookup(&key, &span).await.unwrap().expect("partial hit");
+        miss.write_body(Bytes::from_static(b"whole"), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+        assert_eq!(reader.read_body().await.unwrap().unwrap(), "whole");
+        assert!(reader.read_body().await.unwrap().is_none());
+        assert_eq!(
+            read_all(&mut s.lookup(&key, &span).await.unwrap().unwrap().1).await,
+            b"whole"
+        );
+        assert!(s.writing.lock().is_empty());
     }
 
     #[tokio::test]

@@ -106,6 +106,7 @@ fn huge_target_durations_and_refresh_periods_do_not_overflow_the_timers() {
     ] {
         let ttl = ttl_for(StatusCode::OK, &kind, &h(""), &policy);
         let m = Manifest {
+            progress: None,
             wire: Default::default(),
             status: StatusCode::OK,
             headers: vec![],

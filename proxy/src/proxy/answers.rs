@@ -143,12 +143,16 @@ impl EdgeProxy {
         let Some(tenancy) = ctx.tenancy.clone() else {
             return Error::e_explain(ErrorType::InternalError, "manifest without config");
         };
-        let got = tenancy.manifests.get(&route).await;
+        if let Some(why) = &route.bad_directive {
+            return respond_text(session, ctx, 400, "bad-directive", why.clone()).await;
+        }
+        let personalizes = tenancy.personalizer.personalizes(&route.tenant.id);
+        let got = blocking::first(&tenancy.manifests, &route, personalizes).await;
         // slate-mode tenants: the live edge goes on with slate while the origin is down
         let got = (tenancy.outages)
             .through(&tenancy.manifests, &route, got)
             .await;
-        let (m, lookup) = match got {
+        let (mut m, lookup) = match got {
             Ok(got) => got,
             Err(e) => {
                 tracing::warn!(
@@ -174,17 +178,36 @@ impl EdgeProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let origin = request_origin(session);
-        let outcome = tenancy
-            .personalizer
-            .run(
-                &route,
-                &m,
-                session.req_header(),
-                client_ip,
-                ctx.access.as_ref(),
-                &origin,
-            )
-            .await;
+        let held = Instant::now();
+        let outcome = loop {
+            let outcome = tenancy
+                .personalizer
+                .run(
+                    &route,
+                    &m,
+                    session.req_header(),
+                    client_ip,
+                    ctx.access.as_ref(),
+                    &origin,
+                )
+                .await;
+            // a session's blocking reload: personalized again as each origin part comes out
+            let (Some(b), Outcome::Personalized { body, .. }) = (route.blocking, &outcome) else {
+                break outcome;
+            };
+            match blocking::next(&m, body, b, held.elapsed()) {
+                blocking::Next::Serve => break outcome,
+                blocking::Next::TooFar(why) => {
+                    return respond_text(session, ctx, 400, "bad-directive", why).await;
+                }
+                blocking::Next::Wait(ask) => {
+                    match tenancy.manifests.get_blocking(&route, ask).await {
+                        Ok((next, _)) if next.status == http::StatusCode::OK => m = next,
+                        _ => break outcome,
+                    }
+                }
+            }
+        };
         let answer = match answer_of(outcome, &m, &route) {
             Ok(a) => a,
             Err(Instead::Redirect(location)) => {
@@ -283,7 +306,7 @@ fn answer_of(
             version,
             micros,
         } => (
-            body,
+            blocking::finish(m, body),
             Some(format!("ok; version={version}; us={micros}")),
             true,
         ),

@@ -79,6 +79,7 @@ pub struct RequestCtx {
 }
 
 mod answers;
+mod blocking;
 mod log;
 use answers::*;
 

@@ -9,6 +9,7 @@
 //! | the plugin's view of a manifest and its edit plan, as plain types | [`types`] |
 //! | parsing once per fetch; the view and where breaks are | [`parse`], [`view`], [`scte35`] |
 //! | the one driver: plan → propose → record → observe → render, over a [`pipeline::Format`] | [`pipeline`] |
+//! | LL-HLS: where parts stand, blocking reloads, the segment being made | [`low_latency`] |
 //! | the three formats | [`master::Master`], [`ssai::Media`], [`ssai_dash::DashMedia`] |
 //! | checking a plan against the view | [`apply`] |
 //! | where creatives come from (packaging, rendition); laying pods out, beacon positions | [`creatives`], [`pods`] |
@@ -28,6 +29,7 @@ pub mod dash;
 pub mod guided;
 pub mod guided_dash;
 pub mod ledger;
+pub mod low_latency;
 pub mod master;
 pub mod parse;
 pub mod pipeline;

@@ -2,6 +2,7 @@
 //! manifest and its plugin view are kept with the cached manifest, so requests never re-parse.
 
 use crate::asked::Class;
+use crate::low_latency;
 use crate::types::{DashMpd, HlsMaster};
 use crate::view::{self, HlsMediaView};
 use std::time::Duration;
@@ -96,12 +97,22 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
                     Parsed::HlsMaster { playlist: m, view },
                 )
             }
-            Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => {
+            Ok(m3u8_rs::Playlist::MediaPlaylist(mut m)) => {
                 let kind = ManifestKind::HlsMedia {
                     live: !m.end_list && m.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod),
                     target: Duration::from_secs(m.target_duration.clamp(1, MAX_TARGET_SECS)),
                 };
-                let view = view::hls_media_with_text(&m, body);
+                let mut layout = view::text_layout(body, m.segments.len());
+                // LL-HLS: the segment being made, from its parts, is the last segment
+                if let Some(l) = layout.as_mut() {
+                    if let Some((seg, end)) = low_latency::in_progress(body, l.footer.clone()) {
+                        m.segments.push(seg);
+                        l.segments.push(l.footer.start..end);
+                        l.footer = end..body.len();
+                    }
+                }
+                let mut view = view::hls_media(&m);
+                view.layout = layout;
                 (kind, Parsed::HlsMedia { playlist: m, view })
             }
             Err(e) => (

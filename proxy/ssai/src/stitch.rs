@@ -557,7 +557,11 @@ impl Stitch<'_> {
                         let _ = writeln!(w, "{t}");
                     }
                     let strip = self.markers == Markers::Strip && lines(text).any(is_marker_line);
-                    match (&self.edits.uris[i], strip) {
+                    // the segment being made (LL-HLS) has parts and no URI line to replace
+                    let uri = self.edits.uris[i]
+                        .as_ref()
+                        .filter(|_| lines(text).last().is_some_and(|l| l.first() != Some(&b'#')));
+                    match (uri, strip) {
                         (None, false) => w.extend_from_slice(text),
                         (uri, _) => {
                             let mut ls: Vec<&[u8]> = lines(text).collect();

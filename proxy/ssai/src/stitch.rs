@@ -174,8 +174,10 @@ fn has_tag(text: &[u8], tag: &[u8]) -> bool {
 
 /// Signalling a replaced content segment hands to the first slot in its place.
 fn carried_lines(text: &[u8], markers: Markers) -> Vec<&[u8]> {
-    const OWN: [&[u8]; 8] = [
+    // the content segment's own: an ad slot carries none of them (its parts neither)
+    const OWN: [&[u8]; 9] = [
         b"#EXTINF",
+        b"#EXT-X-PART:",
         b"#EXT-X-DISCONTINUITY",
         b"#EXT-X-MAP",
         b"#EXT-X-KEY",
@@ -269,6 +271,11 @@ impl Stitch<'_> {
                         .map(|s| s.duration as f64)
                         .sum::<f64>();
             }
+        }
+        // from the window's first segment when the break holds it: the last segment may be
+        // one still being made (LL-HLS), shorter than the others
+        if i > 0 && p.replaces(seq0) {
+            return self.offset_at(p, 0) + segs[..i].iter().map(|s| s.duration as f64).sum::<f64>();
         }
         let d = segs.get(i).map_or(0.0, |s| s.duration as f64);
         (seq0 + i as u64).saturating_sub(p.start) as f64 * d

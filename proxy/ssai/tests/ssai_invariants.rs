@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::schedule;
+use common::{check_reload, schedule};
 use m3u8_rs::MediaPlaylist;
 use manifold_origin::Origin;
 use manifold_ssai::apply::MediaPlan;
@@ -103,91 +103,6 @@ async fn reload(
             String::from_utf8_lossy(&out)
         ),
     }
-}
-
-fn key(s: &m3u8_rs::MediaSegment) -> &str {
-    // ad URIs carry their break and slot, so a URI names one position of the stream
-    &s.uri
-}
-
-/// The invariants between two consecutive reloads of one rendition.
-fn check_reload(
-    prev: &MediaPlaylist,
-    cur: &MediaPlaylist,
-    label: &str,
-) -> Result<(), TestCaseError> {
-    prop_assert_eq!(
-        prev.target_duration,
-        cur.target_duration,
-        "{}: target duration changed",
-        label
-    );
-    for s in &cur.segments {
-        prop_assert!(
-            (s.duration as f64).round() as u64 <= cur.target_duration,
-            "{}: segment over target",
-            label
-        );
-    }
-    let Some(left) = prev
-        .segments
-        .iter()
-        .position(|s| key(s) == key(&cur.segments[0]))
-    else {
-        return Err(TestCaseError::fail(format!(
-            "{label}: windows do not overlap"
-        )));
-    };
-    prop_assert_eq!(
-        cur.media_sequence,
-        prev.media_sequence + left as u64,
-        "{}: media sequence",
-        label
-    );
-    let kept = &prev.segments[left..];
-    prop_assert!(
-        kept.len() <= cur.segments.len(),
-        "{}: segments vanished from the tail",
-        label
-    );
-    for (a, b) in kept.iter().zip(&cur.segments) {
-        prop_assert_eq!(key(a), key(b), "{}: a published segment changed", label);
-        prop_assert_eq!(
-            a.discontinuity,
-            b.discontinuity,
-            "{}: discontinuity moved at {}",
-            label,
-            a.uri.clone()
-        );
-        prop_assert!(
-            (a.duration - b.duration).abs() < 1e-3,
-            "{}: duration changed",
-            label
-        );
-    }
-    let left_discs = prev.segments[..left]
-        .iter()
-        .filter(|s| s.discontinuity)
-        .count() as u64;
-    prop_assert_eq!(
-        cur.discontinuity_sequence,
-        prev.discontinuity_sequence + left_discs,
-        "{}: discontinuity sequence",
-        label
-    );
-    for w in cur.segments.windows(2) {
-        if let (Some(a), Some(b)) = (w[0].program_date_time, w[1].program_date_time) {
-            let gap = (b - a).num_milliseconds() as f64 / 1000.0 - w[0].duration as f64;
-            prop_assert!(
-                gap.abs() < 0.6,
-                "{}: program date-time jumps {:.3} s at {}",
-                label,
-                gap,
-                w[1].uri.clone()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// How the stitcher writes the playlist: splicing the origin's text, or through m3u8-rs.

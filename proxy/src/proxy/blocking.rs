@@ -25,8 +25,7 @@ pub(super) async fn first(
     personalizes: bool,
 ) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
     if personalizes {
-        let got = manifests.get(route).await?;
-        return Ok(newest(manifests, route, got));
+        return plain(manifests, route).await;
     }
     let mut asked;
     let route = match &route.skip {
@@ -41,11 +40,23 @@ pub(super) async fn first(
     };
     match route.blocking {
         Some(b) => manifests.get_blocking(route, b).await,
-        None => {
-            let got = manifests.get(route).await?;
-            Ok(newest(manifests, route, got))
+        None => plain(manifests, route).await,
+    }
+}
+
+/// A playlist without directives: the newest one a reload fetched while it is fresh (no
+/// origin request of its own then), else the cached or fetched one.
+async fn plain(
+    manifests: &ManifestCache,
+    route: &Route,
+) -> Result<(Arc<Manifest>, Lookup), Arc<OriginError>> {
+    if let Some(m) = manifests.newer(route, None) {
+        if m.fetched.elapsed() < m.ttl {
+            return Ok((m, Lookup::Hit));
         }
     }
+    let got = manifests.get(route).await?;
+    Ok(newest(manifests, route, got))
 }
 
 /// A newer playlist than the cached one, if a blocking reload fetched one since.

@@ -440,3 +440,103 @@ fn guided_breaks_play_as_interstitials_in_hls_js_and_shaka() {
         );
     }
 }
+
+/// LL-HLS in hls.js's low-latency mode, personalized: a stitched session and a guided one
+/// play across a break with parts, blocking reloads and preload hints through the proxy.
+/// Behind live by at most 3 part targets + 1 s (hls.js's own estimate) once back on content,
+/// no stall after start-up, and the ads played.
+#[test]
+fn low_latency_hls_plays_personalized_across_a_break_in_hls_js() {
+    let _one = one_at_a_time();
+    // a 12 s break 14 s after start-up; parts of 0.5 s (PART-TARGET 0.512 s)
+    let origin = Origin::live(20, 10, 34, 600, 12).unwrap();
+    let proxy = Proxy::start(&demo_tenants(&origin, "250ms")).unwrap();
+    let ll = serde_json::json!({ "lowLatencyMode": true });
+    let streams = [
+        Stream::new(Player::HlsJs, proxy.url("/breaks/live/ll/master.m3u8"), 40)
+            .with_config(ll.clone()),
+        Stream::new(
+            Player::HlsJs,
+            proxy.url("/guided/live/ll/master.m3u8?insertion=guided"),
+            40,
+        )
+        .with_config(ll),
+    ];
+    let reports = browser::play(&streams, streams.len(), false).unwrap();
+    let bound = 3.0 * 0.512 + 1.0;
+    let base = proxy.url("");
+    let mut failures = Vec::new();
+    for r in &reports {
+        // guided: hls.js waits a moment as it swaps to and from the asset player
+        let smooth = if r.name().contains("/guided/") {
+            check_guided(r, &base, Some(Resume::AfterPod))
+        } else {
+            r.check_smooth()
+                .or_else(|e| one_short_wait(r).then_some(()).ok_or(e))
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = smooth {
+            failures.push(e);
+            continue;
+        }
+        let parts = r.0["partsLoaded"].as_u64().unwrap_or(0);
+        let ads = if r.name().contains("/guided/") {
+            r.0["interstitials"]
+                .as_array()
+                .map_or(0, |m| m.iter().filter(|m| m["what"] == "asset").count())
+        } else {
+            r.ad_seconds() as usize
+        };
+        // the last 8 s: content again, after the break
+        let samples = r.0["samples"].as_array().cloned().unwrap_or_default();
+        let wall = r.0["wall"].as_f64().unwrap_or(0.0);
+        let late: Vec<f64> = samples
+            .iter()
+            .filter(|s| s["t"].as_f64().unwrap_or(0.0) > wall - 8.0)
+            .filter_map(|s| s["lat"].as_f64())
+            .collect();
+        let worst = late.iter().cloned().fold(0.0, f64::max);
+        eprintln!(
+            "{}: parts {parts}, ads {ads}, latency at the end {late:?}",
+            r.name()
+        );
+        if parts < 10 || ads == 0 || late.is_empty() || worst > bound {
+            failures.push(format!(
+                "{}: {parts} parts, ads {ads}, latency {late:?} (at most {bound:.2} s)\n{}",
+                r.name(),
+                r.brief()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A report whose only flaw is one wait of under half a second (seen here in about one run
+/// in four, where a stitched LL-HLS session returns from its whole ad segments to content
+/// parts; docs/benchmarks.md): started, nothing fatal, no hole, kept up with the clock.
+fn one_short_wait(r: &Report) -> bool {
+    let stalls = r.stalls();
+    let playing: Vec<f64> = r.0["playingAt"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    let waits: std::collections::BTreeSet<u64> = stalls
+        .iter()
+        .filter_map(|s| s["t"].as_f64())
+        .map(|t| (t * 2.0) as u64)
+        .collect();
+    let short = stalls.iter().all(|s| {
+        let t = s["t"].as_f64().unwrap_or(0.0);
+        playing
+            .iter()
+            .find(|p| **p >= t)
+            .is_some_and(|p| p - t < 0.5)
+    });
+    let (played, wall) = r.played();
+    r.started()
+        && r.fatal().is_empty()
+        && r.holes().is_empty()
+        && waits.len() <= 1
+        && short
+        && played >= 0.9 * wall
+}

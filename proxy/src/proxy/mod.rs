@@ -31,6 +31,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::Instrument;
 
+/// Each CMAF track's presentation shift, learned from its fragments that start on a sync
+/// sample, for its LL-HLS parts that do not (see `cmaf_timing`): by tenant and rendition
+/// directory, a few bytes each, bounded.
+static SHIFTS: once_cell::sync::Lazy<moka::sync::Cache<String, i64>> =
+    once_cell::sync::Lazy::new(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(3600))
+            .build()
+    });
+
+fn track_key(route: &Route) -> String {
+    let path = route.origin_path.split('?').next().unwrap_or_default();
+    let dir = path.rsplit_once('/').map_or(path, |(d, _)| d);
+    format!("{}|{dir}", route.tenant.id)
+}
+
 /// Shared by all requests of the proxy service.
 pub struct EdgeProxy {
     /// Routing, manifests and plugins of the current config (swapped on reload).
@@ -477,7 +494,8 @@ impl ProxyHttp for EdgeProxy {
                         .and_then(|v| v.to_str().ok()),
                 )
             {
-                ctx.normalizer = Some(Default::default());
+                let shift = SHIFTS.get(&track_key(route));
+                ctx.normalizer = Some(crate::cmaf_timing::Normalizer::with_shift(shift));
             }
             if route.lead && upstream.status == http::StatusCode::OK {
                 // the body grows by a few packets: its length is known only at the end
@@ -498,6 +516,9 @@ impl ProxyHttp for EdgeProxy {
         if let Some(n) = ctx.normalizer.as_mut() {
             // runs before the cache stores the body: hits are served normalized for free
             *body = n.push(body.take(), end_of_stream);
+            if let (true, Some(shift), Some(route)) = (end_of_stream, n.shift, ctx.route.as_ref()) {
+                SHIFTS.insert(track_key(route), shift);
+            }
         } else if let Some(l) = ctx.leader.as_mut() {
             *body = l.push(body.take(), end_of_stream);
         }

@@ -76,6 +76,10 @@ pub struct Normalizer {
     sidx_at: Option<usize>,
     /// Fragments whose timing changed (for tests and metrics).
     pub rewritten: u32,
+    /// The track's shift, from the last fragment that starts on a sync sample. A fragment
+    /// that does not (an LL-HLS part inside a GOP: its first sample's offset is a B-frame's,
+    /// not the stream's delay) moves by this one, so the GOP's parts keep meeting.
+    pub shift: Option<i64>,
 }
 
 impl Default for Normalizer {
@@ -85,6 +89,17 @@ impl Default for Normalizer {
             state: State::Boxes,
             sidx_at: None,
             rewritten: 0,
+            shift: None,
+        }
+    }
+}
+
+impl Normalizer {
+    /// A normalizer for a fragment of a track whose shift is already known (`None`: not).
+    pub fn with_shift(shift: Option<i64>) -> Normalizer {
+        Normalizer {
+            shift,
+            ..Normalizer::default()
         }
     }
 }
@@ -150,7 +165,7 @@ impl Normalizer {
                     }
                     if &kind == b"moof" {
                         let moof = at..at + size as usize;
-                        if let Some(shift) = normalize_moof(&mut self.held[moof]) {
+                        if let Some(shift) = normalize_moof(&mut self.held[moof], &mut self.shift) {
                             self.rewritten += 1;
                             if let Some(s) = self.sidx_at.take() {
                                 shift_sidx(&mut self.held[s..], shift);
@@ -230,7 +245,7 @@ fn children(body: &[u8]) -> Vec<([u8; 4], std::ops::Range<usize>)> {
 
 /// Rewrites a `moof` box in place; returns the presentation shift (in the first track's
 /// timescale ticks, as a composition offset) when something changed.
-fn normalize_moof(moof: &mut [u8]) -> Option<u32> {
+fn normalize_moof(moof: &mut [u8], known: &mut Option<i64>) -> Option<u32> {
     let (_, header, _) = box_header(moof)?;
     let body = &mut moof[header..];
     let mut first_shift = None;
@@ -241,10 +256,19 @@ fn normalize_moof(moof: &mut [u8]) -> Option<u32> {
         let traf = &mut body[range];
         // the first sample's offset over every trun of this track fragment
         let mut shift: Option<i64> = None;
+        let default_flags = children(traf)
+            .into_iter()
+            .find(|(k, _)| k == b"tfhd")
+            .and_then(|(_, r)| tfhd_default_flags(&traf[r]));
         for (k, r) in children(traf) {
             if &k == b"trun" {
-                if let Some(first) = first_offset(&traf[r]) {
-                    shift = Some(first);
+                if let Some(first) = first_offset(&traf[r.clone()]) {
+                    if starts_on_sync(&traf[r], default_flags) {
+                        shift = Some(first);
+                        *known = shift;
+                    } else {
+                        shift = *known;
+                    }
                     break;
                 }
             }
@@ -294,6 +318,39 @@ fn read_offset(trun: &[u8], at: usize) -> i64 {
     } else {
         raw as i32 as i64
     }
+}
+
+/// `default_sample_flags` of a `tfhd` body, if it has them.
+fn tfhd_default_flags(tfhd: &[u8]) -> Option<u32> {
+    let flags = u32::from_be_bytes([0, *tfhd.get(1)?, *tfhd.get(2)?, *tfhd.get(3)?]);
+    if flags & 0x20 == 0 {
+        return None;
+    }
+    let field = |bit: u32, n: usize| if flags & bit != 0 { n } else { 0 };
+    let at = 8 + field(0x1, 8) + field(0x2, 4) + field(0x8, 4) + field(0x10, 4);
+    Some(u32::from_be_bytes(tfhd.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Whether a `trun`'s first sample is a sync sample (`sample_is_non_sync_sample` clear); a
+/// run that says nothing of it counts as one.
+fn starts_on_sync(trun: &[u8], default_flags: Option<u32>) -> bool {
+    let Some((flags, count, first, _, _)) = trun_layout(trun) else {
+        return true;
+    };
+    let word = |at: usize| {
+        trun.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let sample_flags = if flags & 0x004 != 0 {
+        word(8 + if flags & 0x001 != 0 { 4 } else { 0 })
+    } else if flags & 0x400 != 0 && count > 0 {
+        let at =
+            first + if flags & 0x100 != 0 { 4 } else { 0 } + if flags & 0x200 != 0 { 4 } else { 0 };
+        word(at)
+    } else {
+        default_flags
+    };
+    sample_flags.is_none_or(|f| f & 0x0001_0000 == 0)
 }
 
 /// The composition offset of the first sample of a `trun` body.

@@ -82,6 +82,19 @@ fn live_playlist(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> Vec<
         .to_vec()
 }
 
+/// The same channel as LL-HLS (0.5 s parts), 1.2 s into a segment: parts listed for the
+/// last three segments and the one being made.
+fn ll_playlist(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> Vec<u8> {
+    let (o, now) = origin(window, ad_first, ad_every, ad_len);
+    match o
+        .low_latency("v1.m3u8", None, now + Duration::from_millis(1200))
+        .unwrap()
+    {
+        manifold_origin::ll::Answer::Ready(r) => r.body.to_vec(),
+        _ => panic!("LL playlist not ready"),
+    }
+}
+
 /// Creatives already resolved (what the catalog's cache holds after the first request):
 /// HLS media of the ad and the slate, and the DASH creative.
 struct Resolved(Arc<AdMedia>, Arc<AdMedia>, Arc<DashCreative>);
@@ -395,6 +408,32 @@ fn benches(c: &mut Criterion) {
         |b| {
             b.to_async(&rt)
                 .iter(|| personalize(&e, &breaks, &m60, &w60, "pod=ad10", &creatives))
+        },
+    );
+    // the same channel as LL-HLS: the parts of the last segments and of the one being made
+    // (what each blocking reload of a session personalizes)
+    SESSION.with(|s| *s.borrow_mut() = SessionState::default());
+    let pll = ll_playlist(60, 20, 40, 10);
+    let (_, parsed_ll) = parse(Class::HlsPlaylist, &pll);
+    let Parsed::HlsMedia {
+        playlist: plll,
+        view: vll,
+    } = parsed_ll
+    else {
+        panic!()
+    };
+    assert_eq!(vll.view.breaks.len(), 3, "{:?}", vll.view.breaks);
+    let wll = Wire::hls_media(&vll.view);
+    let mll = Media {
+        playlist: &plll,
+        view: &vll,
+        body: &pll,
+    };
+    c.bench_function(
+        "pipeline/60 segments, 3 breaks, LL-HLS parts: plugin+apply+serialize (parse cached)",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| personalize(&e, &breaks, &mll, &wll, "pod=ad10", &creatives))
         },
     );
     // live DASH ($Number$), a 10 s break in the window: one ad period

@@ -90,12 +90,13 @@ pub fn banner(config: &Config, origin: SocketAddr) -> String {
             )
         })
         .collect();
-    let personalized = if personalized.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "Personalized by the tenants' plugins (each viewer gets a session):\n{personalized}"
-        )
+    let personalized = match config.tenants.iter().find(|t| t.plugin.is_some()) {
+        None => String::new(),
+        Some(first) => format!(
+            "Personalized by the tenants' plugins (each viewer gets a session):\n{personalized}\
+             \x20 LL-HLS, personalized: http://{proxy}/{}/live/ll/master.m3u8  (hls.js lowLatencyMode)\n",
+            first.id
+        ),
     };
     let https = config
         .tls
@@ -116,6 +117,7 @@ pub fn banner(config: &Config, origin: SocketAddr) -> String {
          Open through the proxy:\n\
          \x20 HLS (TS)    {base}/live/hls/master.m3u8\n\
          \x20 HLS (CMAF)  {base}/live/cmaf/master.m3u8\n\
+         \x20 LL-HLS      {base}/live/ll/master.m3u8  (0.5 s parts, blocking reloads, preload hints)\n\
          \x20 DASH        {base}/live/dash/manifest.mpd\n\
          \x20 DASH (SegmentTimeline)  {base}/live/dash/timeline.mpd\n\
          \x20 VOD         {base}/vod/hls/master.m3u8   {base}/vod/dash/manifest.mpd\n\

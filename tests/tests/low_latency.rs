@@ -198,20 +198,19 @@ async fn follow(url: &str, run: Duration) -> (usize, usize, Duration) {
         assert_eq!(status, 200, "{text}");
         at = progress(&text);
         assert!(at.answers(b), "{b:?} answered with {at:?}:\n{text}");
-        let mut msn: u64 = text
+        let first: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
             .unwrap()
             .parse()
             .unwrap();
-        for uri in text
+        let uris = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-        {
+            .filter(|l| !l.starts_with('#') && !l.is_empty());
+        for (msn, uri) in (first..).zip(uris) {
             if let Some(old) = seen.insert(msn, uri.to_string()) {
                 assert_eq!(old, uri, "segment {msn} changed:\n{text}");
             }
-            msn += 1;
         }
         n += 1;
     }

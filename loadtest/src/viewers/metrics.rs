@@ -193,6 +193,8 @@ pub struct Metrics {
     errors: Mutex<Tally>,
     violations: Mutex<Tally>,
     staleness: Mutex<Histogram<u64>>,
+    /// LL-HLS: how long after the part it asked for was out a blocking reload was answered.
+    beyond: Mutex<Histogram<u64>>,
     pub counters: Counters,
 }
 
@@ -210,6 +212,7 @@ impl Metrics {
             errors: Mutex::new(Tally::default()),
             violations: Mutex::new(Tally::default()),
             staleness: Mutex::new(staleness_histogram()),
+            beyond: Mutex::new(staleness_histogram()),
             counters: Counters::default(),
         }
     }
@@ -252,6 +255,15 @@ impl Metrics {
             .staleness
             .lock()
             .record((behind.as_millis() as u64).max(1));
+    }
+
+    /// A blocking reload answered `ms` after what it asked for was out (0 when early).
+    pub fn beyond(&self, ms: i64) {
+        let _ = self.beyond.lock().record(ms.max(1) as u64);
+    }
+
+    pub fn beyond_ms(&self) -> Percentiles {
+        Percentiles::of(&self.beyond.lock(), 1.0)
     }
 
     pub fn violation(&self, kind: &str, example: impl FnOnce() -> String) {

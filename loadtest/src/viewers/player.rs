@@ -409,6 +409,7 @@ const RETRY: Duration = Duration::from_secs(1);
 
 mod dash;
 mod hls;
+mod ll;
 use dash::dash_viewer;
 use hls::hls_viewer;
 

@@ -142,6 +142,9 @@ pub struct Summary {
     pub errors: Tally,
     /// How far behind live manifests were when loaded, seconds.
     pub staleness_s: Percentiles,
+    /// LL-HLS blocking reloads: ms from the part's availability to the answer.
+    #[serde(default)]
+    pub blocking_beyond_ms: Percentiles,
     pub consistency: ConsistencyStats,
     pub ads: AdStats,
     pub origin: Option<OriginStats>,
@@ -289,6 +292,14 @@ pub fn table(s: &Summary) -> String {
         "staleness (s behind live): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} loads)",
         st.p50, st.p90, st.p99, st.max, st.count
     );
+    let b = &s.blocking_beyond_ms;
+    if b.count > 0 {
+        let _ = writeln!(
+            o,
+            "LL-HLS blocking reloads, ms past the part's availability: p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}  ({} reloads)",
+            b.p50, b.p90, b.p99, b.max, b.count
+        );
+    }
     let _ = writeln!(
         o,
         "consistency: {} reloads checked, violations: {}",

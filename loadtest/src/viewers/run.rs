@@ -459,6 +459,7 @@ fn summarize(cfg: &RunConfig, metrics: &Metrics, client: &Client, f: Finished) -
         },
         errors,
         staleness_s,
+        blocking_beyond_ms: metrics.beyond_ms(),
         consistency: ConsistencyStats {
             reloads_checked: load(&c.reloads_checked),
             violations,

@@ -147,10 +147,11 @@ pub fn in_progress(body: &[u8], footer: Range<usize>) -> Option<(MediaSegment, u
         one.push(b'\n');
     }
     one.extend_from_slice(format!("#EXTINF:{covered:.5},\n{uri}\n").as_bytes());
-    match m3u8_rs::parse_media_playlist_res(&one).ok()?.segments.pop() {
-        Some(seg) => Some((seg, end)),
-        None => None,
-    }
+    let seg = m3u8_rs::parse_media_playlist_res(&one)
+        .ok()?
+        .segments
+        .pop()?;
+    Some((seg, end))
 }
 
 /// One attribute's raw value in an attribute list (`URI="a,b"` kept whole).

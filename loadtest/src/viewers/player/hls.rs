@@ -72,6 +72,9 @@ struct HlsTrack<'a> {
     /// Newest sequence number seen and when, for staleness without date-times.
     advanced: Option<(u64, Instant)>,
     downloaded: usize,
+    /// LL-HLS: the blocking reload in flight, and the newest part fetched.
+    asked: Option<manifold_ssai::low_latency::Blocking>,
+    last_part: Option<String>,
 }
 
 impl<'a> HlsTrack<'a> {
@@ -94,6 +97,8 @@ impl<'a> HlsTrack<'a> {
             inits: Inits::default(),
             advanced: None,
             downloaded: 0,
+            asked: None,
+            last_part: None,
         }
     }
 
@@ -114,7 +119,8 @@ impl<'a> HlsTrack<'a> {
                 continue;
             };
             // reload from where a redirect led: the session
-            self.url = f.url;
+            self.url = super::ll::with(&f.url, None);
+            let asked = self.asked.take();
             let (doc, body_hash) = match sh.hls.get(&f.body, parse_hls) {
                 Ok(d) => d,
                 Err(e) => {
@@ -194,10 +200,41 @@ impl<'a> HlsTrack<'a> {
                     }
                 }
             }
+            // LL-HLS: the next reload blocks at the origin's pace, right away
+            if let Some(p) = manifold_ssai::low_latency::Progress::of(&f.body) {
+                let text = String::from_utf8_lossy(&f.body);
+                if let Some(out) = asked.and_then(|b| super::ll::out_at(&text, b)) {
+                    m.beyond(now_ms() - out);
+                }
+                self.newest_part(&text).await;
+                let b = super::ll::next_of(p);
+                self.asked = Some(b);
+                self.url = super::ll::with(&self.url, Some(b));
+                continue;
+            }
             let wait = if changed { target } else { target / 2 };
             if sleep_or_stop(&mut stop, t0 + wait).await {
                 return;
             }
+        }
+    }
+
+    /// LL-HLS: the newest part listed, once (the parts a player at the edge plays).
+    async fn newest_part(&mut self, text: &str) {
+        let Some(uri) = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+            .filter_map(|a| a.split("URI=\"").nth(1)?.split('"').next())
+            .next_back()
+        else {
+            return;
+        };
+        if self.last_part.as_deref() == Some(uri) {
+            return;
+        }
+        self.last_part = Some(uri.to_string());
+        if let Ok(u) = self.url.join(uri) {
+            self.sh.fetch(Kind::Segment, &u).await;
         }
     }
 

@@ -66,6 +66,7 @@ fn summary() -> Summary {
         latency_ms: LatencySummary::default(),
         errors: Tally::default(),
         staleness_s: Percentiles::default(),
+        blocking_beyond_ms: Default::default(),
         consistency: ConsistencyStats::default(),
         ads: AdStats::default(),
         origin: Some(OriginStats::default()),

@@ -89,11 +89,7 @@ pub(super) fn next(m: &Manifest, out: &[u8], b: Blocking, held: Duration) -> Nex
     let (Some(origin), Some(at)) = (m.progress, Progress::of(out)) else {
         return Next::Serve;
     };
-    // After an ad edge (no parts listed) players ask for the next segment whole; the content
-    // that follows lists parts: answered with its first, not held until it is complete, so
-    // the player has the content's parts while its buffer of ads is not yet spent.
-    let first_part = b.part.is_none() && at.end == b.msn && at.parts > 0;
-    if at.answers(b) || first_part || held >= hold_limit(m) {
+    if at.serves(b) || held >= hold_limit(m) {
         return Next::Serve;
     }
     if b.msn > at.end + 2 {

@@ -93,6 +93,17 @@ impl Progress {
         }
     }
 
+    /// Whether a session's playlist standing here serves `b`: it [answers](Self::answers) it,
+    /// or `b` asks whole for the segment after an ad edge (players ask so when the last
+    /// segment lists no parts) and that segment's first part is out. The player then has the
+    /// content's parts while its buffer of ads is not yet spent, and asks by part from there.
+    /// A content segment before keeps its parts listed, so a player that blocks by segment
+    /// only is held until the segment is complete, never answered early in a loop.
+    pub fn serves(&self, b: Blocking) -> bool {
+        self.answers(b)
+            || (b.part.is_none() && self.end == b.msn && self.parts > 0 && self.last_parts == 0)
+    }
+
     /// What to ask the origin for next: the part after the last one listed.
     pub fn next(&self) -> Blocking {
         Blocking {

@@ -48,6 +48,16 @@ fn blocking_reloads_are_answered_once_what_they_ask_is_out() {
     assert!(at_start.answers(b(11, Some(3))));
     assert!(!p.answers(b(13, Some(0))));
     assert_eq!(p.next(), b(12, Some(2)));
+    // the segment after an ad edge (11 lists no parts) is served with its first part; after
+    // content, a reload by segment waits for the segment whole
+    let after_ads = Progress {
+        end: 12,
+        parts: 1,
+        last_parts: 0,
+    };
+    assert!(after_ads.serves(b(12, None)) && !after_ads.answers(b(12, None)));
+    assert!(!p.serves(b(12, None)));
+    assert!(!at_start.serves(b(12, None)), "nothing of 12 is out yet");
     assert_eq!(b(12, Some(2)).query(), "_HLS_msn=12&_HLS_part=2");
 }
 
@@ -85,3 +95,4 @@ fn personalized_edges_rewrite_parts_reports_and_skips() {
     let s = String::from_utf8(without_skip(LL.as_bytes())).unwrap();
     assert!(s.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5\n"));
 }
+

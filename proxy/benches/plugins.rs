@@ -180,7 +180,7 @@ async fn pipeline(
         panic!("not media")
     };
     // the plugin's copy of the view: made on the first call, cached with the manifest
-    let wire = Wire::hls_media(&view.view);
+    let wire = Wire::hls_media(&view.view, view.edge.as_ref());
     let media = Media {
         playlist: &playlist,
         view: &view,
@@ -343,7 +343,10 @@ fn benches(c: &mut Criterion) {
         panic!()
     };
     assert_eq!(v60.view.breaks.len(), 3, "{:?}", v60.view.breaks);
-    let (w300, w60) = (Wire::hls_media(&v300.view), Wire::hls_media(&v60.view));
+    let (w300, w60) = (
+        Wire::hls_media(&v300.view, None),
+        Wire::hls_media(&v60.view, None),
+    );
     let m300 = Media {
         playlist: &pl300,
         view: &v300,
@@ -423,7 +426,7 @@ fn benches(c: &mut Criterion) {
         panic!()
     };
     assert_eq!(vll.view.breaks.len(), 3, "{:?}", vll.view.breaks);
-    let wll = Wire::hls_media(&vll.view);
+    let wll = Wire::hls_media(&vll.view, vll.edge.as_ref());
     let mll = Media {
         playlist: &plll,
         view: &vll,
@@ -470,7 +473,7 @@ fn benches(c: &mut Criterion) {
     // once per origin fetch, on its first plugin call: the core's view in the bindings' types
     c.bench_function(
         "parse/300 segments: the view converted for the plugin",
-        |b| b.iter(|| Wire::hls_media(&v300.view)),
+        |b| b.iter(|| Wire::hls_media(&v300.view, None)),
     );
     c.bench_function("parse/300 segments (m3u8-rs + view)", |b| {
         b.iter(|| parse(Class::HlsPlaylist, &p300))

@@ -35,7 +35,16 @@ pub mod bindings {
 }
 
 pub use bindings::manifold::plugin::host;
+pub use bindings::manifold::plugin::low_latency::{Edge as LiveEdge, Part};
 pub use bindings::manifold::plugin::types::*;
+
+/// The LL-HLS live edge of the media playlist being personalized: its part target, the parts
+/// listed (each with the index of its segment) and the preload hint. `None` for a playlist
+/// without parts, and in the master and DASH calls. Read it only when you need it: it is
+/// copied into the plugin on each call.
+pub fn live_edge() -> Option<LiveEdge> {
+    bindings::manifold::plugin::low_latency::live_edge()
+}
 #[doc(hidden)]
 pub use bindings::Guest;
 
@@ -95,7 +104,7 @@ pub trait Plugin {
 }
 
 /// Exports a [`Plugin`] implementation as the component's entry points (the
-/// `session-plugin` world of `manifold:plugin@0.2.1`).
+/// `session-plugin` world of `manifold:plugin@0.2.2`).
 #[macro_export]
 macro_rules! plugin {
     ($ty:ty) => {

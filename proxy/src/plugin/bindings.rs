@@ -30,7 +30,8 @@ pub mod scoped {
     });
 }
 
-/// The `session-plugin` world (0.2.1): `plugin` with the session as input.
+/// The `session-plugin` world (0.2.1): `plugin` with the session as input, and (0.2.2) the
+/// `low-latency` interface.
 pub mod session {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -38,6 +39,7 @@ pub mod session {
         // its imports are `plugin`'s own (`with`), so is their async-ness
         imports: { default: trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
         with: {
             "manifold:plugin/types": super::manifold::plugin::types,
             "manifold:plugin/host": super::manifold::plugin::host,
@@ -58,6 +60,7 @@ pub mod scoped_session {
             "manifold:plugin/kv": super::scoped::manifold::plugin::kv,
             "manifold:plugin/ads": super::scoped::manifold::plugin::ads,
             "manifold:plugin/clock": super::scoped::manifold::plugin::clock,
+            "manifold:plugin/low-latency": super::session::manifold::plugin::low_latency,
         },
     });
 }

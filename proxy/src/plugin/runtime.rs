@@ -2,6 +2,7 @@
 //! memory images, epoch interruption), an `InstancePre` per plugin, and a fresh instance in a
 //! fresh `Store` for every call, with a deadline and a memory cap.
 
+use super::bindings::session::manifold::plugin::low_latency::Edge as LiveEdge;
 use super::bindings::{
     AdDecider, Capabilities, DashMpd, Edit, HlsMaster, HlsMedia, SessionCtx, Viewer,
 };
@@ -77,7 +78,8 @@ pub struct CallEnv {
 /// The manifest a plugin is asked about.
 pub enum Input<'a> {
     HlsMaster(&'a HlsMaster),
-    HlsMedia(&'a HlsMedia),
+    /// With its LL-HLS live edge, when it has one (what `low-latency.live-edge` answers).
+    HlsMedia(&'a HlsMedia, Option<&'a Arc<LiveEdge>>),
     DashMpd(&'a DashMpd),
 }
 
@@ -93,7 +95,7 @@ impl Input<'_> {
         use super::wire::Cv;
         match self {
             Input::HlsMaster(_) => Vec::new(),
-            Input::HlsMedia(m) => (&m.breaks).cv(),
+            Input::HlsMedia(m, _) => (&m.breaks).cv(),
             Input::DashMpd(m) => (&m.breaks).cv(),
         }
     }
@@ -232,6 +234,9 @@ impl PluginEngine {
             let mut store = self.store(env, session, input.breaks(), deadline);
             // held in the store: the host gives it back while the call waits on the network
             store.data_mut().cpu = Some(CpuSlot::held(env.cpu.clone()));
+            if let Input::HlsMedia(_, edge) = &input {
+                store.data_mut().edge = edge.cloned();
+            }
             let call = async {
                 // the worlds export the same functions over the same types; the 0.2.1 ones
                 // take the session too
@@ -244,7 +249,7 @@ impl PluginEngine {
                                     .call_hls_master(&mut store, m, viewer, $($session,)? config)
                                     .await
                             }
-                            Input::HlsMedia(m) => {
+                            Input::HlsMedia(m, _) => {
                                 instance
                                     .call_hls_media(&mut store, m, viewer, $($session,)? config)
                                     .await

@@ -5,7 +5,9 @@
 //! a WIT change the core does not follow.
 
 use super::bindings as w;
+use super::bindings::session::manifold::plugin::low_latency::Edge as LiveEdge;
 use crate::types as t;
+use std::sync::Arc;
 
 /// A conversion between the twin types of the core and the bindings, by value (moves) or by
 /// reference (clones).
@@ -152,6 +154,34 @@ record!(Tag {
 });
 record!(UriRewrite { index, uri });
 
+/// The `low-latency` interface's records (0.2.2), host to guest only.
+mod ll {
+    use super::{t, Cv};
+    use crate::plugin::bindings::session::manifold::plugin::low_latency as w;
+
+    impl Cv<w::Part> for &t::Part {
+        fn cv(self) -> w::Part {
+            w::Part {
+                segment: self.segment,
+                uri: self.uri.clone(),
+                duration: self.duration,
+                independent: self.independent,
+                gap: self.gap,
+            }
+        }
+    }
+    impl Cv<w::Edge> for &t::LiveEdge {
+        fn cv(self) -> w::Edge {
+            w::Edge {
+                part_target: self.part_target,
+                parts: (&self.parts).cv(),
+                preload_hint: self.preload_hint.clone(),
+                in_progress: self.in_progress,
+            }
+        }
+    }
+}
+
 impl Cv<t::Edit> for w::Edit {
     fn cv(self) -> t::Edit {
         match self {
@@ -187,7 +217,8 @@ impl Cv<w::Edit> for t::Edit {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wire {
     HlsMaster(w::HlsMaster),
-    HlsMedia(w::HlsMedia),
+    /// With its LL-HLS live edge, when it has one.
+    HlsMedia(w::HlsMedia, Option<Arc<LiveEdge>>),
     DashMpd(w::DashMpd),
 }
 
@@ -195,8 +226,8 @@ impl Wire {
     pub fn hls_master(v: &t::HlsMaster) -> Wire {
         Wire::HlsMaster(v.cv())
     }
-    pub fn hls_media(v: &t::HlsMedia) -> Wire {
-        Wire::HlsMedia(v.cv())
+    pub fn hls_media(v: &t::HlsMedia, edge: Option<&t::LiveEdge>) -> Wire {
+        Wire::HlsMedia(v.cv(), edge.map(|e| Arc::new(e.cv())))
     }
     pub fn dash_mpd(v: &t::DashMpd) -> Wire {
         Wire::DashMpd(v.cv())
@@ -207,7 +238,7 @@ impl Wire {
         use crate::parse::Parsed;
         match parsed {
             Parsed::HlsMaster { view, .. } => Some(Wire::hls_master(view)),
-            Parsed::HlsMedia { view, .. } => Some(Wire::hls_media(&view.view)),
+            Parsed::HlsMedia { view, .. } => Some(Wire::hls_media(&view.view, view.edge.as_ref())),
             Parsed::Dash { view, .. } => Some(Wire::dash_mpd(view)),
             Parsed::None => None,
         }
@@ -216,7 +247,7 @@ impl Wire {
     pub fn input(&self) -> super::Input<'_> {
         match self {
             Wire::HlsMaster(m) => super::Input::HlsMaster(m),
-            Wire::HlsMedia(m) => super::Input::HlsMedia(m),
+            Wire::HlsMedia(m, edge) => super::Input::HlsMedia(m, edge.as_ref()),
             Wire::DashMpd(m) => super::Input::DashMpd(m),
         }
     }

@@ -9,6 +9,9 @@
 use m3u8_rs::MediaSegment;
 use std::ops::Range;
 
+mod edge;
+pub use edge::{edge, MAX_EDGE_PARTS};
+
 /// A blocking reload's delivery directives (`_HLS_msn`, `_HLS_part`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocking {

@@ -104,14 +104,19 @@ pub fn parse(class: Class, body: &[u8]) -> (ManifestKind, Parsed) {
                 };
                 let mut layout = view::text_layout(body, m.segments.len());
                 // LL-HLS: the segment being made, from its parts, is the last segment
+                let mut making = false;
                 if let Some(l) = layout.as_mut() {
                     if let Some((seg, end)) = low_latency::in_progress(body, l.footer.clone()) {
                         m.segments.push(seg);
                         l.segments.push(l.footer.start..end);
                         l.footer = end..body.len();
+                        making = true;
                     }
                 }
                 let mut view = view::hls_media(&m);
+                view.edge = layout
+                    .as_ref()
+                    .and_then(|l| low_latency::edge(body, l, making));
                 view.layout = layout;
                 (kind, Parsed::HlsMedia { playlist: m, view })
             }

@@ -76,6 +76,30 @@ pub struct Segment {
     pub program_date_time: Option<i64>,
 }
 
+/// One `EXT-X-PART` of an LL-HLS media playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// Index (in `segments`) of the segment the part belongs to.
+    pub segment: u32,
+    pub uri: String,
+    pub duration: f64,
+    pub independent: bool,
+    pub gap: bool,
+}
+
+/// An LL-HLS media playlist's live edge: what plugins see of its parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEdge {
+    /// `EXT-X-PART-INF` PART-TARGET, seconds.
+    pub part_target: f64,
+    /// Oldest first, the last [`crate::low_latency::MAX_EDGE_PARTS`] at most.
+    pub parts: Vec<Part>,
+    /// `EXT-X-PRELOAD-HINT` of TYPE=PART: the part the origin is making.
+    pub preload_hint: Option<String>,
+    /// The last segment is still being made (listed only as its parts).
+    pub in_progress: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HlsMedia {
     pub target_duration: u32,

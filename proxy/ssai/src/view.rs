@@ -79,6 +79,8 @@ pub struct HlsMediaView {
     pub announced: Vec<Announcement>,
     /// Where each segment's lines are in the origin text, when they could be found.
     pub layout: Option<TextLayout>,
+    /// LL-HLS: its parts (`None` for other playlists).
+    pub edge: Option<crate::types::LiveEdge>,
 }
 
 /// Byte ranges of a media playlist's text: the header, each segment (its tags and URI line),
@@ -377,6 +379,7 @@ pub fn hls_media(m: &MediaPlaylist) -> HlsMediaView {
         spans,
         announced,
         layout: None,
+        edge: None,
     }
 }
 

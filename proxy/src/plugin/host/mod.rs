@@ -1,6 +1,7 @@
 //! The host side of a call: its store data, and the host imports of `wit/plugin.wit`, one
 //! module per capability, each owning its state and checking its own grant: [`log`], [`kv`],
-//! [`ads`] (`decide-ads`), [`clock`] (`now-ms`). Shared by all: the instance's memory
+//! [`ads`] (`decide-ads`), [`clock`] (`now-ms`); and [`low_latency`], the input's live
+//! edge (no capability: it describes the input). Shared by all: the instance's memory
 //! [`limiter`] and the tenant's core share the call holds ([`cpu`]).
 
 pub mod ads;
@@ -9,6 +10,7 @@ pub mod cpu;
 pub mod kv;
 pub mod limiter;
 pub mod log;
+pub mod low_latency;
 
 pub use cpu::CpuSlot;
 pub use limiter::Limiter;
@@ -28,6 +30,8 @@ pub struct HostState {
     pub cpu: Option<CpuSlot>,
     /// Time spent in host calls that wait on the network (not counted against the deadline).
     pub host_wait: Duration,
+    /// The input's LL-HLS live edge (`low-latency.live-edge`).
+    pub edge: low_latency::Edge,
     log: log::Log,
     kv: kv::Kv,
     ads: ads::Ads,
@@ -50,6 +54,7 @@ impl HostState {
             tenant,
             cpu: None,
             host_wait: Duration::ZERO,
+            edge: None,
             log: log::Log::new(caps.log),
             kv: kv::Kv::new(caps.kv, kv),
             ads: ads::Ads::new(caps.ads, decider, session, breaks),
@@ -74,13 +79,15 @@ impl HostState {
 }
 
 /// Links every host import: the `plugin` world's one `host` interface, and each capability's
-/// interface of the `scoped-plugin` world (which a deploy only allows if granted).
+/// interface of the `scoped-plugin` world (which a deploy only allows if granted), and the
+/// session worlds' `low-latency`.
 pub fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     super::bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
     log::link(linker)?;
     kv::link(linker)?;
     ads::link(linker)?;
-    clock::link(linker)
+    clock::link(linker)?;
+    low_latency::link(linker)
 }
 
 fn denied(what: &str) -> wasmtime::Error {

@@ -59,7 +59,7 @@ async fn run(
 ) -> Result<Vec<crate::types::Edit>, PluginFailure> {
     e.call(
         p,
-        Input::HlsMedia(&media()),
+        Input::HlsMedia(&media(), None),
         &viewer(),
         &format!("mode={mode}"),
         env,
@@ -228,7 +228,7 @@ async fn decide_ads_decides_only_the_inputs_breaks_a_few_times_within_a_ceiling(
         let (e, p) = (&e, &p);
         async move {
             let m = media_with_break();
-            e.call(p, Input::HlsMedia(&m), &viewer(), config, &env, None)
+            e.call(p, Input::HlsMedia(&m, None), &viewer(), config, &env, None)
                 .await
         }
     };
@@ -322,7 +322,7 @@ async fn a_tenants_calls_execute_within_its_share_of_the_cores() {
 struct Held(HlsMedia);
 impl Subject for Held {
     fn input(&self) -> Option<Input<'_>> {
-        Some(Input::HlsMedia(&self.0))
+        Some(Input::HlsMedia(&self.0, None))
     }
 }
 

@@ -96,3 +96,72 @@ fn personalized_edges_rewrite_parts_reports_and_skips() {
     assert!(s.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5\n"));
 }
 
+#[test]
+fn the_live_edge_lists_parts_by_segment_and_the_hint() {
+    let (_, parsed) = crate::parse::parse(crate::asked::Class::HlsPlaylist, LL.as_bytes());
+    let crate::parse::Parsed::HlsMedia { view, .. } = parsed else {
+        panic!("not a media playlist");
+    };
+    let e = view.edge.expect("an LL-HLS playlist has a live edge");
+    assert_eq!(e.part_target, 0.5);
+    assert!(e.in_progress, "segment 12 is listed only as parts");
+    assert_eq!(view.view.segments.len(), 3);
+    let by: Vec<(u32, &str)> = e.parts.iter().map(|p| (p.segment, &*p.uri)).collect();
+    assert_eq!(
+        by,
+        [
+            (1, "v0/11.0.m4s"),
+            (1, "v0/11.1.m4s"),
+            (1, "v0/11.2.m4s"),
+            (1, "v0/11.3.m4s"),
+            (2, "v0/12.0.m4s"),
+            (2, "v0/12.1.m4s")
+        ]
+    );
+    assert!(e.parts[0].independent && !e.parts[1].independent && !e.parts[0].gap);
+    assert_eq!(e.preload_hint.as_deref(), Some("v0/12.2.m4s"));
+
+    // a complete last segment, a GAP part, and no hint
+    let done = LL
+        .replace("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"v0/12.2.m4s\"\n", "")
+        .replace(
+            "v0/12.1.m4s\"\n",
+            "v0/12.1.m4s\",GAP=YES\n#EXTINF:1.0,\nv0/12.m4s\n",
+        );
+    let (_, parsed) = crate::parse::parse(crate::asked::Class::HlsPlaylist, done.as_bytes());
+    let crate::parse::Parsed::HlsMedia { view, .. } = parsed else {
+        panic!("not a media playlist");
+    };
+    let e = view.edge.unwrap();
+    assert!(!e.in_progress && e.preload_hint.is_none());
+    assert!(e.parts[5].gap && e.parts[5].segment == 2);
+
+    let plain = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n";
+    let (_, parsed) = crate::parse::parse(crate::asked::Class::HlsPlaylist, plain.as_bytes());
+    let crate::parse::Parsed::HlsMedia { view, .. } = parsed else {
+        panic!("not a media playlist");
+    };
+    assert_eq!(view.edge, None, "no PART-INF: not LL-HLS");
+}
+
+#[test]
+fn the_live_edge_keeps_the_newest_parts_when_an_origin_lists_too_many() {
+    let mut text = String::from(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-MEDIA-SEQUENCE:0\n",
+    );
+    for s in 0..100 {
+        for k in 0..4 {
+            text += &format!("#EXT-X-PART:DURATION=0.5,URI=\"{s}.{k}.m4s\"\n");
+        }
+        text += &format!("#EXTINF:2.0,\n{s}.m4s\n");
+    }
+    let (_, parsed) = crate::parse::parse(crate::asked::Class::HlsPlaylist, text.as_bytes());
+    let crate::parse::Parsed::HlsMedia { view, .. } = parsed else {
+        panic!("not a media playlist");
+    };
+    let e = view.edge.unwrap();
+    assert_eq!(e.parts.len(), MAX_EDGE_PARTS);
+    assert_eq!(e.parts.last().unwrap().uri, "99.3.m4s");
+    assert_eq!(e.parts[0].uri, "36.0.m4s");
+    assert_eq!(e.parts[0].segment, 36);
+}

@@ -13,7 +13,9 @@ cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check && cargo clippy --release --locked -- -D warnings)
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # licences, bans and sources (offline: advisories need GitHub's RustSec database, see
-# docs/security.md)
+# docs/security.md). cargo deny reads the metadata of every platform's crates, which the build
+# never downloads (windows-sys, android_system_properties): fetch them first.
+cargo fetch --locked
 cargo deny --offline check licenses bans sources
 # the end-to-end tests run the built binaries
 cargo build --workspace --locked

@@ -14,6 +14,8 @@
 //! | `PUT /tenants/{id}/plugin` | body: the component; 201 with the new version, 400 if it is not a plugin |
 //! | `POST /tenants/{id}/plugin/rollback` | re-activate the previous version (409 if none) |
 //! | `DELETE /tenants/{id}/plugin` | stop running a plugin for the tenant |
+//!
+//! The console's page and the calls only it makes are in [`crate::console`].
 
 use crate::plugin::registry::RegistryError;
 use crate::plugin::runtime::LoadError;
@@ -63,11 +65,13 @@ pub fn router(state: AdminState, max_upload: usize) -> Router {
         .route("/tenants/{id}/plugin", put(deploy).delete(deactivate))
         .route("/tenants/{id}/plugin/rollback", post(rollback))
         .route("/metrics", get(metrics))
+        .merge(crate::console::authed())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(crate::console::assets())
         .merge(authed)
         .with_state(state)
 }
@@ -80,7 +84,7 @@ pub enum Caller {
 }
 
 impl Caller {
-    fn may_manage(&self, tenant: &str) -> bool {
+    pub(crate) fn may_manage(&self, tenant: &str) -> bool {
         match self {
             Caller::Operator => true,
             Caller::Tenant(t) => t == tenant,
@@ -88,7 +92,7 @@ impl Caller {
     }
 }
 
-fn forbidden(what: &str) -> Response {
+pub(crate) fn forbidden(what: &str) -> Response {
     (
         StatusCode::FORBIDDEN,
         format!("this token may not {what}\n"),
@@ -185,6 +189,10 @@ async fn metrics(State(s): State<AdminState>, Extension(who): Extension<Caller>)
             .loaded_count()
             .min(i64::MAX as u64) as i64,
     );
+    m.sessions_active.reset();
+    for (tenant, n) in s.live.load().personalizer.recent.active_by_tenant() {
+        m.sessions_active.with_label_values(&[&*tenant]).set(n);
+    }
     (
         [(
             header::CONTENT_TYPE,

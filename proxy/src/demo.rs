@@ -108,11 +108,23 @@ pub fn banner(config: &Config, origin: SocketAddr) -> String {
             )
         })
         .unwrap_or_default();
+    let console = config
+        .admin
+        .as_ref()
+        .map(|a| {
+            let token = if a.token.as_deref().is_some_and(|t| !t.starts_with("env:")) {
+                "  (token: [admin] token in the config)"
+            } else {
+                ""
+            };
+            format!("\x20 console           http://{}/ui/{token}\n", a.listen)
+        })
+        .unwrap_or_default();
     format!(
         "Manifold demo\n\
          \x20 origin simulator  http://{origin}  (live channel, 2 s segments, 30 s SCTE-35 break every 90 s, announced 12 s ahead)\n\
          \x20 proxy             http://{proxy}\n\
-         {https}\
+         {https}{console}\
          \n\
          Open through the proxy:\n\
          \x20 HLS (TS)    {base}/live/hls/master.m3u8\n\

@@ -41,7 +41,8 @@
 //! Around the data path: [`config`] (the TOML schema and its validation, importing nothing
 //! of the data path), [`load`] (a config file and the certificates and keys it names), [`server`]
 //! (assembling pingora), [`reload`] (SIGHUP swaps), [`readiness`], [`admin`] (deploys,
-//! metrics), [`metrics`], [`tls`], [`drain`] (graceful shutdown), [`egress`] (where ad
+//! metrics), [`console`] (the operator's web page on the admin listener, and what only it
+//! asks: sessions, plugin checks; with [`recent`], what each session was served), [`metrics`], [`tls`], [`drain`] (graceful shutdown), [`egress`] (where ad
 //! decisions may connect), [`state_dir`], [`check`] (`manifold plugin check`), [`demo`].
 
 // The ad-insertion core (crate `manifold-ssai`), under the names the data path uses.
@@ -59,6 +60,7 @@ pub mod cache_status;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod console;
 pub mod cors;
 pub mod demo;
 pub mod drain;
@@ -76,6 +78,7 @@ pub mod plugin;
 pub mod prefetch;
 pub mod proxy;
 pub mod readiness;
+pub mod recent;
 pub mod reload;
 pub mod route;
 pub mod server;

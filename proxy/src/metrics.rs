@@ -9,7 +9,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -40,6 +41,9 @@ pub struct Metrics {
     pub ad_decisions: IntCounterVec,
     /// `manifold_plugins_loaded`: compiled plugins held in memory.
     pub plugins_loaded: IntGauge,
+    /// `manifold_sessions_active{tenant}`: sessions that fetched a manifest from this node in
+    /// the last 30 s (set at each scrape; kept only with an admin listener).
+    pub sessions_active: IntGaugeVec,
     /// `manifold_origin_failovers_total{tenant,origin}`: origin requests sent to an origin
     /// other than the first choice (a backup, or the next one after a failure).
     pub origin_failovers: IntCounterVec,
@@ -90,6 +94,16 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
     let plugins_loaded =
         IntGauge::new("manifold_plugins_loaded", "Compiled plugins held in memory").expect("valid");
     r.register(Box::new(plugins_loaded.clone()))
+        .expect("unique");
+    let sessions_active = IntGaugeVec::new(
+        Opts::new(
+            "manifold_sessions_active",
+            "Sessions that fetched a manifest from this node in the last 30 s",
+        ),
+        &["tenant"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(sessions_active.clone()))
         .expect("unique");
     Metrics {
         requests: counter(
@@ -153,6 +167,7 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             &["tenant", "outcome"],
         ),
         plugins_loaded,
+        sessions_active,
         origin_failovers: counter(
             &r,
             "manifold_origin_failovers_total",

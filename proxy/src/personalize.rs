@@ -65,6 +65,8 @@ pub struct Personalizer {
     pub keys: SessionKeys,
     pub store: Arc<dyn SessionStore>,
     pub prefetcher: Arc<Prefetcher>,
+    /// What each session was served lately (the console's session inspector).
+    pub recent: Arc<crate::recent::Recent>,
 }
 
 fn store_failure(e: impl std::fmt::Display) -> PluginFailure {
@@ -182,18 +184,26 @@ impl Personalizer {
                 .map(|()| body)
                 .map_err(invalid)
         });
+        let result = result.map(Bytes::from);
+        if let (Ok(body), Some(sid)) = (&result, viewer.session_id.as_deref()) {
+            let how = if replayed.is_some() {
+                "replayed"
+            } else {
+                "personalized"
+            };
+            let bodies = (&manifest.body, body);
+            self.recent
+                .record(sid, tenant, &route.content_path, bodies, how);
+        }
         match (result, replayed) {
             (Ok(body), Some(failure)) => {
                 let what =
                     "personalization failed: the session's breaks replayed, no new decisions";
                 log_failure(tenant, version, digest, &failure, what);
-                Outcome::FailedReplayed {
-                    body: Bytes::from(body),
-                    failure,
-                }
+                Outcome::FailedReplayed { body, failure }
             }
             (Ok(body), None) => Outcome::Personalized {
-                body: Bytes::from(body),
+                body,
                 version,
                 micros: started.elapsed().as_micros() as u64,
             },

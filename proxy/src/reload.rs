@@ -55,6 +55,7 @@ pub struct Lasting {
     pub keys: SessionKeys,
     pub store: Arc<dyn SessionStore>,
     pub prefetcher: Arc<Prefetcher>,
+    pub recent: Arc<crate::recent::Recent>,
 }
 
 fn field_err(file: &Path, field: String, message: String) -> ConfigError {
@@ -186,6 +187,7 @@ pub fn build(
         keys: lasting.keys.clone(),
         store: lasting.store.clone(),
         prefetcher: lasting.prefetcher.clone(),
+        recent: lasting.recent.clone(),
     });
     let readiness = Arc::new(Readiness::new(
         routes

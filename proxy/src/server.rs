@@ -94,6 +94,11 @@ pub fn build(config: &Config, file: &Path, upgrade: bool) -> Result<Server, Conf
         keys: keys.clone(),
         store: store.clone(),
         prefetcher: Arc::new(Prefetcher::default()),
+        // the session inspector's manifests, kept only when there is a console to show them
+        recent: Arc::new(crate::recent::Recent::new(
+            if config.admin.is_some() { 32 << 20 } else { 0 },
+            std::time::Duration::from_secs(600),
+        )),
     };
     let tenancy = reload::build(config.clone(), file, &lasting, None)?;
     let live: Live = Arc::new(ArcSwap::from_pointee(tenancy));

@@ -206,3 +206,34 @@ impl Report {
         serde_json::to_string_pretty(&v).unwrap_or_default()
     }
 }
+
+/// Drives the operator console through `tests/browser/console.mjs` with `spec` and returns
+/// what each step saw.
+pub fn drive_console(spec: &Value) -> Result<Value> {
+    let modules = dir().join("node_modules");
+    if !modules.join("playwright-core").exists() {
+        bail!(
+            "{} is missing playwright-core: run scripts/setup.sh (npm ci in tests/browser)",
+            modules.display()
+        );
+    }
+    crate::tool("chromium", "chromium");
+    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+    std::fs::write(file.path(), spec.to_string())?;
+    let out = Command::new("node")
+        .arg(dir().join("console.mjs"))
+        .arg(file.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running node (scripts/setup.sh installs Node.js)")?;
+    if !out.status.success() {
+        bail!("tests/browser/console.mjs failed with {}", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("console.mjs output")
+}
+
+/// The players' files as the tests pin them (`node_modules` of `tests/browser`).
+pub fn pinned_player(file: &str) -> PathBuf {
+    dir().join("node_modules").join(file)
+}

@@ -292,11 +292,19 @@ impl Registry {
         wasm: &[u8],
         source: &str,
     ) -> Result<VersionInfo, RegistryError> {
+        let plugin = self.check(tenant, wasm)?;
+        let slot = self.slot_or_err(tenant)?;
+        self.store_upload(&plugin, wasm)?;
+        Ok(self.activate(slot, plugin, source))
+    }
+
+    /// What [`deploy`](Self::deploy) checks, without deploying: it compiles, imports only
+    /// what the tenant grants, and a trial call with the tenant's settings succeeds.
+    pub fn check(&self, tenant: &str, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, RegistryError> {
         let slot = self.slot_or_err(tenant)?;
         let plugin = self.engine.load(wasm)?;
         self.engine.trial(&plugin, &slot.settings.env)?;
-        self.store_upload(&plugin, wasm)?;
-        Ok(self.activate(slot, plugin, source))
+        Ok(plugin)
     }
 
     /// Keeps the component by digest, so a config can name it as `sha256:<hex>`.

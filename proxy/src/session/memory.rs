@@ -233,4 +233,13 @@ impl SessionStore for MemoryStore {
             s.beacons.len() < MAX_SESSION_BEACONS && s.beacons.insert(key.to_string())
         }))
     }
+
+    async fn beacons(&self, sid: &str) -> Result<Vec<String>, StoreError> {
+        // a lookup, not a use: an unknown session is not created
+        Ok(self
+            .sessions
+            .get(sid)
+            .map(|s| s.lock().beacons.iter().cloned().collect())
+            .unwrap_or_default())
+    }
 }

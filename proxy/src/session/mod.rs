@@ -208,6 +208,8 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<DecidedAd>, StoreError>;
     /// Marks a beacon fired; `true` if it was not fired before (fire it), `false` otherwise.
     async fn mark_beacon(&self, sid: &str, key: &str) -> Result<bool, StoreError>;
+    /// The beacons marked fired (`break:ad:event`), sorted: for the session inspector.
+    async fn beacons(&self, sid: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// What one session may hold: past these the oldest breaks (and their facts and decisions)
@@ -350,6 +352,12 @@ mod tests {
         assert_eq!(st.facts["b1"].content_discs, [6, 7].into());
         assert!(s.mark_beacon("x", "ad1:start").await.unwrap());
         assert!(!s.mark_beacon("x", "ad1:start").await.unwrap());
+        assert!(s.mark_beacon("x", "ad0:impression").await.unwrap());
+        assert_eq!(
+            s.beacons("x").await.unwrap(),
+            ["ad0:impression", "ad1:start"]
+        );
+        assert!(s.beacons("nobody").await.unwrap().is_empty());
         // one break alone: the record that stands, none for other breaks or sessions
         assert_eq!(s.get_break("x", "b1").await.unwrap().unwrap().start_seq, 5);
         assert!(s.get_break("x", "b2").await.unwrap().is_none());

@@ -318,6 +318,18 @@ impl SessionStore for RedisStore {
             .through(self)?;
         Ok(added == 1)
     }
+
+    async fn beacons(&self, sid: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn().await?;
+        let set = format!("{}:beacons", Self::key(sid));
+        let mut fired: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&set)
+            .query_async(&mut c)
+            .await
+            .through(self)?;
+        fired.sort();
+        Ok(fired)
+    }
 }
 
 /// `result.through(store)`: [`RedisStore::outcome`] at the end of a command's chain.

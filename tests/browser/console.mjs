@@ -145,6 +145,13 @@ try {
   out.steps.preview.timelineAds = await page.$$eval('#timeline .seg.ad', (s) => s.length);
   out.steps.preview.compareWith = await page.$eval('#preview-compare', (s) => s.value);
   await shot('preview');
+  // and in Shaka, the DASH stream (ad periods)
+  await page.fill('#preview-path', '/live/dash/manifest.mpd');
+  await page.selectOption('#preview-player', 'shaka');
+  await page.click('#preview-form button');
+  await page.waitForTimeout(spec.previewSeconds * 1000);
+  out.steps.previewShaka = await page.evaluate(() => window.consoleReport());
+  out.steps.previewShaka.timelineAds = await page.$$eval('#timeline .seg.ad', (s) => s.length);
 
   // the tenants again, while the preview's two players play: live rates
   await page.click('#nav a[href="#tenants"]');

@@ -217,6 +217,12 @@ async fn the_console_shows_and_steers_the_edge_in_a_real_browser() {
     assert!(p["timelineAds"].as_u64() > Some(0), "{all}");
     assert_eq!(p["compareWith"], "tenant:demo", "{all}");
     assert_eq!(p["compare"]["started"], true, "{all}");
+    let p = &s["previewShaka"];
+    assert_eq!(p["main"]["started"], true, "Shaka: {all}");
+    assert_eq!(p["main"]["errors"], json!([]), "Shaka: {all}");
+    assert!(p["main"]["time"].as_f64() > Some(3.0), "Shaka: {all}");
+    assert!(p["timelineAds"].as_u64() > Some(0), "Shaka: {all}");
+    assert_eq!(p["compare"]["started"], true, "Shaka: {all}");
     // and the tenants view counts the preview's requests, through both tenants
     let watched = s["tenantsWatched"].as_array().unwrap();
     for id in ["breaks", "demo"] {

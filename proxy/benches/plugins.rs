@@ -9,8 +9,7 @@ use manifold::creatives::{AdMedia, Creatives, Packaging, RenditionWant};
 use manifold::ledger::{BreakFacts, BreakRecord, SessionState};
 use manifold::parse::{parse, Parsed};
 use manifold::pipeline::{self, Context, Format, Ledger};
-use manifold::plugin::bindings::{DeviceClass, Viewer};
-use manifold::plugin::{CallEnv, Capabilities, EngineOptions, Input, PluginEngine, Wire};
+use manifold::plugin::{Input, PluginEngine, Wire};
 use manifold::route::Class;
 use manifold::ssai::{Media, Policies};
 use manifold::ssai_dash::DashMedia;
@@ -21,55 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+mod common;
+use common::{engine, env, rss_kib, viewer, wasm};
+
 // as in the manifold binary
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn wasm(name: &str) -> Vec<u8> {
-    let p = format!(
-        "{}/../target/wasm32-wasip2/release/{name}.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}: run scripts/build-plugins.sh"))
-}
-
-fn engine(dir: &Path) -> PluginEngine {
-    PluginEngine::new(&EngineOptions {
-        artifacts_dir: dir.to_path_buf(),
-        max_instances: 64,
-        max_memory: 64 << 20,
-        loaded_capacity: 64,
-    })
-    .unwrap()
-}
-
-fn viewer() -> Viewer {
-    Viewer {
-        tenant: "bench".into(),
-        session_id: Some("s".into()),
-        query: vec![("device".into(), "tv".into())],
-        headers: vec![],
-        user_agent: Some("Mozilla/5.0 (SMART-TV; Tizen 6.0)".into()),
-        device: DeviceClass::Tv,
-        client_ip: Some("127.0.0.1".into()),
-        country: None,
-        cmcd: vec![],
-    }
-}
-
-fn env() -> CallEnv {
-    CallEnv {
-        tenant: "bench".into(),
-        caps: Capabilities::default(),
-        kv: None,
-        ads: None,
-        deadline: Duration::from_millis(100),
-        memory: 16 << 20,
-        share: std::sync::Arc::new(tokio::sync::Semaphore::new(8)),
-        cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(8)),
-        demoted: Default::default(),
-    }
-}
 
 /// A live media playlist of `window` 2 s segments with breaks, as the origin simulator
 /// serves it.
@@ -93,6 +49,43 @@ fn ll_playlist(window: u64, ad_first: u64, ad_every: u64, ad_len: u64) -> Vec<u8
         manifold_origin::ll::Answer::Ready(r) => r.body.to_vec(),
         _ => panic!("LL playlist not ready"),
     }
+}
+
+/// Ritcher's benchmark shape (issue 15, like for like): 60 segments of 6.006 s from media
+/// sequence 1000, no date-times, absolute segment URLs, 3 breaks of 30 s signalled only by
+/// `CUE-OUT:30`, `CUE-OUT-CONT:<elapsed>/30` and `CUE-IN`, evenly spread.
+fn cue_out_playlist() -> Vec<u8> {
+    let mut t = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:1000\n",
+    );
+    // 5 segments per break (30 s), 45 of content in 4 runs around the 3 breaks
+    let (per_break, content_runs) = (5, [12, 11, 11, 11]);
+    let mut n = 0;
+    let mut seg = |t: &mut String| {
+        t.push_str(&format!(
+            "#EXTINF:6.006,\nhttps://cdn.example.com/stream/segment_{n}.ts\n"
+        ));
+        n += 1;
+    };
+    for (i, run) in content_runs.iter().enumerate() {
+        if i > 0 {
+            // CUE-IN: the content is back on the first segment after the break
+            t.push_str("#EXT-X-CUE-IN\n");
+        }
+        for _ in 0..*run {
+            seg(&mut t);
+        }
+        if i + 1 < content_runs.len() {
+            t.push_str("#EXT-X-CUE-OUT:30\n");
+            seg(&mut t);
+            for k in 1..per_break {
+                t.push_str(&format!("#EXT-X-CUE-OUT-CONT:{}/30\n", k * 6));
+                seg(&mut t);
+            }
+        }
+    }
+    assert_eq!(n, 60);
+    t.into_bytes()
 }
 
 /// Creatives already resolved (what the catalog's cache holds after the first request):
@@ -413,6 +406,50 @@ fn benches(c: &mut Criterion) {
                 .iter(|| personalize(&e, &breaks, &m60, &w60, "pod=ad10", &creatives))
         },
     );
+    // Ritcher's own input shape: the comparison with its full pipeline, like for like
+    SESSION.with(|s| *s.borrow_mut() = SessionState::default());
+    let pcue = cue_out_playlist();
+    let (_, parsed_cue) = parse(Class::HlsPlaylist, &pcue);
+    let Parsed::HlsMedia {
+        playlist: plcue,
+        view: vcue,
+    } = parsed_cue
+    else {
+        panic!()
+    };
+    assert_eq!(vcue.view.breaks.len(), 3, "{:?}", vcue.view.breaks);
+    let wcue = Wire::hls_media(&vcue.view, None);
+    let mcue = Media {
+        playlist: &plcue,
+        view: &vcue,
+        body: &pcue,
+    };
+    let stitched = rt.block_on(async {
+        let edits = e
+            .call(&breaks, wcue.input(), &viewer(), "pod=ad10", &env(), None)
+            .await
+            .unwrap();
+        run_session(&mcue, &edits, &creatives).await
+    });
+    // each 30 s break: the 10 s ad's 5 segments, then slate
+    let ad_segments = String::from_utf8_lossy(&stitched)
+        .matches("/ads/ad10/")
+        .count();
+    assert_eq!(ad_segments, 15, "three breaks stitched");
+    c.bench_function(
+        "pipeline/Ritcher's shape, 60 x 6.006 s, 3 CUE-OUT breaks: parse+plugin+apply+serialize",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| pipeline(&e, &breaks, &pcue, "pod=ad10", &creatives))
+        },
+    );
+    c.bench_function(
+        "pipeline/Ritcher's shape, 60 x 6.006 s, 3 CUE-OUT breaks: plugin+apply+serialize (parse cached)",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| personalize(&e, &breaks, &mcue, &wcue, "pod=ad10", &creatives))
+        },
+    );
     // the same channel as LL-HLS: the parts of the last segments and of the one being made
     // (what each blocking reload of a session personalizes)
     SESSION.with(|s| *s.borrow_mut() = SessionState::default());
@@ -491,18 +528,6 @@ fn benches(c: &mut Criterion) {
         })
     });
     report_memory(dir.path());
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4)
-        .unwrap_or(0)
 }
 
 /// Resident memory a loaded plugin adds (compiled code and metadata): RSS growth while loading

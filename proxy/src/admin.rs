@@ -155,14 +155,19 @@ fn error(e: RegistryError) -> Response {
         )
             .into_response();
     }
-    let status = match &e {
+    (status_of(&e), format!("{e}\n")).into_response()
+}
+
+/// The status a registry refusal answers with (deploys, checks, rollbacks).
+pub(crate) fn status_of(e: &RegistryError) -> StatusCode {
+    match e {
         RegistryError::UnknownTenant(_) => StatusCode::NOT_FOUND,
+        RegistryError::Load(LoadError::Busy(_)) => StatusCode::SERVICE_UNAVAILABLE,
         RegistryError::Load(LoadError::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         RegistryError::Load(_) => StatusCode::BAD_REQUEST,
         RegistryError::NoHistory => StatusCode::CONFLICT,
         RegistryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, format!("{e}\n")).into_response()
+    }
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {

@@ -12,8 +12,6 @@
 //! | `POST /tenants/{id}/plugin/check` | body: a component; what a deploy would check, nothing deployed |
 
 use crate::admin::{forbidden, AdminState, Caller};
-use crate::plugin::registry::RegistryError;
-use crate::plugin::runtime::LoadError;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -313,17 +311,11 @@ async fn check(
             "compile_ms": p.load_time.as_millis() as u64,
         }))
         .into_response(),
-        Ok(Err(e)) => {
-            let status = match &e {
-                RegistryError::UnknownTenant(_) => StatusCode::NOT_FOUND,
-                RegistryError::Load(LoadError::Busy(_)) => StatusCode::SERVICE_UNAVAILABLE,
-                RegistryError::Load(LoadError::Io(_)) | RegistryError::Io(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                _ => StatusCode::BAD_REQUEST,
-            };
-            (status, Json(json!({"ok": false, "error": e.to_string()}))).into_response()
-        }
+        Ok(Err(e)) => (
+            crate::admin::status_of(&e),
+            Json(json!({"ok": false, "error": e.to_string()})),
+        )
+            .into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("check task failed: {e}\n"),

@@ -68,10 +68,12 @@ impl PluginEngine {
                 (c, false)
             }
         };
-        // Everything a plugin imports beyond the host interface (the WASI a wasm32-wasip2
-        // toolchain links in: stdio, environment, exit...) traps when called: no capability
-        // exists unless the host grants it.
+        // Everything a plugin imports beyond the host interface and the small WASI subset of
+        // `host::wasi` (the rest of the WASI a toolchain links in: stdio, files, exit...) traps
+        // when called: no capability exists unless the host grants it.
         let mut linker = self.linker.clone();
+        super::host::wasi::link_subset(&mut linker, &self.engine, &component)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
         linker
             .define_unknown_imports_as_traps(&component)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;

@@ -12,6 +12,10 @@ impl Clock {
         Clock { granted }
     }
 
+    pub fn granted(&self) -> bool {
+        self.granted
+    }
+
     /// Unix milliseconds.
     pub fn now_ms(&self) -> wasmtime::Result<u64> {
         if !self.granted {

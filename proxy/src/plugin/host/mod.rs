@@ -1,7 +1,8 @@
 //! The host side of a call: its store data, and the host imports of `wit/plugin.wit`, one
 //! module per capability, each owning its state and checking its own grant: [`log`], [`kv`],
 //! [`ads`] (`decide-ads`), [`clock`] (`now-ms`); and [`low_latency`], the input's live
-//! edge (no capability: it describes the input). Shared by all: the instance's memory
+//! edge (no capability: it describes the input); and the small [`wasi`] subset a language
+//! runtime needs (clocks with `clock`, random, an empty environment). Shared by all: the instance's memory
 //! [`limiter`] and the tenant's core share the call holds ([`cpu`]).
 
 pub mod ads;
@@ -11,6 +12,7 @@ pub mod kv;
 pub mod limiter;
 pub mod log;
 pub mod low_latency;
+pub mod wasi;
 
 pub use cpu::CpuSlot;
 pub use limiter::Limiter;

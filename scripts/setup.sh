@@ -4,7 +4,8 @@
 # ffmpeg (the end-to-end tests decode streams through the proxy with it), redis-server (the
 # multi-node session tests share one Redis between two proxies), and for the browser tests
 # Debian's Chromium plus the players and their driver from npm (hls.js, shaka-player,
-# playwright-core; pinned in tests/browser/package-lock.json).
+# playwright-core; pinned in tests/browser/package-lock.json), and the TypeScript plugin SDK's
+# build tools (pinned in plugins/sdk-ts/package-lock.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,15 @@ if ! cmp -s "$browser/package-lock.json" "$stamp" 2>/dev/null; then
   echo "setup: npm ci in $browser" >&2
   (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   cp "$browser/package-lock.json" "$stamp"
+fi
+
+# The TypeScript plugin SDK's tools (componentize-qjs, jco, esbuild, tsc), from its lock file
+sdk_ts=plugins/sdk-ts
+stamp=$sdk_ts/node_modules/.manifold-lock
+if ! cmp -s "$sdk_ts/package-lock.json" "$stamp" 2>/dev/null; then
+  echo "setup: npm ci in $sdk_ts" >&2
+  (cd "$sdk_ts" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$sdk_ts/package-lock.json" "$stamp"
 fi
 
 # cargo-deny (licences, bans and sources of the dependency tree), from crates.io

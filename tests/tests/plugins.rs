@@ -37,11 +37,21 @@ fn catalog() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variant_filter_caps_renditions_by_device() {
+    variant_filter_scenario("variant_filter").await
+}
+
+/// The TypeScript sample (plugins/ts), run through the same scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_variant_filter_caps_renditions_by_device() {
+    variant_filter_scenario("variant_filter_ts").await
+}
+
+async fn variant_filter_scenario(plugin: &str) {
     let origin = Origin::start(&[]).unwrap();
     let proxy = Proxy::start(&tenant(
         "t",
         &origin,
-        "variant_filter",
+        plugin,
         "config = \"mobile=180\"\ndeadline = \"1s\"",
     ))
     .unwrap();
@@ -82,13 +92,23 @@ async fn variant_filter_caps_renditions_by_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scte35_breaks_are_filled_and_the_stream_decodes() {
+    scte35_breaks_scenario("scte35_breaks").await
+}
+
+/// The TypeScript sample (plugins/ts), run through the same scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_scte35_breaks_are_filled_and_the_stream_decodes() {
+    scte35_breaks_scenario("scte35_breaks_ts").await
+}
+
+async fn scte35_breaks_scenario(plugin: &str) {
     // One scenario in order: the break filled, the URIs checked, the stream decoded.
     // segments 10..20 are live; a 10 s break starts at segment 13
     let origin = Origin::live(40, 10, 26, 60, 10).unwrap();
     let toml = tenant(
         "t",
         &origin,
-        "scte35_breaks",
+        plugin,
         "capabilities = [\"ads\", \"log\"]\nfail = \"closed\"\ndeadline = \"200ms\"",
     ) + &catalog();
     let proxy = Proxy::start(&toml).unwrap();
@@ -180,11 +200,21 @@ async fn scte35_breaks_are_filled_and_the_stream_decodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vod_preroll_comes_first() {
+    vod_preroll_scenario("preroll").await
+}
+
+/// The TypeScript sample (plugins/ts), run through the same scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_vod_preroll_comes_first() {
+    vod_preroll_scenario("preroll_ts").await
+}
+
+async fn vod_preroll_scenario(plugin: &str) {
     let origin = Origin::start(&[]).unwrap();
     let toml = tenant(
         "t",
         &origin,
-        "preroll",
+        plugin,
         "config = \"pod=ad15\"\ndeadline = \"1s\"",
     ) + &catalog();
     let proxy = Proxy::start(&toml).unwrap();

@@ -560,3 +560,86 @@ fn a_scoped_plugin_imports_only_what_it_uses_and_needs_it_granted() {
     let top = vec![crate::types::Edit::DropVariant(1)];
     assert_eq!(dropped, [vec![], top.clone(), vec![], top]);
 }
+
+/// The tags of a `probe_ts` call (plugins/ts-tests/probe.ts).
+async fn probe(e: &PluginEngine, p: &LoadedPlugin, config: &str, env: &CallEnv) -> Vec<String> {
+    let edits = e
+        .call(
+            p,
+            Input::HlsMedia(&media(), None),
+            &viewer(),
+            config,
+            env,
+            None,
+        )
+        .await
+        .unwrap_or_else(|f| panic!("{config}: {f:?}"));
+    edits
+        .into_iter()
+        .map(|e| match e {
+            crate::types::Edit::AddTag(t) => t.line,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_typescript_plugin_gets_random_seeds_the_clock_when_granted_and_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let p = e.load(&plugin_wasm("probe_ts")).unwrap();
+    let env = env(2000);
+    // Math.random() is seeded per instance by the host, not frozen in the pre-initialized heap
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let tags = probe(&e, &p, "", &env).await;
+        assert_eq!(tags.len(), 1, "{tags:?}");
+        assert!(seen.insert(tags[0].clone()), "a repeated random: {tags:?}");
+    }
+    // the clock is a capability: WASI's wall clock (Date.now) as much as the host's now-ms
+    let denied = e
+        .call(
+            &p,
+            Input::HlsMedia(&media(), None),
+            &viewer(),
+            "now=1",
+            &env,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(denied.kind, FailureKind::Trap, "{denied:?}");
+    assert!(denied.message.contains("clock"), "{denied:?}");
+    let mut granted = env.clone();
+    granted.caps.clock = true;
+    let host_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let tags = probe(&e, &p, "now=1", &granted).await;
+    let now = tags[1].strip_prefix("#EXT-X-PROBE-NOW:").unwrap();
+    let (date, now_ms) = now.split_once(',').unwrap();
+    for t in [date, now_ms] {
+        let t: i64 = t.parse().unwrap();
+        assert!((t - host_ms).abs() < 60_000, "{t} vs {host_ms}");
+    }
+    // thrown errors are the plugin's own error, never a trap
+    for (how, msg) in [
+        ("throw=error", "an Error from TypeScript"),
+        ("throw=string", "a string from TypeScript"),
+    ] {
+        let f = e
+            .call(
+                &p,
+                Input::HlsMedia(&media(), None),
+                &viewer(),
+                how,
+                &env,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(f.kind, FailureKind::PluginError, "{how}: {f:?}");
+        assert!(f.message.contains(msg), "{how}: {f:?}");
+    }
+}

@@ -81,6 +81,7 @@ pub mod readiness;
 pub mod recent;
 pub mod reload;
 pub mod route;
+pub mod scaffold;
 pub mod server;
 pub mod session;
 pub mod session_limit;

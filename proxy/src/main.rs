@@ -101,6 +101,17 @@ enum PluginCommand {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Make a plugin project in ./NAME that builds and passes `plugin check` as it is, with the
+    /// SDK and the contract (wit/) in it.
+    New {
+        name: String,
+        /// ts or rust.
+        #[arg(long, default_value = "rust")]
+        lang: manifold::scaffold::Lang,
+        /// Where to make it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -198,6 +209,18 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("manifold: plugin check: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Plugin(PluginCommand::New { name, lang, dir }) => {
+            match manifold::scaffold::new_plugin(&dir, &name, lang) {
+                Ok(root) => {
+                    println!("made {} (see its README.md to build it)", root.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("manifold: plugin new: {e}");
                     ExitCode::from(2)
                 }
             }

@@ -164,3 +164,108 @@ async fn typescript_and_rust_prerolls_give_identical_manifests() {
     compare(&proxy, "@master:/vod/cmaf/master.m3u8 v0.m3u8", DESKTOP).await;
     compare(&proxy, "@master:/live/hls/master.m3u8 v0.m3u8", DESKTOP).await;
 }
+
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("spawn");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffolded_plugins_build_pass_check_and_deploy_in_both_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifold = manifold_e2e::bin("manifold");
+    let new = |name: &str, lang: &str| {
+        run(std::process::Command::new(&manifold).args([
+            "plugin",
+            "new",
+            name,
+            "--lang",
+            lang,
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ]))
+    };
+    let check = |wasm: &std::path::Path| {
+        let report = run(std::process::Command::new(&manifold).args([
+            "plugin",
+            "check",
+            wasm.to_str().unwrap(),
+            "--config",
+            "pod=ad10",
+            "--query",
+            "maxres=200",
+            "--deadline",
+            "1s",
+            "--runs",
+            "2",
+        ]));
+        assert!(report.contains("all samples ok"), "{report}");
+        assert!(
+            report.contains("fill-break") && report.contains("drop-variant"),
+            "{report}"
+        );
+    };
+    // TypeScript: the pinned tools from the lock file (already in npm's cache), then the build
+    new("my-ts", "ts");
+    let ts = dir.path().join("my-ts");
+    run(std::process::Command::new("npm")
+        .args([
+            "ci",
+            "--prefer-offline",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ])
+        .current_dir(ts.join("vendor/sdk-ts")));
+    run(std::process::Command::new("npm")
+        .args(["run", "build"])
+        .current_dir(&ts));
+    check(&ts.join("plugin.wasm"));
+    // Rust: the samples' lock file, so the crates are the ones already built
+    new("my-rs", "rust");
+    let rs = dir.path().join("my-rs");
+    let target = manifold.parent().unwrap().parent().unwrap();
+    run(std::process::Command::new("cargo")
+        .args(["build", "--release", "--offline", "--quiet"])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(&rs));
+    check(&target.join("wasm32-wasip2/release/my_rs.wasm"));
+    // a second project of the same name is refused, the first one kept
+    let again = std::process::Command::new(&manifold)
+        .args(["plugin", "new", "my-ts", "--lang", "ts", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(ts.join("plugin.ts").exists());
+
+    // the TypeScript component deploys through the admin API and personalizes at once
+    let origin = Origin::start(&[]).unwrap();
+    let admin_port = manifold_e2e::free_port();
+    let token = "e2e-admin-token-0123456789";
+    let proxy = Proxy::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{token}\"\n\n\
+         [[tenants]]\nid = \"t\"\norigin = \"http://{}\"\n[tenants.plugin]\ndeadline = \"1s\"\n",
+        origin.addr
+    ))
+    .unwrap();
+    let r = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{admin_port}/tenants/t/plugin"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(std::fs::read(ts.join("plugin.wasm")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let (s, all) = get(&proxy.url("/t/live/hls/master.m3u8"), DESKTOP).await;
+    assert_eq!(s, 200);
+    let (_, low) = get(&proxy.url("/t/live/hls/master.m3u8?maxres=108"), DESKTOP).await;
+    assert_eq!(all.matches("#EXT-X-STREAM-INF").count(), 3, "{all}");
+    assert_eq!(low.matches("#EXT-X-STREAM-INF").count(), 1, "{low}");
+}

@@ -20,7 +20,8 @@
 # flash-crowd, churn, ad-storm), PROTOCOL (hls, dash), SEGMENT (2 or 6 s), TARGETS (any of
 # "nginx pass ssai", in order), THREADS (proxy threads = nginx workers, default 2),
 # LOADGEN_THREADS, CONNECTIONS (load generator connections per edge), RESULTS (directory),
-# NO_BUILD=1 (use the release binaries as they are), EXTRA (more manifold-loadtest arguments).
+# NO_BUILD=1 (use the release binaries as they are), EXTRA (more manifold-loadtest arguments),
+# PLUGIN (the ssai tenant's component, e.g. target/wasm32-wasip2/release/scte35_breaks_ts.wasm).
 # Bounds: at most 100000 viewers and 600 s per run (the tool's own limits are wider).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +75,7 @@ if [[ -z ${NO_BUILD:-} ]]; then
   [[ -f target/wasm32-wasip2/release/scte35_breaks.wasm ]] || scripts/build-plugins.sh
   cargo build --release --locked -p manifold -p manifold-origin -p manifold-loadtest
 fi
-PLUGIN=$PWD/target/wasm32-wasip2/release/scte35_breaks.wasm
+PLUGIN=${PLUGIN:-$PWD/target/wasm32-wasip2/release/scte35_breaks.wasm}
 [[ -f $PLUGIN ]] || { echo "$PLUGIN is missing: scripts/build-plugins.sh" >&2; exit 2; }
 
 mkdir -p "$RESULTS"

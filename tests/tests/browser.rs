@@ -101,16 +101,27 @@ fn every_demo_stream_plays_in_hls_js_and_shaka_across_an_ad_break() {
     ] {
         add(Shaka, &format!("/demo{path}"), Ads::None);
     }
-    // the personalized tenants: a break is 20 s of ads and slate
-    for tenant in ["breaks", "vast"] {
+    // the personalized tenants: a break is 20 s of ads and slate. `breaks-ts` runs the
+    // TypeScript build of `breaks`'s plugin (the same manifests, tested in plugins_ts.rs): the
+    // two share the formats between them, so the run stays two batches long.
+    let formats = [
+        ("vast", "/live/hls/master.m3u8"),
+        ("vast", "/live/cmaf/master.m3u8"),
+        ("breaks", "/live/hls/master.m3u8"),
+        ("breaks-ts", "/live/cmaf/master.m3u8"),
+    ];
+    for (tenant, path) in formats {
         for p in [HlsJs, Shaka] {
-            for path in ["/live/hls/master.m3u8", "/live/cmaf/master.m3u8"] {
-                add(p, &format!("/{tenant}{path}"), Ads::AtLeast(15.0));
-            }
+            add(p, &format!("/{tenant}{path}"), Ads::AtLeast(15.0));
         }
-        for path in ["/live/dash/manifest.mpd", "/live/dash/timeline.mpd"] {
-            add(Shaka, &format!("/{tenant}{path}"), Ads::AtLeast(15.0));
-        }
+    }
+    for (tenant, path) in [
+        ("vast", "/live/dash/manifest.mpd"),
+        ("vast", "/live/dash/timeline.mpd"),
+        ("breaks", "/live/dash/manifest.mpd"),
+        ("breaks-ts", "/live/dash/timeline.mpd"),
+    ] {
+        add(Shaka, &format!("/{tenant}{path}"), Ads::AtLeast(15.0));
     }
     // a 25 s pre-roll pod before VOD content
     for p in [HlsJs, Shaka] {

@@ -253,3 +253,29 @@ export const log = {
   warn: (msg: string) => host.log("warn", msg),
   error: (msg: string) => host.log("error", msg),
 };
+
+/** `console.log/info/warn/error/debug` write to the tenant's log, like `log` (capability
+ * `log`: without it they fail the call, as any ungranted capability does). QuickJS alone has
+ * no console at all. */
+type Console = Record<"log" | "info" | "warn" | "error" | "debug", (...args: unknown[]) => void>;
+declare global {
+  // eslint-disable-next-line no-var
+  var console: Console;
+}
+function show(a: unknown): string {
+  if (typeof a === "string") return a;
+  if (a instanceof Error) return `${a.name}: ${a.message}`;
+  try {
+    return JSON.stringify(a) ?? String(a);
+  } catch {
+    return String(a);
+  }
+}
+const line = (args: unknown[]) => args.map(show).join(" ");
+globalThis.console = {
+  log: (...a) => host.log("info", line(a)),
+  info: (...a) => host.log("info", line(a)),
+  debug: (...a) => host.log("debug", line(a)),
+  warn: (...a) => host.log("warn", line(a)),
+  error: (...a) => host.log("error", line(a)),
+};

@@ -623,6 +623,22 @@ async fn a_typescript_plugin_gets_random_seeds_the_clock_when_granted_and_its_er
         let t: i64 = t.parse().unwrap();
         assert!((t - host_ms).abs() < 60_000, "{t} vs {host_ms}");
     }
+    // console.log is the tenant's log: the `log` capability, like the SDK's log.info
+    let quiet = e
+        .call(
+            &p,
+            Input::HlsMedia(&media(), None),
+            &viewer(),
+            "console=1",
+            &env,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(quiet.message.contains("log"), "{quiet:?}");
+    let mut logs = env.clone();
+    logs.caps.log = true;
+    assert_eq!(probe(&e, &p, "console=1", &logs).await.len(), 1);
     // thrown errors are the plugin's own error, never a trap
     for (how, msg) in [
         ("throw=error", "an Error from TypeScript"),

@@ -95,7 +95,7 @@ function guarded(f: () => Edit[]): Edit[] {
 }
 
 /** The tenant's plugin config string, read as `key=value` pairs separated by `;` or newlines. */
-export const config = {
+const readConfig = {
   /** The value of `key`, trimmed. */
   get(config: string, key: string): string | null {
     for (const kv of config.split(/[;\n]/)) {
@@ -106,15 +106,16 @@ export const config = {
   },
   /** A comma-separated list value of `key` (empty when absent). */
   list(config: string, key: string): string[] {
-    const v = this.get(config, key);
+    const v = readConfig.get(config, key);
     return v === null ? [] : v.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
   },
   /** A numeric value of `key` (as Rust's `f64` parse reads it: no empty, no trailing text). */
   number(config: string, key: string): number | null {
-    const v = this.get(config, key);
+    const v = readConfig.get(config, key);
     return v === null ? null : parseNumber(v);
   },
 };
+export const config = readConfig;
 
 const FLOAT = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)$/i;
 

@@ -38,22 +38,22 @@ pub fn link_subset(
         if !version.starts_with("0.2.") {
             continue;
         }
-        let mut inst = linker.instance(&name)?;
-        match iface {
-            "wasi:clocks/wall-clock" => wall_clock(&mut inst)?,
-            "wasi:clocks/monotonic-clock" => monotonic_clock(&mut inst)?,
-            "wasi:random/random" => random(&mut inst, "get-random-bytes", "get-random-u64")?,
-            "wasi:random/insecure" => random(
-                &mut inst,
-                "get-insecure-random-bytes",
-                "get-insecure-random-u64",
-            )?,
-            "wasi:random/insecure-seed" => {
-                inst.func_wrap("insecure-seed", |_, (): ()| Ok(((u64s()?, u64s()?),)))?
+        type Define = fn(&mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()>;
+        let define: Define = match iface {
+            "wasi:clocks/wall-clock" => wall_clock,
+            "wasi:clocks/monotonic-clock" => monotonic_clock,
+            "wasi:random/random" => |i| random(i, "get-random-bytes", "get-random-u64"),
+            "wasi:random/insecure" => {
+                |i| random(i, "get-insecure-random-bytes", "get-insecure-random-u64")
             }
-            "wasi:cli/environment" => environment(&mut inst)?,
-            _ => {}
-        }
+            "wasi:random/insecure-seed" => {
+                |i| i.func_wrap("insecure-seed", |_, (): ()| Ok(((u64s()?, u64s()?),)))
+            }
+            "wasi:cli/environment" => environment,
+            // left to `define_unknown_imports_as_traps`
+            _ => continue,
+        };
+        define(&mut linker.instance(&name)?)?;
     }
     Ok(())
 }

@@ -139,6 +139,9 @@ async fn typescript_and_rust_scte35_breaks_give_identical_manifests() {
     let mpd = compare(&proxy, "/live/dash/manifest.mpd", DESKTOP).await;
     assert!(mpd.contains("/ads/ad10/dash/"), "{mpd}");
     drop(proxy);
+    // a fresh channel, so the break is still in the window
+    drop(origin);
+    let origin = Origin::live(40, 10, 26, 60, 10).unwrap();
     // ad15 is longer than the break, adx lasts nothing: only ad10 plays
     let fixed = "config = \"pod=ad15, adx,ad10\"\nfail = \"closed\"\ndeadline = \"1s\"";
     let proxy = Proxy::start(&pair(&origin, "scte35_breaks", fixed, &ads)).unwrap();

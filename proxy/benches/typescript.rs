@@ -1,6 +1,7 @@
 //! TypeScript plugins beside Rust ones (issue 14; docs/benchmarks.md has the numbers): a
 //! fresh instance + call of `scte35_breaks` in each language on the 300-segment live playlist
-//! with one break, and on a master (no edits); and the memory a loaded plugin of each adds.
+//! with one break, on the same without its segments, and on a master (no edits); and the
+//! memory a loaded plugin of each adds.
 //!
 //! `scripts/build-plugins.sh`, then `cargo bench -p manifold --bench typescript`.
 
@@ -33,6 +34,10 @@ fn benches(c: &mut Criterion) {
     };
     assert_eq!((view.view.segments.len(), view.view.breaks.len()), (300, 1));
     let w300 = Wire::hls_media(&view.view, None);
+    // the same playlist without its segments: what lifting 300 segment records costs
+    let mut bare = view.view.clone();
+    bare.segments.clear();
+    let w0 = Wire::hls_media(&bare, None);
     let master_body = o
         .resource("/live/hls/master.m3u8", now)
         .unwrap()
@@ -63,6 +68,23 @@ fn benches(c: &mut Criterion) {
                     e.call(
                         &p,
                         w300.input(),
+                        &viewer(),
+                        "pod=ad10,ad10,ad10",
+                        &env(),
+                        None,
+                    )
+                    .await
+                    .unwrap()
+                })
+            },
+        );
+        c.bench_function(
+            &format!("{lang}/instantiate+call scte35-breaks, the same without its segments"),
+            |b| {
+                b.to_async(&rt).iter(|| async {
+                    e.call(
+                        &p,
+                        w0.input(),
                         &viewer(),
                         "pod=ad10,ad10,ad10",
                         &env(),

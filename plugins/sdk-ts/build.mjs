@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds a TypeScript plugin into a component of the session-plugin world (manifold:plugin@0.2.2):
+// Builds a TypeScript plugin into a component of the lean-session-plugin world (manifold:plugin@0.2.3):
 //   node build.mjs plugin.ts -o plugin.wasm [--stub-wasi] [--no-check]
 // 1. type-checks it against the types generated from wit/ (tsc),
 // 2. bundles it with the SDK into one ES module (esbuild; the host's interfaces stay imports),
@@ -36,11 +36,12 @@ if (!entry || args.length !== 1 || !existsSync(entry)) {
   process.exit(2);
 }
 const contract = resolve(here, "../../wit/plugin.wit");
-// The world built: the contract's session-plugin world plus the WASI random the SDK seeds
+// The world built: the contract's lean-session-plugin world (session-plugin, with the
+// segments read on demand) plus the WASI random the SDK seeds
 // Math.random() from (Manifold's host answers it; any other WASI import traps).
-const WORLD = `package manifold:sdk-ts@0.2.2;
+const WORLD = `package manifold:sdk-ts@0.2.3;
 world ts-plugin {
-  include manifold:plugin/session-plugin@0.2.2;
+  include manifold:plugin/lean-session-plugin@0.2.3;
   import wasi:random/random@0.2.0;
 }
 `;
@@ -61,7 +62,7 @@ if (!noCheck) {
     JSON.stringify({
       extends: join(here, "tsconfig.json"),
       compilerOptions: { paths: { "@manifold/plugin-sdk": [sdk] } },
-      files: [join(here, "types/session-plugin.d.ts"), join(here, "src/wasi.d.ts"), resolve(entry)],
+      files: [join(here, "types/lean-session-plugin.d.ts"), join(here, "src/wasi.d.ts"), resolve(entry)],
       include: [],
     }),
   );

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Regenerates types/ from wit/plugin.wit (the session-plugin world) with jco guest-types,
+// Regenerates types/ from wit/plugin.wit (the lean-session-plugin world) with jco guest-types,
 // adapted to how componentize-qjs hands values to JavaScript: u64/s64 are numbers (not
 // bigint) and an absent option is null (not undefined). `--check` fails if types/ is stale,
 // so the checked-in types cannot drift from the contract.
@@ -15,7 +15,7 @@ const out = join(here, "types");
 const check = process.argv.includes("--check");
 
 const raw = mkdtempSync(join(tmpdir(), "manifold-types-"));
-execFileSync(join(here, "node_modules/.bin/jco"), ["guest-types", wit, "-n", "session-plugin", "-o", raw, "-q"], {
+execFileSync(join(here, "node_modules/.bin/jco"), ["guest-types", wit, "-n", "lean-session-plugin", "-o", raw, "-q"], {
   stdio: ["ignore", "ignore", "inherit"],
 });
 

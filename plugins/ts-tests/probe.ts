@@ -1,11 +1,19 @@
 // A test plugin: what a QuickJS plugin sees of the host's WASI subset. Its media call answers
 // with tags naming Math.random() and, with `now=1` in the config, Date.now(); `throw=error`
 // throws an Error, `throw=string` a string (both must come back as the plugin's own error);
-// `console=1` writes to console.log (the tenant's log, with `log`).
-import { plugin, config, edit, nowMs } from "@manifold/plugin-sdk";
+// `console=1` writes to console.log (the tenant's log, with `log`); `segments=1` answers with
+// the segments it reads on demand: the count, `media.segments`, and the last two through
+// `segments(count - 2, 5)` (clipped).
+import { plugin, config, edit, nowMs, segmentCount, segments } from "@manifold/plugin-sdk";
 
 export const { hlsMaster, hlsMedia, dashMpd } = plugin({
-  hlsMedia(_m, _v, cfg) {
+  hlsMedia(m, _v, cfg) {
+    if (config.get(cfg, "segments") !== null) {
+      const n = segmentCount();
+      const tail = segments(n - 2, 5).map((s) => `${s.sequence}=${s.uri}`);
+      const all = m.segments.map((s) => s.uri);
+      return [edit.addTag(0, `#EXT-X-PROBE-SEGMENTS:${n};${all.join(",")};${tail.join(",")}`)];
+    }
     const t = config.get(cfg, "throw");
     if (t === "error") throw new Error("an Error from TypeScript");
     if (t === "string") throw "a string from TypeScript";

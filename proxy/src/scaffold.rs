@@ -43,9 +43,10 @@ const TS: &[(&str, &str)] = &[
     sdk_ts!("tsconfig.json"),
     sdk_ts!("src/sdk.ts"),
     sdk_ts!("src/wasi.d.ts"),
-    sdk_ts!("types/session-plugin.d.ts"),
+    sdk_ts!("types/lean-session-plugin.d.ts"),
     sdk_ts!("types/interfaces/manifold-plugin-host.d.ts"),
     sdk_ts!("types/interfaces/manifold-plugin-low-latency.d.ts"),
+    sdk_ts!("types/interfaces/manifold-plugin-segments.d.ts"),
     sdk_ts!("types/interfaces/manifold-plugin-types.d.ts"),
 ];
 

@@ -127,8 +127,9 @@ async fn typescript_and_rust_variant_filters_give_identical_manifests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_and_rust_scte35_breaks_give_identical_manifests() {
-    // segments 10..20 are live; a 10 s break starts at segment 13
-    let origin = Origin::live(40, 10, 26, 60, 10).unwrap();
+    // segments 0..20 are live; a 10 s break starts at segment 13: it stays in the window for
+    // 26 s more (a busy machine compiling both plugins took longer than the 6 s of a shorter one)
+    let origin = Origin::live(40, 20, 26, 60, 10).unwrap();
     let ads = creatives(&["ad10", "ad15", "slate"], true, true);
     // decided by the host (the catalog) and from the config
     let decided = "capabilities = [\"ads\"]\nfail = \"closed\"\ndeadline = \"1s\"";
@@ -141,7 +142,7 @@ async fn typescript_and_rust_scte35_breaks_give_identical_manifests() {
     drop(proxy);
     // a fresh channel, so the break is still in the window
     drop(origin);
-    let origin = Origin::live(40, 10, 26, 60, 10).unwrap();
+    let origin = Origin::live(40, 20, 26, 60, 10).unwrap();
     // ad15 is longer than the break, adx lasts nothing: only ad10 plays
     let fixed = "config = \"pod=ad15, adx,ad10\"\nfail = \"closed\"\ndeadline = \"1s\"";
     let proxy = Proxy::start(&pair(&origin, "scte35_breaks", fixed, &ads)).unwrap();

@@ -1,5 +1,5 @@
 // The Manifold plugin SDK for TypeScript: write a manifest plugin against typed views of the
-// manifest, exported as the `session-plugin` world of manifold:plugin@0.2.2. The helpers match
+// manifest, exported as the `lean-session-plugin` world of manifold:plugin@0.2.3. The helpers match
 // the Rust SDK (plugins/sdk) name for name, so a plugin reads the same in both languages.
 //
 //   import { plugin, edit } from "@manifold/plugin-sdk";
@@ -9,8 +9,9 @@
 //
 // Build with `node <sdk>/build.mjs plugin.ts -o plugin.wasm`, check with
 // `manifold plugin check plugin.wasm`.
-import * as host from "manifold:plugin/host@0.2.2";
-import * as lowLatency from "manifold:plugin/low-latency@0.2.2";
+import * as host from "manifold:plugin/host@0.2.3";
+import * as lowLatency from "manifold:plugin/low-latency@0.2.3";
+import * as hostSegments from "manifold:plugin/segments@0.2.3";
 import * as wasiRandom from "wasi:random/random@0.2.0";
 import type {
   Ad,
@@ -19,12 +20,13 @@ import type {
   Edit,
   HlsMaster,
   HlsMedia,
+  Segment,
   Session,
   Viewer,
-} from "manifold:plugin/types@0.2.2";
+} from "manifold:plugin/types@0.2.3";
 
-export type * from "manifold:plugin/types@0.2.2";
-export type { Edge as LiveEdge, Part } from "manifold:plugin/low-latency@0.2.2";
+export type * from "manifold:plugin/types@0.2.3";
+export type { Edge as LiveEdge, Part } from "manifold:plugin/low-latency@0.2.3";
 
 // Math.random(): QuickJS seeds its generator once, when the build pre-initializes the heap, so
 // every instance would draw the same numbers. The SDK's generator (xoshiro128**) is seeded
@@ -70,18 +72,46 @@ type Entry<M> = (m: M, v: Viewer, s: Session, config: string) => Edit[];
 /** The world's three exports for a plugin: `export const { hlsMaster, hlsMedia, dashMpd } = plugin({...})`. */
 export function plugin(p: Plugin): { hlsMaster: Entry<HlsMaster>; hlsMedia: Entry<HlsMedia>; dashMpd: Entry<DashMpd> } {
   const entry =
-    <M>(inSession: Plugin[keyof Plugin] | undefined, plain: Plugin[keyof Plugin] | undefined): Entry<M> =>
+    <M>(inSession: Plugin[keyof Plugin] | undefined, plain: Plugin[keyof Plugin] | undefined, media = false): Entry<M> =>
     (m, v, s, c) =>
       guarded(() => {
+        if (media) onDemand(m as HlsMedia);
         if (inSession) return (inSession as Entry<M>).call(p, m, v, s, c);
         if (plain) return (plain as (m: M, v: Viewer, c: string) => Edit[]).call(p, m, v, c);
         return [];
       });
   return {
     hlsMaster: entry<HlsMaster>(p.hlsMasterInSession, p.hlsMaster),
-    hlsMedia: entry<HlsMedia>(p.hlsMediaInSession, p.hlsMedia),
+    hlsMedia: entry<HlsMedia>(p.hlsMediaInSession, p.hlsMedia, true),
     dashMpd: entry<DashMpd>(p.dashMpdInSession, p.dashMpd),
   };
+}
+
+// The host leaves the segments out of the media playlist it passes (the world imports
+// `segments`): turning 300 segment records into objects is most of a call's time, and most
+// plugins read only the breaks. `media.segments` reads them all from the host the first time
+// it is used; `segments(first, count)` reads a few.
+function onDemand(m: HlsMedia) {
+  let all: Segment[] | null = null;
+  Object.defineProperty(m, "segments", {
+    get: () => (all ??= hostSegments.range(0, hostSegments.count())),
+    set: (v: Segment[]) => {
+      all = v;
+    },
+    enumerable: true,
+    configurable: true,
+  });
+}
+
+/** How many segments the media playlist being personalized has (without reading them). */
+export function segmentCount(): number {
+  return hostSegments.count();
+}
+
+/** The media playlist's segments `first` to `first + count - 1` (clipped to the playlist),
+ * read from the host without the others: e.g. the last ones, `segments(segmentCount() - 3, 3)`. */
+export function segments(first: number, count: number): Segment[] {
+  return hostSegments.range(Math.max(0, first), Math.max(0, count));
 }
 
 // The canonical ABI takes a thrown string as the `err` of the result; anything else thrown

@@ -47,6 +47,23 @@ pub mod session {
     });
 }
 
+/// The `lean-session-plugin` world (0.2.3): `session-plugin` plus the `segments` interface.
+/// Its exports are `session-plugin`'s, so its components run through [`session`]'s bindings;
+/// this generates only the `segments` import.
+pub mod lean {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "lean-session-plugin",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "manifold:plugin/types": super::manifold::plugin::types,
+            "manifold:plugin/host": super::manifold::plugin::host,
+            "manifold:plugin/low-latency": super::session::manifold::plugin::low_latency,
+        },
+    });
+}
+
 /// The `scoped-session-plugin` world (0.2.1): `scoped-plugin` with the session as input.
 pub mod scoped_session {
     wasmtime::component::bindgen!({

@@ -56,6 +56,9 @@ pub struct LoadedPlugin {
     pub(super) pre: Pre,
     /// The capabilities a `scoped-plugin` component imports (none for a `plugin` one).
     pub imports: Capabilities,
+    /// It imports `segments` (0.2.3): called with an HLS media playlist's segments left out
+    /// of its input, which it reads on demand.
+    pub segments_on_demand: bool,
     pub wasm_bytes: usize,
     /// How it got into memory: compiled now, or read from the artifact store.
     pub from_artifact: bool,
@@ -65,7 +68,10 @@ pub struct LoadedPlugin {
 impl LoadedPlugin {
     /// The world it was built for (`plugin`, `session-plugin`, ...).
     pub fn world(&self) -> &'static str {
-        self.pre.world()
+        match (&self.pre, self.segments_on_demand) {
+            (Pre::Session(_), true) => "lean-session-plugin",
+            (pre, _) => pre.world(),
+        }
     }
 
     /// The capabilities it imports that `granted` lacks, by name (empty: it may run).

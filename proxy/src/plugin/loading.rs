@@ -7,13 +7,15 @@ use super::bindings::scoped_session::ScopedSessionPluginPre;
 use super::bindings::session::SessionPluginPre;
 use super::bindings::PluginPre;
 use super::capabilities::Capabilities;
+use super::host::HostState;
 use super::loaded::{LoadError, LoadedPlugin, Pre};
 use super::runtime::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker, LinkerInstance, ResourceType};
 use wasmtime::Engine;
 
 impl PluginEngine {
@@ -74,8 +76,7 @@ impl PluginEngine {
         let mut linker = self.linker.clone();
         super::host::wasi::link_subset(&mut linker, &self.engine, &component)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        linker
-            .define_unknown_imports_as_traps(&component)
+        trap_unknown_imports(&mut linker, &self.engine, &component)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
@@ -97,6 +98,7 @@ impl PluginEngine {
             digest: digest.clone(),
             pre,
             imports: imports.unwrap_or_default(),
+            segments_on_demand: imports_segments(&self.engine, &component),
             wasm_bytes: wasm.len(),
             from_artifact,
             load_time: started.elapsed(),
@@ -188,6 +190,67 @@ impl PluginEngine {
                 .unwrap_or_else(|_| Err(LoadError::Trial("trial run panicked".into())))
         })
     }
+}
+
+/// Defines every import the host does not give as a function that traps when called (its
+/// resources as empty host resources). The contract's own interfaces are left alone: an
+/// older version (`low-latency@0.2.2`) is satisfied by the host's newer one through semver,
+/// and wasmtime's `define_unknown_imports_as_traps` would define it afresh under its exact
+/// name, as traps, shadowing that match. An import of the contract the host does not have
+/// at all fails `instantiate_pre`, with its name.
+fn trap_unknown_imports(
+    linker: &mut Linker<HostState>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    fn stub(
+        at: &mut LinkerInstance<'_, HostState>,
+        name: &str,
+        item: &ComponentItem,
+        engine: &Engine,
+        path: &str,
+    ) -> wasmtime::Result<()> {
+        // a definition already there (the WASI subset) makes these fail: it stays
+        match item {
+            ComponentItem::ComponentFunc(_) => {
+                let what = path.to_string();
+                let _ = at.func_new(name, move |_, _, _, _| {
+                    wasmtime::bail!("unknown import: `{what}` has not been defined")
+                });
+            }
+            ComponentItem::Resource(_) => {
+                let _ = at.resource(name, ResourceType::host::<()>(), |_, _| Ok(()));
+            }
+            ComponentItem::ComponentInstance(i) => {
+                let mut inner = at.instance(name)?;
+                for (export, e) in i.exports(engine) {
+                    stub(
+                        &mut inner,
+                        export,
+                        &e.ty,
+                        engine,
+                        &format!("{path}#{export}"),
+                    )?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    for (name, e) in component.component_type().imports(engine) {
+        if !name.starts_with("manifold:plugin/") {
+            stub(&mut linker.root(), name, &e.ty, engine, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether it imports `segments` (0.2.3), and so reads the input's segments on demand.
+fn imports_segments(engine: &Engine, component: &Component) -> bool {
+    component.component_type().imports(engine).any(|(name, _)| {
+        name.strip_prefix("manifold:plugin/segments")
+            .is_some_and(|v| v.is_empty() || v.starts_with('@'))
+    })
 }
 
 /// The capabilities a `scoped-plugin` component imports; `None` for a component of the

@@ -154,6 +154,11 @@ impl PluginEngine {
             .memory_init_cow(true)
             .max_wasm_stack(512 * 1024)
             .async_stack_size(2 * 1024 * 1024);
+        // `perf` names plugin functions from /tmp/perf-<pid>.map (profiling plugins; off by
+        // default: the map grows with every compile)
+        if std::env::var_os("MANIFOLD_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(e.to_string()))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         super::host::link(&mut linker).map_err(|e| LoadError::Invalid(e.to_string()))?;
@@ -237,6 +242,20 @@ impl PluginEngine {
             if let Input::HlsMedia(_, edge) = &input {
                 store.data_mut().edge = edge.cloned();
             }
+            // a component reading the segments on demand gets the playlist without them
+            let lean;
+            let input = match input {
+                Input::HlsMedia(m, edge) if plugin.segments_on_demand => {
+                    store.data_mut().segments = Some(m.segments.as_slice().into());
+                    lean = HlsMedia {
+                        segments: Vec::new(),
+                        breaks: m.breaks.clone(),
+                        ..*m
+                    };
+                    Input::HlsMedia(&lean, edge)
+                }
+                other => other,
+            };
             let call = async {
                 // the worlds export the same functions over the same types; the 0.2.1 ones
                 // take the session too

@@ -1,7 +1,8 @@
 //! The host side of a call: its store data, and the host imports of `wit/plugin.wit`, one
 //! module per capability, each owning its state and checking its own grant: [`log`], [`kv`],
 //! [`ads`] (`decide-ads`), [`clock`] (`now-ms`); and [`low_latency`], the input's live
-//! edge (no capability: it describes the input); and the small [`wasi`] subset a language
+//! edge, and [`segments`], its segments read on demand (no capability: they describe the
+//! input); and the small [`wasi`] subset a language
 //! runtime needs (clocks with `clock`, random, an empty environment). Shared by all: the instance's memory
 //! [`limiter`] and the tenant's core share the call holds ([`cpu`]).
 
@@ -12,6 +13,7 @@ pub mod kv;
 pub mod limiter;
 pub mod log;
 pub mod low_latency;
+pub mod segments;
 pub mod wasi;
 
 pub use cpu::CpuSlot;
@@ -34,6 +36,8 @@ pub struct HostState {
     pub host_wait: Duration,
     /// The input's LL-HLS live edge (`low-latency.live-edge`).
     pub edge: low_latency::Edge,
+    /// The input's segments, for a component that reads them on demand (`segments`).
+    pub segments: segments::Segments,
     log: log::Log,
     kv: kv::Kv,
     ads: ads::Ads,
@@ -57,6 +61,7 @@ impl HostState {
             cpu: None,
             host_wait: Duration::ZERO,
             edge: None,
+            segments: None,
             log: log::Log::new(caps.log),
             kv: kv::Kv::new(caps.kv, kv),
             ads: ads::Ads::new(caps.ads, decider, session, breaks),
@@ -82,14 +87,15 @@ impl HostState {
 
 /// Links every host import: the `plugin` world's one `host` interface, and each capability's
 /// interface of the `scoped-plugin` world (which a deploy only allows if granted), and the
-/// session worlds' `low-latency`.
+/// session worlds' `low-latency`, and `segments` (0.2.3).
 pub fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     super::bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
     log::link(linker)?;
     kv::link(linker)?;
     ads::link(linker)?;
     clock::link(linker)?;
-    low_latency::link(linker)
+    low_latency::link(linker)?;
+    segments::link(linker)
 }
 
 fn denied(what: &str) -> wasmtime::Error {

@@ -20,7 +20,7 @@ struct Datetime {
 }
 
 /// Defines, in `linker`, the WASI functions Manifold gives for each WASI interface the
-/// component imports; the rest are left for `define_unknown_imports_as_traps`.
+/// component imports; the rest are left to trap (`loading::trap_unknown_imports`).
 pub fn link_subset(
     linker: &mut Linker<HostState>,
     engine: &Engine,
@@ -50,7 +50,7 @@ pub fn link_subset(
                 |i| i.func_wrap("insecure-seed", |_, (): ()| Ok(((u64s()?, u64s()?),)))
             }
             "wasi:cli/environment" => environment,
-            // left to `define_unknown_imports_as_traps`
+            // left to trap (`loading::trap_unknown_imports`)
             _ => continue,
         };
         define(&mut linker.instance(&name)?)?;

@@ -584,6 +584,68 @@ async fn probe(e: &PluginEngine, p: &LoadedPlugin, config: &str, env: &CallEnv) 
 }
 
 #[tokio::test]
+async fn a_typescript_plugin_reads_the_segments_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let (ts, rust) = (
+        e.load(&plugin_wasm("probe_ts")).unwrap(),
+        e.load(&plugin_wasm("scte35_breaks")).unwrap(),
+    );
+    // the TypeScript SDK's world imports `segments`; a Rust plugin of session-plugin does not
+    assert!(ts.segments_on_demand && !rust.segments_on_demand);
+    assert_eq!(ts.world(), "lean-session-plugin");
+    let mut m = media();
+    m.segments = (0..5)
+        .map(|i| crate::plugin::bindings::Segment {
+            index: i,
+            sequence: 100 + i as u64,
+            uri: format!("s{i}.ts"),
+            duration: 2.0,
+            discontinuity: false,
+            program_date_time: None,
+        })
+        .collect();
+    let edits = e
+        .call(
+            &ts,
+            Input::HlsMedia(&m, None),
+            &viewer(),
+            "segments=1",
+            &env(2000),
+            None,
+        )
+        .await
+        .unwrap();
+    // the record it got had none: every one of these came through `segments`
+    let want = "#EXT-X-PROBE-SEGMENTS:5;s0.ts,s1.ts,s2.ts,s3.ts,s4.ts;103=s3.ts,104=s4.ts";
+    let lines: Vec<_> = edits
+        .into_iter()
+        .map(|e| match e {
+            crate::types::Edit::AddTag(t) => t.line,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(lines, [want]);
+    // a master playlist has no segments to read
+    let master = HlsMaster {
+        variants: vec![],
+        renditions: vec![],
+    };
+    let none = e
+        .call(
+            &ts,
+            Input::HlsMaster(&master),
+            &viewer(),
+            "",
+            &env(2000),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
 async fn a_typescript_plugin_gets_random_seeds_the_clock_when_granted_and_its_errors() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());

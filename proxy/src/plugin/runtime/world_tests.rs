@@ -1,5 +1,7 @@
 //! The contract's versions: a component built for 0.2.0 runs unchanged, a 0.2.1 one is
-//! given the session, a 0.2.2 one can read the live edge (and a 0.2.1 one runs without it).
+//! given the session, a 0.2.2 one can read the live edge (and a 0.2.1 one runs without it), and
+//! a 0.2.2 one still gets every segment in its input and calls `low-latency@0.2.2` on the
+//! host's 0.2.3.
 
 use super::tests::{engine, env, media, media_with_break, plugin_wasm, viewer};
 use super::*;
@@ -136,4 +138,33 @@ async fn a_plugin_built_for_0_2_1_runs_unchanged_on_an_ll_hls_input() {
         matches!(&edits[..], [crate::types::Edit::FillBreak(f)] if f.pod[0].creative == "ad10"),
         "{edits:?}"
     );
+}
+
+#[tokio::test]
+async fn a_plugin_built_for_0_2_2_still_gets_every_segment_in_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let p = e.load(&plugin_wasm("legacy_v0_2_2")).unwrap();
+    assert_eq!(p.world(), "session-plugin");
+    // it does not import `segments` (0.2.3): the host must not leave them out
+    assert!(!p.segments_on_demand);
+    let ll = wire_of(LL);
+    let edits = e
+        .call(&p, ll.input(), &viewer(), "", &env(200), None)
+        .await
+        .unwrap();
+    let [crate::types::Edit::AddTag(t)] = &edits[..] else {
+        panic!("{edits:?}")
+    };
+    let crate::plugin::Input::HlsMedia(m, Some(edge)) = ll.input() else {
+        panic!("an LL-HLS media playlist")
+    };
+    let want = format!(
+        "#EXT-X-LEGACY-0-2-2:SEGMENTS={},LAST=\"{}\",PARTS={}",
+        m.segments.len(),
+        m.segments.last().unwrap().uri,
+        edge.parts.len()
+    );
+    assert!(m.segments.len() >= 2, "{m:?}");
+    assert_eq!(t.line, want);
 }

@@ -77,6 +77,8 @@ if [[ -z ${NO_BUILD:-} ]]; then
 fi
 PLUGIN=${PLUGIN:-$PWD/target/wasm32-wasip2/release/scte35_breaks.wasm}
 [[ -f $PLUGIN ]] || { echo "$PLUGIN is missing: scripts/build-plugins.sh" >&2; exit 2; }
+# the config lives in a temporary directory: a relative path would resolve from there
+PLUGIN=$(realpath "$PLUGIN")
 
 mkdir -p "$RESULTS"
 RESULTS=$(cd "$RESULTS" && pwd)

@@ -161,18 +161,20 @@ async fn two_hundred_concurrent_misses_make_one_origin_fetch() {
         .collect();
     let mut bodies = Vec::new();
     let mut collapsed = 0;
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     for t in tasks {
         let (status, cs, body) = t.await.unwrap();
         assert_eq!(status, 200, "{cs}");
         if cs.contains("collapsed") || cs.contains("hit") {
             collapsed += 1;
         }
+        *statuses.entry(cs).or_default() += 1;
         bodies.push(body);
     }
     assert_eq!(
         origin.count(&path).await.unwrap(),
         1,
-        "exactly one origin fetch"
+        "exactly one origin fetch; Cache-Status seen: {statuses:?}"
     );
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
     assert_eq!(

@@ -110,6 +110,13 @@ struct Writing {
     state: watch::Sender<Arrived>,
 }
 
+/// What a lookup found under a key.
+enum Found {
+    Whole(Arc<Object>),
+    Writing(Arc<Writing>),
+    None,
+}
+
 /// How much of an object being written has arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arrived {
@@ -131,6 +138,25 @@ impl SegmentStorage {
             max_object,
             writing: Default::default(),
             next_write: AtomicU64::new(0),
+        }
+    }
+
+    /// The object under `k`: whole, still arriving, or neither. `between_looks` lets a test
+    /// finish a write at the worst moment.
+    fn find(&self, k: &HashBinary, between_looks: impl FnOnce()) -> Found {
+        if let Some(obj) = self.objects.get(k) {
+            return Found::Whole(obj);
+        }
+        between_looks();
+        if let Some(w) = self.writing.lock().get(k).and_then(|l| l.first().cloned()) {
+            return Found::Writing(w);
+        }
+        // A write can finish between the two looks. `finish` stores the object before the
+        // writer leaves `writing`, so a second look finds it; without it, a reader woken by the
+        // released cache lock would see neither and fetch the origin a second time.
+        match self.objects.get(k) {
+            Some(obj) => Found::Whole(obj),
+            None => Found::None,
         }
     }
 
@@ -174,20 +200,18 @@ impl Storage for SegmentStorage {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(obj) = self.objects.get(&key.combined_bin()) else {
-            let first = self
-                .writing
-                .lock()
-                .get(&key.combined_bin())
-                .and_then(|l| l.first().cloned());
-            return first.map(|w| Self::partial_hit(&w)).transpose();
+        let k = key.combined_bin();
+        let obj = match self.find(&k, || ()) {
+            Found::None => return Ok(None),
+            Found::Writing(w) => return Self::partial_hit(&w).map(Some),
+            Found::Whole(obj) => obj,
         };
         let meta = match obj.meta() {
             Ok(m) => m,
             Err(e) => {
                 // a corrupt entry is a miss, never a failed request
                 tracing::warn!(error = %e, "dropping unreadable cache entry");
-                self.objects.invalidate(&key.combined_bin());
+                self.objects.invalidate(&k);
                 return Ok(None);
             }
         };
@@ -638,5 +662,30 @@ mod tests {
             .unwrap();
         assert_eq!(out, PurgeOutcome::Purged(None));
         assert!(s.lookup(&key, &span).await.unwrap().is_none());
+    }
+
+    /// A write finishing between the looks of a lookup is still found (whole), not missed:
+    /// a miss there sends a reader the cache lock released to the origin a second time.
+    #[test]
+    fn a_write_finishing_during_a_lookup_is_never_missed() {
+        let s = storage(1 << 20);
+        let key = CacheKey::new("race/1.ts", "t");
+        let span = pingora_cache::trace::Span::inactive().handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut miss = rt
+            .block_on(s.get_miss_handler(&key, &meta(), &span))
+            .unwrap();
+        rt.block_on(miss.write_body(Bytes::from_static(b"seg"), true))
+            .unwrap();
+        let found = s.find(&key.combined_bin(), || {
+            rt.block_on(miss.finish()).unwrap();
+        });
+        match found {
+            Found::Whole(obj) => assert_eq!(&obj.body[..], b"seg"),
+            Found::Writing(_) => panic!("the write had finished"),
+            Found::None => panic!("a finished write was missed"),
+        }
     }
 }

@@ -171,21 +171,41 @@ fn oversized_duration(text: &str) -> Option<&str> {
 /// m3u8-rs skips what it does not understand; a manifest where it skipped a tag that
 /// defines the structure is malformed, not something to edit.
 fn counts_match(body: &[u8], tag: &[u8], parsed: usize) -> bool {
-    body.split(|b| *b == b'\n')
+    lines(body)
         .filter(|l| l.trim_ascii_start().starts_with(tag))
         .count()
         == parsed
 }
 
+/// The lines of a body (memchr finds the ends: the byte-at-a-time `split` was 8% of a
+/// 300-segment parse).
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= body.len() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', &body[at..]).map_or(body.len(), |i| at + i);
+        let line = &body[at..end];
+        at = end + 1;
+        Some(line)
+    })
+}
+
 /// Why a media playlist m3u8-rs accepted is still malformed, if it is.
 fn media_problem(body: &[u8], m: &m3u8_rs::MediaPlaylist) -> Option<String> {
     let n = m.segments.len();
-    let uris = body
-        .split(|b| *b == b'\n')
-        .map(|l| l.trim_ascii())
-        .filter(|l| !l.is_empty() && l[0] != b'#')
-        .count();
-    if !counts_match(body, b"#EXTINF", n) || uris != n {
+    // one pass: the segment URIs and the EXTINF tags listed, each of which must have parsed
+    let (mut uris, mut extinfs) = (0, 0);
+    for l in lines(body) {
+        let l = l.trim_ascii_start();
+        match l.first() {
+            Some(b'#') => extinfs += usize::from(l.starts_with(b"#EXTINF")),
+            Some(_) => uris += usize::from(!l.trim_ascii_end().is_empty()),
+            None => {}
+        }
+    }
+    if extinfs != n || uris != n {
         return Some(format!("{n} segments parse out of {uris} listed"));
     }
     if n > 0 && m.target_duration == 0 {

@@ -3,10 +3,10 @@
 // mid-roll pod 20 s into the content. `guided_pod=ad15` plays another pre-roll pod to
 // server-guided sessions (the session is part of the plugin's input).
 // The same plugin as plugins/preroll (Rust): both give the same manifests.
-import { plugin, config, query, ad, edit, parseNumber, type Edit, type Session, type Viewer } from "@manifold/plugin-sdk";
+import { plugin, config, query, ad, edit, fromFirstDigit, parseNumber, type Edit, type Session, type Viewer } from "@manifold/plugin-sdk";
 
 /** `adN` lasts N s (10 when N is not a number). */
-const podOf = (names: string[]) => names.map((n) => ad(n, parseNumber(n.replace(/^[^0-9]*/, "")) ?? 10));
+const podOf = (names: string[]) => names.map((n) => ad(n, parseNumber(fromFirstDigit(n)) ?? 10));
 
 function preroll(v: Viewer, s: Session, cfg: string, live: boolean): Edit[] {
   if (query(v, "preroll") === "0") return [];

@@ -3,7 +3,8 @@
 //! with one break, on the same without its segments, and on a master (no edits); and the
 //! memory a loaded plugin of each adds.
 //!
-//! `scripts/build-plugins.sh`, then `cargo bench -p manifold --bench typescript`.
+//! `scripts/build-plugins.sh`, then `cargo bench -p manifold --bench typescript`
+//! (`TS_BASELINE=old.wasm` adds an earlier build of the TypeScript plugin, as `ts-baseline/`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use manifold::parse::{parse, Parsed};
@@ -47,8 +48,16 @@ fn benches(c: &mut Criterion) {
         panic!("a master playlist")
     };
     let wm = Wire::hls_master(&master);
-    for (lang, name) in [("rust", "scte35_breaks"), ("ts", "scte35_breaks_ts")] {
-        let p = e.load(&wasm(name)).unwrap();
+    let mut plugins = vec![
+        ("rust", wasm("scte35_breaks")),
+        ("ts", wasm("scte35_breaks_ts")),
+    ];
+    // an earlier build of the TypeScript plugin, measured in the same run (an A/B)
+    if let Ok(path) = std::env::var("TS_BASELINE") {
+        plugins.push(("ts-baseline", std::fs::read(path).unwrap()));
+    }
+    for (lang, bytes) in plugins {
+        let p = e.load(&bytes).unwrap();
         // the same plan in both languages
         let plan = rt
             .block_on(e.call(

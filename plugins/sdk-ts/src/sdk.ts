@@ -128,9 +128,22 @@ function guarded(f: () => Edit[]): Edit[] {
 const readConfig = {
   /** The value of `key`, trimmed. */
   get(config: string, key: string): string | null {
-    for (const kv of config.split(/[;\n]/)) {
-      const eq = kv.indexOf("=");
-      if (eq >= 0 && kv.slice(0, eq).trim() === key) return kv.slice(eq + 1).trim();
+    // found with indexOf, not a regex split or a loop over characters: either costs QuickJS
+    // more than the rest of a typical call
+    const next = (c: string, from: number) => {
+      const i = config.indexOf(c, from);
+      return i < 0 ? config.length : i;
+    };
+    let semi = next(";", 0);
+    let nl = next("\n", 0);
+    let eq = next("=", 0);
+    for (let start = 0; start < config.length; ) {
+      if (semi < start) semi = next(";", start);
+      if (nl < start) nl = next("\n", start);
+      if (eq < start) eq = next("=", start);
+      const end = semi < nl ? semi : nl;
+      if (eq < end && config.slice(start, eq).trim() === key) return config.slice(eq + 1, end).trim();
+      start = end + 1;
     }
     return null;
   },
@@ -147,23 +160,50 @@ const readConfig = {
 };
 export const config = readConfig;
 
-const FLOAT = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)$/i;
+const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9";
 
-/** `s` as a number, or null unless all of it is one (stricter than `Number()`, which reads "" as 0). */
+/** `s` as a number, or null unless all of it is one (as Rust's `f64` parse reads it: an
+ * optional sign, digits with an optional fraction and exponent, or inf/infinity/nan in any
+ * case; stricter than `Number()`, which reads "" as 0). */
 export function parseNumber(s: string): number | null {
-  if (!FLOAT.test(s)) return null;
-  const l = s.toLowerCase().replace(/^\+/, "");
-  if (l === "inf" || l === "infinity") return Infinity;
-  if (l === "-inf" || l === "-infinity") return -Infinity;
-  if (l.endsWith("nan")) return NaN;
-  return Number(s);
+  let i = s[0] === "+" || s[0] === "-" ? 1 : 0;
+  const int = i;
+  while (isDigit(s[i])) i++;
+  let digits = i > int;
+  if (s[i] === ".") {
+    const frac = ++i;
+    while (isDigit(s[i])) i++;
+    digits ||= i > frac;
+  }
+  if (!digits) {
+    const word = s.slice(int).toLowerCase();
+    if (word === "inf" || word === "infinity") return s[0] === "-" ? -Infinity : Infinity;
+    return word === "nan" ? NaN : null;
+  }
+  if (s[i] === "e" || s[i] === "E") {
+    i += s[i + 1] === "+" || s[i + 1] === "-" ? 2 : 1;
+    const exp = i;
+    while (isDigit(s[i])) i++;
+    if (i === exp) return null;
+  }
+  return i === s.length ? Number(s) : null;
 }
 
 /** `s` as a u32 (digits only), or null. */
 export function parseU32(s: string): number | null {
-  if (!/^\+?\d+$/.test(s)) return null;
+  let i = s[0] === "+" ? 1 : 0;
+  if (i === s.length) return null;
+  for (; i < s.length; i++) if (!isDigit(s[i])) return null;
   const n = Number(s);
   return n <= 0xffffffff ? n : null;
+}
+
+/** `s` from its first ASCII digit on ("" without one): `ad10` → `10`, as Rust's
+ * `s.trim_start_matches(|c: char| !c.is_ascii_digit())`. */
+export function fromFirstDigit(s: string): string {
+  let i = 0;
+  while (i < s.length && !isDigit(s[i])) i++;
+  return s.slice(i);
 }
 
 /** A query (player) parameter. */

@@ -79,7 +79,12 @@ pub struct CallEnv {
 pub enum Input<'a> {
     HlsMaster(&'a HlsMaster),
     /// With its LL-HLS live edge, when it has one (what `low-latency.live-edge` answers).
-    HlsMedia(&'a HlsMedia, Option<&'a Arc<LiveEdge>>),
+    /// And, from a cached manifest, where its on-demand form is kept ([`super::wire::OnDemand`]).
+    HlsMedia(
+        &'a HlsMedia,
+        Option<&'a Arc<LiveEdge>>,
+        Option<&'a std::sync::OnceLock<super::wire::OnDemand>>,
+    ),
     DashMpd(&'a DashMpd),
 }
 
@@ -95,7 +100,7 @@ impl Input<'_> {
         use super::wire::Cv;
         match self {
             Input::HlsMaster(_) => Vec::new(),
-            Input::HlsMedia(m, _) => (&m.breaks).cv(),
+            Input::HlsMedia(m, ..) => (&m.breaks).cv(),
             Input::DashMpd(m) => (&m.breaks).cv(),
         }
     }
@@ -239,20 +244,22 @@ impl PluginEngine {
             let mut store = self.store(env, session, input.breaks(), deadline);
             // held in the store: the host gives it back while the call waits on the network
             store.data_mut().cpu = Some(CpuSlot::held(env.cpu.clone()));
-            if let Input::HlsMedia(_, edge) = &input {
+            if let Input::HlsMedia(_, edge, _) = &input {
                 store.data_mut().edge = edge.cloned();
             }
             // a component reading the segments on demand gets the playlist without them
-            let lean;
+            let owned;
             let input = match input {
-                Input::HlsMedia(m, edge) if plugin.segments_on_demand => {
-                    store.data_mut().segments = Some(m.segments.as_slice().into());
-                    lean = HlsMedia {
-                        segments: Vec::new(),
-                        breaks: m.breaks.clone(),
-                        ..*m
+                Input::HlsMedia(m, edge, kept) if plugin.segments_on_demand => {
+                    let on_demand = match kept {
+                        Some(kept) => kept.get_or_init(|| super::wire::OnDemand::of(m)),
+                        None => {
+                            owned = super::wire::OnDemand::of(m);
+                            &owned
+                        }
                     };
-                    Input::HlsMedia(&lean, edge)
+                    store.data_mut().segments = Some(on_demand.segments.clone());
+                    Input::HlsMedia(&on_demand.lean, edge, None)
                 }
                 other => other,
             };
@@ -268,7 +275,7 @@ impl PluginEngine {
                                     .call_hls_master(&mut store, m, viewer, $($session,)? config)
                                     .await
                             }
-                            Input::HlsMedia(m, _) => {
+                            Input::HlsMedia(m, ..) => {
                                 instance
                                     .call_hls_media(&mut store, m, viewer, $($session,)? config)
                                     .await

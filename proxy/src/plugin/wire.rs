@@ -7,7 +7,7 @@
 use super::bindings as w;
 use super::bindings::session::manifold::plugin::low_latency::Edge as LiveEdge;
 use crate::types as t;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A conversion between the twin types of the core and the bindings, by value (moves) or by
 /// reference (clones).
@@ -217,8 +217,9 @@ impl Cv<w::Edit> for t::Edit {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wire {
     HlsMaster(w::HlsMaster),
-    /// With its LL-HLS live edge, when it has one.
-    HlsMedia(w::HlsMedia, Option<Arc<LiveEdge>>),
+    /// With its LL-HLS live edge, when it has one, and its form for components that read
+    /// the segments on demand (built on the first such call).
+    HlsMedia(w::HlsMedia, Option<Arc<LiveEdge>>, OnceLock<OnDemand>),
     DashMpd(w::DashMpd),
 }
 
@@ -227,7 +228,7 @@ impl Wire {
         Wire::HlsMaster(v.cv())
     }
     pub fn hls_media(v: &t::HlsMedia, edge: Option<&t::LiveEdge>) -> Wire {
-        Wire::HlsMedia(v.cv(), edge.map(|e| Arc::new(e.cv())))
+        Wire::HlsMedia(v.cv(), edge.map(|e| Arc::new(e.cv())), OnceLock::new())
     }
     pub fn dash_mpd(v: &t::DashMpd) -> Wire {
         Wire::DashMpd(v.cv())
@@ -247,8 +248,30 @@ impl Wire {
     pub fn input(&self) -> super::Input<'_> {
         match self {
             Wire::HlsMaster(m) => super::Input::HlsMaster(m),
-            Wire::HlsMedia(m, edge) => super::Input::HlsMedia(m, edge.as_ref()),
+            Wire::HlsMedia(m, edge, lean) => super::Input::HlsMedia(m, edge.as_ref(), Some(lean)),
             Wire::DashMpd(m) => super::Input::DashMpd(m),
+        }
+    }
+}
+
+/// A media playlist as a component that reads its segments on demand gets it: without its
+/// segments, which the host shares with the call instead (what `segments.range` answers). Built
+/// once per cached manifest, so a call copies neither.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnDemand {
+    pub lean: w::HlsMedia,
+    pub segments: Arc<[w::Segment]>,
+}
+
+impl OnDemand {
+    pub fn of(m: &w::HlsMedia) -> OnDemand {
+        OnDemand {
+            lean: w::HlsMedia {
+                segments: Vec::new(),
+                breaks: m.breaks.clone(),
+                ..*m
+            },
+            segments: m.segments.as_slice().into(),
         }
     }
 }

@@ -59,7 +59,7 @@ async fn run(
 ) -> Result<Vec<crate::types::Edit>, PluginFailure> {
     e.call(
         p,
-        Input::HlsMedia(&media(), None),
+        Input::HlsMedia(&media(), None, None),
         &viewer(),
         &format!("mode={mode}"),
         env,
@@ -228,8 +228,15 @@ async fn decide_ads_decides_only_the_inputs_breaks_a_few_times_within_a_ceiling(
         let (e, p) = (&e, &p);
         async move {
             let m = media_with_break();
-            e.call(p, Input::HlsMedia(&m, None), &viewer(), config, &env, None)
-                .await
+            e.call(
+                p,
+                Input::HlsMedia(&m, None, None),
+                &viewer(),
+                config,
+                &env,
+                None,
+            )
+            .await
         }
     };
     // made-up break ids: the first one traps, nothing is decided
@@ -322,7 +329,7 @@ async fn a_tenants_calls_execute_within_its_share_of_the_cores() {
 struct Held(HlsMedia);
 impl Subject for Held {
     fn input(&self) -> Option<Input<'_>> {
-        Some(Input::HlsMedia(&self.0, None))
+        Some(Input::HlsMedia(&self.0, None, None))
     }
 }
 
@@ -566,7 +573,7 @@ async fn probe(e: &PluginEngine, p: &LoadedPlugin, config: &str, env: &CallEnv) 
     let edits = e
         .call(
             p,
-            Input::HlsMedia(&media(), None),
+            Input::HlsMedia(&media(), None, None),
             &viewer(),
             config,
             env,
@@ -608,7 +615,7 @@ async fn a_typescript_plugin_reads_the_segments_on_demand() {
     let edits = e
         .call(
             &ts,
-            Input::HlsMedia(&m, None),
+            Input::HlsMedia(&m, None, None),
             &viewer(),
             "segments=1",
             &env(2000),
@@ -626,6 +633,21 @@ async fn a_typescript_plugin_reads_the_segments_on_demand() {
         })
         .collect();
     assert_eq!(lines, [want]);
+    // from a cached manifest, its on-demand form is built on the first call and kept
+    let kept = std::sync::OnceLock::new();
+    for _ in 0..2 {
+        let input = Input::HlsMedia(&m, None, Some(&kept));
+        let edits = e
+            .call(&ts, input, &viewer(), "segments=1", &env(2000), None)
+            .await
+            .unwrap();
+        assert!(matches!(&edits[..], [crate::types::Edit::AddTag(t)] if t.line == want));
+    }
+    let on_demand = kept.get().expect("kept for the next calls");
+    assert_eq!(
+        (on_demand.segments.len(), on_demand.lean.segments.len()),
+        (5, 0)
+    );
     // a master playlist has no segments to read
     let master = HlsMaster {
         variants: vec![],
@@ -662,7 +684,7 @@ async fn a_typescript_plugin_gets_random_seeds_the_clock_when_granted_and_its_er
     let denied = e
         .call(
             &p,
-            Input::HlsMedia(&media(), None),
+            Input::HlsMedia(&media(), None, None),
             &viewer(),
             "now=1",
             &env,
@@ -689,7 +711,7 @@ async fn a_typescript_plugin_gets_random_seeds_the_clock_when_granted_and_its_er
     let quiet = e
         .call(
             &p,
-            Input::HlsMedia(&media(), None),
+            Input::HlsMedia(&media(), None, None),
             &viewer(),
             "console=1",
             &env,
@@ -709,7 +731,7 @@ async fn a_typescript_plugin_gets_random_seeds_the_clock_when_granted_and_its_er
         let f = e
             .call(
                 &p,
-                Input::HlsMedia(&media(), None),
+                Input::HlsMedia(&media(), None, None),
                 &viewer(),
                 how,
                 &env,
@@ -720,4 +742,85 @@ async fn a_typescript_plugin_gets_random_seeds_the_clock_when_granted_and_its_er
         assert_eq!(f.kind, FailureKind::PluginError, "{how}: {f:?}");
         assert!(f.message.contains(msg), "{how}: {f:?}");
     }
+}
+
+/// The TypeScript SDK reads numbers and config the way the Rust SDK does (`str::parse` of f64
+/// and u32, `trim_start_matches` of non-digits, `config::get`), so a plugin ported between the
+/// languages reads its config the same.
+#[tokio::test]
+async fn the_typescript_sdk_reads_numbers_and_config_as_rust_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let p = e.load(&plugin_wasm("probe_ts")).unwrap();
+    let inputs = [
+        "1",
+        "+1.5",
+        "-.5",
+        "1.",
+        ".",
+        "",
+        "e5",
+        "1e5",
+        "1E+5",
+        "2e-1",
+        "1e",
+        "1e+",
+        "inf",
+        "-Infinity",
+        "INF",
+        "NaN",
+        "+nan",
+        "-nan",
+        "nanx",
+        "0x10",
+        "1_0",
+        "12abc",
+        "+",
+        "-",
+        "4294967295",
+        "4294967296",
+        "-1",
+        "+7",
+        "007",
+        "ad10",
+        "ad-2.5",
+        "x",
+    ];
+    let tags = probe(&e, &p, &format!("numbers={}", inputs.join("|")), &env(2000)).await;
+    // JavaScript's way of printing a number, for the values above
+    let js = |n: Option<f64>| match n {
+        None => "null".to_string(),
+        Some(f) if f.is_nan() => "NaN".to_string(),
+        Some(f) if f.is_infinite() => if f > 0.0 { "Infinity" } else { "-Infinity" }.to_string(),
+        Some(f) => f.to_string(),
+    };
+    let want: Vec<String> = inputs
+        .iter()
+        .map(|n| {
+            format!(
+                "#EXT-X-PROBE-NUMBER:{n}={}/{}/{}",
+                js(n.parse::<f64>().ok()),
+                js(n.parse::<u32>().ok().map(f64::from)),
+                n.trim_start_matches(|c: char| !c.is_ascii_digit())
+            )
+        })
+        .collect();
+    assert_eq!(tags, want);
+    // `key=value` pairs split on `;` and newlines, keys and values trimmed, the first `=` splits
+    let config = "keys=a,b, c ,d,e,f,gone; a = 1 ;b=x=y\n c=\n;d;e=last;;e=again\nf";
+    let tags = probe(&e, &p, config, &env(2000)).await;
+    let want = [
+        "a=1",
+        "b=x=y",
+        "c=",
+        "d=null",
+        "e=last",
+        "f=null",
+        "gone=null",
+    ];
+    let want: Vec<String> = want
+        .iter()
+        .map(|w| format!("#EXT-X-PROBE-GET:{w}"))
+        .collect();
+    assert_eq!(tags, want);
 }

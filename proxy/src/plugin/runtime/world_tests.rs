@@ -16,7 +16,7 @@ async fn a_plugin_built_for_0_2_0_loads_and_runs_unchanged() {
     let edits = e
         .call(
             &p,
-            Input::HlsMedia(&m, None),
+            Input::HlsMedia(&m, None, None),
             &viewer(),
             "",
             &env(200),
@@ -55,7 +55,7 @@ async fn a_0_2_1_plugin_learns_the_sessions_insertion_mode_from_its_input() {
             let edits = e
                 .call(
                     p,
-                    Input::HlsMedia(&media(), None),
+                    Input::HlsMedia(&media(), None, None),
                     &viewer(),
                     "pod=ad10; guided_pod=ad15",
                     &env(200),
@@ -156,7 +156,7 @@ async fn a_plugin_built_for_0_2_2_still_gets_every_segment_in_its_input() {
     let [crate::types::Edit::AddTag(t)] = &edits[..] else {
         panic!("{edits:?}")
     };
-    let crate::plugin::Input::HlsMedia(m, Some(edge)) = ll.input() else {
+    let crate::plugin::Input::HlsMedia(m, Some(edge), _) = ll.input() else {
         panic!("an LL-HLS media playlist")
     };
     let want = format!(

@@ -312,6 +312,8 @@ impl PluginEngine {
                     ))
                 }
             };
+            let tenant = store.data().tenant.clone();
+            store.data_mut().stderr.finish(&tenant);
             match result {
                 Ok(Ok(edits)) if edits.len() > MAX_EDITS => Err(PluginFailure::new(
                     FailureKind::InvalidPlan,
@@ -324,7 +326,13 @@ impl PluginEngine {
                 )),
                 Err(e) => {
                     let l = &store.data().limiter;
-                    Err(classify(&e, l.memory_exceeded.then_some(l.memory_max)))
+                    let mut failure = classify(&e, l.memory_exceeded.then_some(l.memory_max));
+                    // what it wrote last says why (a Rust panic's message)
+                    if let Some(tail) = store.data().stderr.tail() {
+                        let tail: String = tail.chars().take(500).collect();
+                        failure.message = format!("{} (stderr: {tail})", failure.message);
+                    }
+                    Err(failure)
                 }
             }
         }

@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod log;
 pub mod low_latency;
 pub mod segments;
+pub mod stderr;
 pub mod wasi;
 
 pub use cpu::CpuSlot;
@@ -39,6 +40,8 @@ pub struct HostState {
     /// The input's segments, for a component that reads them on demand (`segments`).
     pub segments: segments::Segments,
     log: log::Log,
+    /// What the plugin wrote to WASI stderr.
+    pub stderr: stderr::Stderr,
     kv: kv::Kv,
     ads: ads::Ads,
     clock: clock::Clock,
@@ -63,6 +66,7 @@ impl HostState {
             edge: None,
             segments: None,
             log: log::Log::new(caps.log),
+            stderr: stderr::Stderr::new(caps.log),
             kv: kv::Kv::new(caps.kv, kv),
             ads: ads::Ads::new(caps.ads, decider, session, breaks),
             clock: clock::Clock::new(caps.clock),

@@ -1,12 +1,16 @@
 //! The WASI a plugin's language runtime asks for, and the little of it Manifold gives:
 //! wall and monotonic clocks (with the `clock` capability: a timer is a capability like the
 //! wall clock), random numbers and seeds (fresh per call, so `Math.random()` in a QuickJS
-//! plugin does not repeat across instances), and an empty environment and argument list.
-//! Everything else a component imports from WASI (files, sockets, stdio, exit...) stays a trap.
+//! plugin does not repeat across instances), an empty environment and argument list, and
+//! stderr, whose lines go to the tenant's log (with `log`; discarded without it) and whose
+//! last line joins a failed call's message (a Rust plugin's panic message is written there).
+//! Everything else a component imports from WASI (files, sockets, stdout, exit...) stays a trap.
 //! Defined per component, for the versions it imports (`wasi:clocks/wall-clock@0.2.x`).
 
 use super::HostState;
-use wasmtime::component::{Component, ComponentType, Linker, LinkerInstance, Lower};
+use wasmtime::component::{
+    Component, ComponentType, Linker, LinkerInstance, Lower, Resource, ResourceType,
+};
 use wasmtime::Engine;
 
 /// Most random bytes one call of `get-random-bytes` returns (a runtime asks for a seed's worth).
@@ -50,6 +54,13 @@ pub fn link_subset(
                 |i| i.func_wrap("insecure-seed", |_, (): ()| Ok(((u64s()?, u64s()?),)))
             }
             "wasi:cli/environment" => environment,
+            "wasi:cli/stderr" => |i| {
+                i.func_wrap("get-stderr", |_, (): ()| {
+                    Ok((Resource::<Stderr>::new_own(0),))
+                })
+            },
+            "wasi:io/streams" => stderr_stream,
+            "wasi:io/poll" => ready_pollables,
             // left to trap (`loading::trap_unknown_imports`)
             _ => continue,
         };
@@ -131,4 +142,75 @@ fn environment(inst: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()>
     })?;
     inst.func_wrap("get-arguments", |_, (): ()| Ok((Vec::<String>::new(),)))?;
     inst.func_wrap("initial-cwd", |_, (): ()| Ok((None::<String>,)))
+}
+
+/// The one output stream a plugin can get: its stderr (`get-stderr`; `get-stdout` traps).
+/// Every WASI resource is the host type `()`, as `loading::trap_unknown_imports` defines
+/// the ones not given here: each instance that names one (stdout, the terminals) must agree.
+type Stderr = ();
+/// `wasi:io/error`'s error, named by `stream-error` (never made: stderr writes do not fail).
+type IoError = ();
+
+#[derive(ComponentType, Lower)]
+#[component(variant)]
+#[allow(dead_code)] // the type the WIT names: stderr writes never fail
+enum StreamError {
+    #[component(name = "last-operation-failed")]
+    LastOperationFailed(Resource<IoError>),
+    #[component(name = "closed")]
+    Closed,
+}
+
+/// `output-stream` as stderr: writes go to the call's [`super::stderr::Stderr`] (the other
+/// streams' functions, subscribe and splice, stay traps; stdout is not given at all).
+fn stderr_stream(inst: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
+    type Done = Result<(), StreamError>;
+    inst.resource("output-stream", ResourceType::host::<Stderr>(), |_, _| {
+        Ok(())
+    })?;
+    inst.func_wrap(
+        "[method]output-stream.check-write",
+        |_, (_,): (Resource<Stderr>,)| Ok((Ok::<u64, StreamError>(4096),)),
+    )?;
+    for name in [
+        "[method]output-stream.write",
+        "[method]output-stream.blocking-write-and-flush",
+    ] {
+        inst.func_wrap(name, |mut s, (_, bytes): (Resource<Stderr>, Vec<u8>)| {
+            let state = s.data_mut();
+            let tenant = state.tenant.clone();
+            state.stderr.write(&tenant, &bytes);
+            Ok((Done::Ok(()),))
+        })?;
+    }
+    // writes never wait, so stderr is always ready for more
+    inst.func_wrap(
+        "[method]output-stream.subscribe",
+        |_, (_,): (Resource<Stderr>,)| Ok((Resource::<Pollable>::new_own(0),)),
+    )?;
+    for name in [
+        "[method]output-stream.flush",
+        "[method]output-stream.blocking-flush",
+    ] {
+        inst.func_wrap(name, |_, (_,): (Resource<Stderr>,)| Ok((Done::Ok(()),)))?;
+    }
+    Ok(())
+}
+
+/// `wasi:io/poll`'s pollable: the only ones a plugin can get are stderr's, always ready.
+type Pollable = ();
+
+fn ready_pollables(inst: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
+    inst.resource("pollable", ResourceType::host::<Pollable>(), |_, _| Ok(()))?;
+    inst.func_wrap(
+        "[method]pollable.ready",
+        |_, (_,): (Resource<Pollable>,)| Ok((true,)),
+    )?;
+    inst.func_wrap(
+        "[method]pollable.block",
+        |_, (_,): (Resource<Pollable>,)| Ok(()),
+    )?;
+    inst.func_wrap("poll", |_, (all,): (Vec<Resource<Pollable>>,)| {
+        Ok(((0..all.len() as u32).collect::<Vec<u32>>(),))
+    })
 }

@@ -824,3 +824,23 @@ async fn the_typescript_sdk_reads_numbers_and_config_as_rust_does() {
         .collect();
     assert_eq!(tags, want);
 }
+
+/// A Rust plugin's panic message reaches its failure (it writes it to WASI stderr, which the
+/// host keeps, and then traps), with or without the `log` capability.
+#[tokio::test]
+async fn a_panicking_plugin_fails_with_its_panic_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let p = e.load(&plugin_wasm("misbehave")).unwrap();
+    let mut logs = env(1000);
+    logs.caps.log = true;
+    for env in [env(1000), logs] {
+        let f = run(&e, &p, "trap", &env).await.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Trap, "{f:?}");
+        assert!(f.message.contains("misbehave: trap on purpose"), "{f:?}");
+        assert!(f.message.contains("panicked at"), "{f:?}");
+    }
+    // a trap that writes nothing has no stderr part
+    let f = run(&e, &p, "stack", &env(1000)).await.unwrap_err();
+    assert!(!f.message.contains("stderr:"), "{f:?}");
+}

@@ -312,8 +312,7 @@ impl PluginEngine {
                     ))
                 }
             };
-            let tenant = store.data().tenant.clone();
-            store.data_mut().stderr.finish(&tenant);
+            store.data_mut().stderr.finish();
             match result {
                 Ok(Ok(edits)) if edits.len() > MAX_EDITS => Err(PluginFailure::new(
                     FailureKind::InvalidPlan,

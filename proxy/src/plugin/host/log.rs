@@ -3,8 +3,8 @@
 use super::denied;
 use crate::plugin::bindings::Level;
 
-const MAX_LOG_LINES: usize = 100;
-const MAX_LOG_LINE: usize = 2048;
+pub(super) const MAX_LOG_LINES: usize = 100;
+pub(super) const MAX_LOG_LINE: usize = 2048;
 
 /// The call's log: whether it is granted, and the lines written so far.
 pub struct Log {

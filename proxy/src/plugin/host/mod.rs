@@ -60,13 +60,13 @@ impl HostState {
     ) -> HostState {
         HostState {
             limiter,
+            stderr: stderr::Stderr::new(Arc::clone(&tenant), caps.log),
             tenant,
             cpu: None,
             host_wait: Duration::ZERO,
             edge: None,
             segments: None,
             log: log::Log::new(caps.log),
-            stderr: stderr::Stderr::new(caps.log),
             kv: kv::Kv::new(caps.kv, kv),
             ads: ads::Ads::new(caps.ads, decider, session, breaks),
             clock: clock::Clock::new(caps.clock),

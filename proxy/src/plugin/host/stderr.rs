@@ -3,16 +3,16 @@
 //! into a "log denied" failure). The last lines are kept for a failed call's message: a Rust
 //! plugin's panic message is written there just before it traps.
 
+use super::log::{MAX_LOG_LINE as MAX_LINE, MAX_LOG_LINES as MAX_LINES};
+use std::sync::Arc;
+
 /// Most bytes one call may write to stderr (the rest is dropped).
 const MAX_STDERR: usize = 64 * 1024;
-/// Most lines one call logs.
-const MAX_LINES: usize = 100;
-/// Longest line kept (the rest of it is dropped).
-const MAX_LINE: usize = 2048;
 /// How many of the last lines a failed call's message shows.
 const TAIL: usize = 3;
 
 pub struct Stderr {
+    tenant: Arc<str>,
     log: bool,
     line: Vec<u8>,
     written: usize,
@@ -21,8 +21,9 @@ pub struct Stderr {
 }
 
 impl Stderr {
-    pub fn new(log: bool) -> Stderr {
+    pub fn new(tenant: Arc<str>, log: bool) -> Stderr {
         Stderr {
+            tenant,
             log,
             line: Vec::new(),
             written: 0,
@@ -31,7 +32,7 @@ impl Stderr {
         }
     }
 
-    pub fn write(&mut self, tenant: &str, bytes: &[u8]) {
+    pub fn write(&mut self, bytes: &[u8]) {
         let room = MAX_STDERR.saturating_sub(self.written);
         let bytes = &bytes[..bytes.len().min(room)];
         self.written += bytes.len();
@@ -43,24 +44,25 @@ impl Stderr {
             let room = MAX_LINE.saturating_sub(self.line.len());
             self.line.extend_from_slice(&text[..text.len().min(room)]);
             if ended {
-                self.end_line(tenant);
+                self.end_line();
             }
         }
     }
 
     /// Ends the call: a last line without its newline is logged too.
-    pub fn finish(&mut self, tenant: &str) {
+    pub fn finish(&mut self) {
         if !self.line.is_empty() {
-            self.end_line(tenant);
+            self.end_line();
         }
     }
 
     /// The last lines written, joined (for a failed call's message).
     pub fn tail(&self) -> Option<String> {
-        (!self.tail.is_empty()).then(|| Vec::from(self.tail.clone()).join(" / "))
+        let lines: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+        (!lines.is_empty()).then(|| lines.join(" / "))
     }
 
-    fn end_line(&mut self, tenant: &str) {
+    fn end_line(&mut self) {
         let text = String::from_utf8_lossy(&self.line).trim().to_string();
         self.line.clear();
         if text.is_empty() {
@@ -68,6 +70,7 @@ impl Stderr {
         }
         self.lines += 1;
         if self.log && self.lines <= MAX_LINES {
+            let tenant = &*self.tenant;
             tracing::warn!(target: "manifold::plugin", tenant, stream = "stderr", "{text}");
         }
         if self.tail.len() == TAIL {
@@ -83,16 +86,16 @@ mod tests {
 
     #[test]
     fn lines_are_split_across_writes_and_bounded() {
-        let mut e = Stderr::new(false);
-        e.write("t", b"thread panicked at src/lib.rs:1:1:\nboo");
+        let mut e = Stderr::new("t".into(), false);
+        e.write(b"thread panicked at src/lib.rs:1:1:\nboo");
         assert_eq!(e.tail().unwrap(), "thread panicked at src/lib.rs:1:1:");
-        e.write("t", b"m!\n\nnote: one\nlast");
-        e.finish("t");
+        e.write(b"m!\n\nnote: one\nlast");
+        e.finish();
         assert_eq!(e.tail().unwrap(), "boom! / note: one / last");
         // a flood is cut at MAX_STDERR and every line at MAX_LINE
-        let mut e = Stderr::new(false);
-        e.write("t", &vec![b'x'; 3 * MAX_STDERR]);
-        e.finish("t");
+        let mut e = Stderr::new("t".into(), false);
+        e.write(&vec![b'x'; 3 * MAX_STDERR]);
+        e.finish();
         assert_eq!(e.written, MAX_STDERR);
         assert_eq!(e.tail().unwrap().len(), MAX_LINE);
     }

@@ -3,7 +3,7 @@
 //! wall clock), random numbers and seeds (fresh per call, so `Math.random()` in a QuickJS
 //! plugin does not repeat across instances), an empty environment and argument list, and
 //! stderr, whose lines go to the tenant's log (with `log`; discarded without it) and whose
-//! last line joins a failed call's message (a Rust plugin's panic message is written there).
+//! last lines join a failed call's message (a Rust plugin's panic message is written there).
 //! Everything else a component imports from WASI (files, sockets, stdout, exit...) stays a trap.
 //! Defined per component, for the versions it imports (`wasi:clocks/wall-clock@0.2.x`).
 
@@ -162,7 +162,7 @@ enum StreamError {
 }
 
 /// `output-stream` as stderr: writes go to the call's [`super::stderr::Stderr`] (the other
-/// streams' functions, subscribe and splice, stay traps; stdout is not given at all).
+/// streams' functions, such as splice and write-zeroes, stay traps; stdout is not given).
 fn stderr_stream(inst: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
     type Done = Result<(), StreamError>;
     inst.resource("output-stream", ResourceType::host::<Stderr>(), |_, _| {
@@ -177,9 +177,7 @@ fn stderr_stream(inst: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<(
         "[method]output-stream.blocking-write-and-flush",
     ] {
         inst.func_wrap(name, |mut s, (_, bytes): (Resource<Stderr>, Vec<u8>)| {
-            let state = s.data_mut();
-            let tenant = state.tenant.clone();
-            state.stderr.write(&tenant, &bytes);
+            s.data_mut().stderr.write(&bytes);
             Ok((Done::Ok(()),))
         })?;
     }
